@@ -1,0 +1,69 @@
+/**
+ * Keys derived from the one gateway secret (HKDF-SHA256), sealing of secrets at rest (AES-256-GCM bound to the flow
+ * id), keyed hashes for lookups, and the device credential of DESIGN §2.
+ */
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+
+export interface Keys {
+  /** Seals flow secrets (tokens, device codes, PKCE verifiers, user codes) before they are stored. */
+  seal(plaintext: string, aad: string): string;
+  /** Opens what {@link seal} produced with the same `aad`; throws when it was tampered with. */
+  open(sealed: string, aad: string): string;
+  /** A keyed hash for store lookups (user codes, OAuth `state`), hex. */
+  lookupHash(purpose: string, value: string): string;
+  /** A key for signing cookies and CSRF tokens. */
+  readonly cookieSecret: string;
+}
+
+function derive(secret: string, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, 'devicegate/v1', info, 32));
+}
+
+/** Builds the keys from the gateway secret (DEVICEGATE_SECRET, at least 32 characters). */
+export function deriveKeys(secret: string): Keys {
+  const encKey = derive(secret, 'seal');
+  const macKey = derive(secret, 'lookup');
+  const cookieSecret = derive(secret, 'cookie').toString('base64url');
+  return {
+    seal(plaintext, aad) {
+      const iv = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', encKey, iv);
+      cipher.setAAD(Buffer.from(aad));
+      const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+      return Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url');
+    },
+    open(sealed, aad) {
+      const raw = Buffer.from(sealed, 'base64url');
+      if (raw.length < 28) throw new Error('sealed value is too short');
+      const decipher = createDecipheriv('aes-256-gcm', encKey, raw.subarray(0, 12));
+      decipher.setAAD(Buffer.from(aad));
+      decipher.setAuthTag(raw.subarray(12, 28));
+      return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
+    },
+    lookupHash(purpose, value) {
+      return createHmac('sha256', macKey).update(purpose).update('\0').update(value).digest('hex').slice(0, 40);
+    },
+    cookieSecret,
+  };
+}
+
+/** A fresh random secret, for single-instance demo runs where none is configured. */
+export function randomSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** The key every demo device uses when DEVICEGATE_DEVICE_KEY is unset. Public: never for production. */
+export const DEMO_DEVICE_KEY = 'devicegate-demo-fleet-key-not-secret';
+
+/** DESIGN §2: password = base64url(HMAC-SHA256(key = fleet key, msg = deviceId)), no padding. */
+export function devicePassword(fleetKey: string, deviceId: string): string {
+  return createHmac('sha256', fleetKey).update(deviceId).digest('base64url');
+}
+
+/** Constant-time check of a device's password. */
+export function checkDevicePassword(fleetKey: string, deviceId: string, password: Uint8Array | undefined): boolean {
+  if (password === undefined) return false;
+  const expected = Buffer.from(devicePassword(fleetKey, deviceId));
+  const given = Buffer.from(password);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}

@@ -1,0 +1,154 @@
+/**
+ * The device contract of DESIGN §2: request payloads (validated with zod, unknown fields refused) and the replies the
+ * gateway publishes on `{prefix}/{deviceId}/res`.
+ */
+import { z } from 'zod';
+import { type OAuthErrorCode, invalidRequest, OAuthError } from './errors.ts';
+
+/** Device ids and request ids: `^[A-Za-z0-9._-]{1,64}$`. */
+export const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+/** Request payloads larger than this are refused before parsing. */
+export const MAX_PAYLOAD_BYTES = 4096;
+
+export const DEVICE_ACTIONS = ['authorize', 'status', 'ack', 'cancel', 'refresh'] as const;
+export type DeviceAction = (typeof DEVICE_ACTIONS)[number];
+export function isDeviceAction(value: string): value is DeviceAction {
+  return (DEVICE_ACTIONS as readonly string[]).includes(value);
+}
+
+const rid = z.string().regex(ID_PATTERN, 'rid must match ^[A-Za-z0-9._-]{1,64}$');
+/** Printable text without control characters, for what a device says about itself. */
+const label = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[^\p{Cc}\p{Cf}\p{Co}\p{Cs}]+$/u, 'must be printable text');
+const scope = z
+  .string()
+  .max(512)
+  .regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'scope must be space-separated scope tokens');
+
+/** A public key the token is encrypted to (RFC 7517). Only public members; private ones are refused. */
+const publicJwk = z
+  .object({
+    kty: z.enum(['EC', 'OKP', 'RSA']),
+    crv: z.enum(['P-256', 'P-384', 'P-521', 'X25519']).optional(),
+    x: z.string().max(256).optional(),
+    y: z.string().max(256).optional(),
+    n: z.string().max(1024).optional(),
+    e: z.string().max(16).optional(),
+    kid: z.string().max(128).optional(),
+    alg: z.string().max(32).optional(),
+    use: z.literal('enc').optional(),
+  })
+  .strict();
+
+export const authorizeRequest = z
+  .object({
+    rid,
+    scope: scope.optional(),
+    jwk: publicJwk.optional(),
+    /** What the device says about itself; shown to the person on the confirm page (bridge mode). */
+    device: z.object({ name: label.optional(), model: label.optional(), firmware: label.optional() }).strict().optional(),
+  })
+  .strict();
+export type AuthorizeRequest = z.infer<typeof authorizeRequest>;
+
+export const ridRequest = z.object({ rid }).strict();
+export type RidRequest = z.infer<typeof ridRequest>;
+
+export type DeviceRequest =
+  | { action: 'authorize'; body: AuthorizeRequest }
+  | { action: 'status' | 'ack' | 'cancel' | 'refresh'; body: RidRequest };
+
+/**
+ * Parses a request payload: size cap before anything else, then JSON, then the schema. Throws an
+ * {@link OAuthError} `invalid_request` whose text says what is wrong; `rid` is recovered when it can be, so the
+ * error reply can name the request it answers.
+ */
+export function parseDeviceRequest(action: DeviceAction, payload: Uint8Array): DeviceRequest {
+  if (payload.byteLength > MAX_PAYLOAD_BYTES) {
+    throw invalidRequest(`payload is ${payload.byteLength} bytes; the limit is ${MAX_PAYLOAD_BYTES}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
+  } catch {
+    throw invalidRequest('payload is not UTF-8 JSON');
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw invalidRequest('payload must be a JSON object');
+  }
+  const schema = action === 'authorize' ? authorizeRequest : ridRequest;
+  const result = schema.safeParse(json);
+  if (!result.success) {
+    const first = result.error.issues[0];
+    const where = first && first.path.length > 0 ? `${first.path.join('.')}: ` : '';
+    const what =
+      first?.code === 'unrecognized_keys' ? `unknown field(s) ${first.keys.join(', ')}` : (first?.message ?? 'invalid');
+    throw invalidRequest(`${where}${what}`);
+  }
+  return { action, body: result.data } as DeviceRequest;
+}
+
+/** The `rid` of a payload that failed validation, if it had a well-formed one. */
+export function salvageRid(payload: Uint8Array): string | undefined {
+  if (payload.byteLength > MAX_PAYLOAD_BYTES) return undefined;
+  try {
+    const json: unknown = JSON.parse(Buffer.from(payload).toString('utf8'));
+    if (typeof json === 'object' && json !== null && 'rid' in json) {
+      const r = (json as { rid: unknown }).rid;
+      if (typeof r === 'string' && ID_PATTERN.test(r)) return r;
+    }
+  } catch {
+    // not JSON: no rid to recover
+  }
+  return undefined;
+}
+
+export interface PendingReply {
+  v: 1;
+  rid: string;
+  status: 'pending';
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete?: string;
+  expires_in: number;
+}
+
+export interface AuthorizedReply {
+  v: 1;
+  rid: string;
+  status: 'authorized';
+  access_token?: string;
+  token_type?: string;
+  expires_in?: number;
+  scope?: string;
+  id_token?: string;
+  /** Present instead of the token fields when the device sent a `jwk`. */
+  jwe?: string;
+}
+
+export interface ErrorReply {
+  v: 1;
+  rid?: string;
+  status: 'error';
+  error: OAuthErrorCode;
+  error_description: string;
+  retry_after?: number;
+}
+
+export type DeviceReply = PendingReply | AuthorizedReply | ErrorReply;
+
+export function errorReply(err: OAuthError, rid?: string): ErrorReply {
+  return {
+    v: 1,
+    ...(rid !== undefined && { rid }),
+    status: 'error',
+    error: err.code,
+    error_description: err.description,
+    ...(err.retryAfter !== undefined && { retry_after: err.retryAfter }),
+  };
+}
+
+export { OAuthError };

@@ -1,0 +1,37 @@
+/**
+ * The logger (pino, JSON lines). Secrets are never passed to it; as a second wall, any field named like a secret is
+ * redacted wherever it appears.
+ */
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+
+export const REDACTED_FIELDS = [
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'device_code',
+  'deviceCode',
+  'user_code',
+  'userCode',
+  'code',
+  'code_verifier',
+  'codeVerifier',
+  'client_secret',
+  'password',
+  'secret',
+  'token',
+  'jwe',
+];
+
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const options: LoggerOptions = {
+    level,
+    base: { service: 'devicegate' },
+    redact: {
+      paths: [...REDACTED_FIELDS, ...REDACTED_FIELDS.map((f) => `*.${f}`)],
+      censor: '[redacted]',
+    },
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
+}
+
+export type { Logger };

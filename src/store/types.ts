@@ -1,0 +1,105 @@
+/**
+ * The store contract. Two implementations behave the same, proven by one conformance suite
+ * (test/contract/store.contract.ts): `MemoryStore` (the readable reference, one instance only) and `RedisStore`
+ * (every instance of a deployment shares it; each multi-key transition is one Lua script).
+ *
+ * Keys: a flow lives under its device's hash tag (`{deviceId}`), with that device's set of live flows, so every
+ * multi-key script touches one Redis Cluster slot. The schedule and the user-code / one-time indexes are global and
+ * are only ever touched by single-key commands; the scheduler heals any step a crash left undone.
+ */
+import type { Flow } from '../core/flow.ts';
+
+export interface Versioned {
+  flow: Flow;
+  /** Incremented by every successful write; the compare-and-set token of {@link FlowStore.update}. */
+  version: number;
+}
+
+export type CreateResult =
+  | { status: 'created'; version: number }
+  /** A flow with the same (deviceId, rid) already exists: the request is a repeat. */
+  | { status: 'exists'; flow: Flow; version: number }
+  /** The device already has `maxLive` unfinished flows. */
+  | { status: 'limit' };
+
+export type UpdateResult =
+  | { status: 'ok'; version: number }
+  /** Someone wrote first: read again and re-apply the event. */
+  | { status: 'conflict' }
+  /** The flow is gone (expired or never existed). */
+  | { status: 'missing' }
+  /** The write would move a finished flow backwards (lower state rank, or one result replaced by another). */
+  | { status: 'regress' }
+  /** A lease token was given and the lease is no longer held with it. */
+  | { status: 'lease_lost' };
+
+/** How long a finished or expired flow stays readable after `expiresAt`, to report `expired_token`. */
+export const GRACE_MS = 30_000;
+
+export interface FlowStore {
+  /**
+   * Atomically creates the flow unless one exists for the same (deviceId, rid). Of concurrent creates exactly one
+   * wins. Refuses with `limit` when the device already has `maxLive` pending flows. The record expires
+   * `GRACE_MS` after `flow.expiresAt`. Also schedules the flow at `due` (an existing schedule entry is kept).
+   */
+  create(flow: Flow, opts: { now: number; maxLive: number; due?: number | undefined }): Promise<CreateResult>;
+
+  /** The flow of (deviceId, rid), or `undefined` when there is none (never created, or its record expired). */
+  get(deviceId: string, rid: string): Promise<Versioned | undefined>;
+
+  /**
+   * Compare-and-set. Writes `next` only if the stored version is `version`, the state does not move backwards
+   * (pending → result → acked; one result never replaces another), and — when `leaseToken` is given — the flow's lease
+   * is held with that token and has not run out at `now`. Keeps the expiry. Removes the flow from its device's live
+   * set once it is finished. Does not touch the schedule: see {@link schedule}.
+   */
+  update(next: Flow, version: number, opts: { now: number; leaseToken?: string }): Promise<UpdateResult>;
+
+  /** Sets (`due` a number) or clears (`undefined`) when the scheduler next visits the flow. Idempotent. */
+  schedule(deviceId: string, rid: string, due: number | undefined): Promise<void>;
+
+  /**
+   * Atomically takes up to `limit` flows due at `now` and pushes each one's due time to `now + leaseMs`, so no other
+   * instance takes them within the lease. Returns their ids (`deviceId/rid`), earliest first.
+   */
+  claimDue(now: number, leaseMs: number, limit: number): Promise<Array<{ deviceId: string; rid: string }>>;
+
+  /** The earliest due time in the schedule, or `undefined` when it is empty. */
+  nextDue(): Promise<number | undefined>;
+
+  /** Takes the flow's lease with `token` unless another token holds it and it has not run out. */
+  acquireLease(deviceId: string, rid: string, token: string, now: number, leaseMs: number): Promise<boolean>;
+
+  /** Gives the lease up if (and only if) `token` holds it. */
+  releaseLease(deviceId: string, rid: string, token: string): Promise<void>;
+
+  /**
+   * Points the keyed hash of a user code at a flow unless another flow holds it (SET NX). Expires at `expiresAt`.
+   * Forgotten after `ttlMs`. `false` means a collision: draw another code.
+   */
+  reserveUserCode(hash: string, deviceId: string, rid: string, ttlMs: number): Promise<boolean>;
+
+  /** The flow a user-code hash points at. */
+  findUserCode(hash: string): Promise<{ deviceId: string; rid: string } | undefined>;
+
+  /** Forgets a user-code hash (the code is used up or dead). */
+  releaseUserCode(hash: string): Promise<void>;
+
+  /** Stores a one-time value (e.g. an OAuth `state`) for `ttlMs`. */
+  putOnce(hash: string, value: string, ttlMs: number): Promise<void>;
+
+  /** Reads and deletes a one-time value atomically: of two concurrent takers at most one gets it. */
+  takeOnce(hash: string): Promise<string | undefined>;
+
+  /** Throws {@link UnavailableError} when the store cannot be reached. */
+  ping(): Promise<void>;
+
+  /** Releases what the store opened itself (a client passed in is left open). */
+  close(): Promise<void>;
+}
+
+/** Turns flows into stored strings and back. Secrets are sealed; see `src/service/codec.ts`. */
+export interface FlowCodec {
+  encode(flow: Flow): string;
+  decode(deviceId: string, rid: string, stored: string): Flow;
+}

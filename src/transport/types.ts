@@ -1,0 +1,39 @@
+/**
+ * Transports carry the device contract between a broker and the flow service. They only translate: a device's
+ * request becomes one {@link DeviceRequestHandler} call; a reply becomes one QoS 1, never-retained publish on the
+ * device's `res` topic. Identity checks happen before the handler (embedded: the broker's hooks; external: the
+ * broker's ACLs). A transport fails closed: when in doubt it drops the message, never forwards it.
+ */
+import type { DeviceAction, DeviceReply } from '../core/protocol.ts';
+
+export interface IncomingRequest {
+  /** the authenticated device (embedded) or the topic's device id (external, enforced by the broker's ACL) */
+  deviceId: string;
+  /** `undefined` when the topic's last level is not a known action; `rawAction` has what was sent */
+  action: DeviceAction | undefined;
+  rawAction: string;
+  payload: Buffer;
+  /** remote address of the device's connection, when the transport knows it */
+  remoteAddress?: string;
+}
+
+/** Handles one request. Must not throw: every failure becomes an error reply to the same device. */
+export type DeviceRequestHandler = (request: IncomingRequest) => Promise<void>;
+
+export interface TransportStatus {
+  connected: boolean;
+  detail: string;
+}
+
+export interface DeviceTransport {
+  /** Starts carrying traffic; resolves once devices can connect (embedded) or the subscription is in place (external). */
+  start(handler: DeviceRequestHandler): Promise<void>;
+  /**
+   * Publishes `reply` on `{prefix}/{deviceId}/res`, QoS 1, retain false. Resolves when the broker has taken it
+   * (embedded: routed; external: PUBACK). Rejects with `UnavailableError` when the broker is unreachable.
+   */
+  publish(deviceId: string, reply: DeviceReply): Promise<void>;
+  status(): TransportStatus;
+  /** Stops taking requests, waits for the ones in flight, then disconnects. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,54 @@
+/**
+ * What the flow service needs from the upstream OAuth server. Implementations use oauth4webapi for every exchange
+ * (discovery, RFC 8628 device authorization and token polling, authorization code + PKCE) and never parse OAuth by
+ * hand. Secrets in here (device codes, tokens) are never logged.
+ */
+import type { PollOutcome } from '../core/engine.ts';
+import type { TokenSet } from '../core/flow.ts';
+
+/** RFC 8628 §3.2 device authorization response, checked and clamped. */
+export interface DeviceAuthorization {
+  deviceCode: string;
+  userCode: string;
+  verificationUri: string;
+  verificationUriComplete?: string;
+  /** seconds */
+  expiresIn: number;
+  /** seconds; 5 when the upstream sent none (§3.2) */
+  interval: number;
+}
+
+/** Relay mode: the upstream has an RFC 8628 device authorization endpoint. */
+export interface RelayUpstream {
+  readonly kind: 'device';
+  /**
+   * RFC 8628 §3.1. Throws `OAuthError` for an OAuth error answer (e.g. `invalid_scope`) and `UnavailableError` when the
+   * upstream cannot be reached in time.
+   */
+  startDeviceAuthorization(scope: string): Promise<DeviceAuthorization>;
+  /** One RFC 8628 §3.4 token request, mapped to an outcome (§3.5). Never throws for network trouble. */
+  pollDeviceToken(deviceCode: string): Promise<PollOutcome>;
+}
+
+/** Bridge mode: the upstream has authorization code + PKCE. */
+export interface BridgeUpstream {
+  readonly kind: 'authorization_code';
+  /** The URL the browser is sent to (PKCE S256, `state`, exact redirect URI). */
+  authorizationUrl(params: { state: string; codeChallenge: string; scope: string; nonce?: string }): string;
+  /**
+   * Validates the callback parameters against `state` and exchanges the code (once). Throws `OAuthError` for an
+   * error answer (`access_denied` included) and `UnavailableError` when the upstream cannot be reached.
+   */
+  exchangeCode(
+    callback: URLSearchParams,
+    expected: { state: string; codeVerifier: string; nonce?: string },
+  ): Promise<TokenSet>;
+}
+
+export type Upstream = RelayUpstream | BridgeUpstream;
+
+export interface UpstreamStatus {
+  /** discovery done and the needed endpoints known */
+  ready: boolean;
+  detail: string;
+}

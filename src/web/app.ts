@@ -1,0 +1,77 @@
+/**
+ * The HTTP surface (DESIGN §3) as a fastify instance. `buildApp` only builds; the gateway listens. Routes for the
+ * code-entry page and the OAuth callback are registered by bridge mode (./routes/).
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Metrics } from '../service/metrics.ts';
+
+export interface Readiness {
+  /** name → check; each resolves to `{ ok, detail }` and must not hang (the caller bounds it). */
+  [component: string]: () => Promise<{ ok: boolean; detail: string }>;
+}
+
+export interface AppDeps {
+  log: Logger;
+  metrics: Metrics;
+  readiness: Readiness;
+  /** Registers more routes (the bridge-mode page) before the app is ready. */
+  register?: (app: FastifyInstance) => Promise<void>;
+  /** Proxies whose X-Forwarded-For is trusted (fastify `trustProxy`); default: none. */
+  trustProxy?: boolean | string | string[];
+}
+
+const READY_TIMEOUT_MS = 2000;
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
+    disableRequestLogging: true,
+    trustProxy: deps.trustProxy ?? false,
+    bodyLimit: 16 * 1024,
+  });
+
+  app.get('/healthz', async (_req, reply) => {
+    reply.header('cache-control', 'no-store');
+    return { status: 'ok' };
+  });
+
+  app.get('/readyz', async (_req, reply) => {
+    const results = await Promise.all(
+      Object.entries(deps.readiness).map(async ([name, check]) => {
+        const r = await withTimeout(check(), READY_TIMEOUT_MS).catch((err: unknown) => ({
+          ok: false,
+          detail: err instanceof Error ? err.message : String(err),
+        }));
+        return [name, r] as const;
+      }),
+    );
+    const ok = results.every(([, r]) => r.ok);
+    reply.code(ok ? 200 : 503).header('cache-control', 'no-store');
+    return { status: ok ? 'ready' : 'not ready', checks: Object.fromEntries(results) };
+  });
+
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', 'text/plain; version=0.0.4').header('cache-control', 'no-store');
+    return deps.metrics.render();
+  });
+
+  if (deps.register !== undefined) await deps.register(app);
+  return app;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}

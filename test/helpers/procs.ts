@@ -1,0 +1,176 @@
+/**
+ * Real processes for tests: a private redis-server or mosquitto on a free loopback port, stopped by PID. The
+ * machine's shared Redis (6379) and Mosquitto (1883) are never touched.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** A port that is free right now on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Resolves once a TCP connect to the port succeeds; rejects after `timeoutMs`. */
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Polls `check` until it returns a value other than undefined/false; rejects after `timeoutMs`. */
+export async function waitFor<T>(
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+export interface ManagedProcess {
+  readonly port: number;
+  readonly url: string;
+  readonly pid: number;
+  readonly dir: string;
+  /** SIGKILL (default) or SIGTERM, then wait for exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts the same process again on the same port and directory (after stop). */
+  restart(): Promise<void>;
+}
+
+async function managed(
+  name: string,
+  port: number,
+  dir: string,
+  start: () => ChildProcess,
+  url: string,
+): Promise<ManagedProcess> {
+  let child = start();
+  let exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await waitForPort(port);
+  const handle: ManagedProcess = {
+    port,
+    url,
+    dir,
+    get pid() {
+      return child.pid ?? -1;
+    },
+    async stop(signal: NodeJS.Signals = 'SIGKILL') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+    async restart() {
+      await handle.stop();
+      child = start();
+      exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      await waitForPort(port);
+    },
+  };
+  processes.add({ name, handle });
+  return handle;
+}
+
+const processes = new Set<{ name: string; handle: ManagedProcess }>();
+
+/** Stops every process these helpers started (call from afterAll). */
+export async function stopAll(): Promise<void> {
+  await Promise.allSettled([...processes].map((p) => p.handle.stop()));
+  processes.clear();
+}
+
+/** A private redis-server on a free port. `appendonly: true` turns on AOF (everysec) in its own directory. */
+export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<ManagedProcess> {
+  const port = await freePort();
+  const dir = await mkdtemp(path.join(tmpdir(), 'dg-redis-'));
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    opts.appendonly ? 'yes' : 'no',
+    '--appendfsync',
+    'everysec',
+    '--daemonize',
+    'no',
+    '--logfile',
+    path.join(dir, 'redis.log'),
+  ];
+  const h = await managed(
+    'redis',
+    port,
+    dir,
+    () => spawn('redis-server', args, { stdio: 'ignore' }),
+    `redis://127.0.0.1:${port}`,
+  );
+  const stop = h.stop;
+  return Object.assign(h, {
+    async stop(signal?: NodeJS.Signals) {
+      await stop(signal);
+    },
+  });
+}
+
+/**
+ * A private mosquitto on a free port. `config` lines are appended to a minimal config (listener, no persistence,
+ * TCP_NODELAY); pass `files` to write ACL / password files into its directory first (use `{dir}` in config lines).
+ */
+export async function startMosquitto(
+  opts: { config?: string[]; files?: Record<string, string> } = {},
+): Promise<ManagedProcess> {
+  const port = await freePort();
+  const dir = await mkdtemp(path.join(tmpdir(), 'dg-mosq-'));
+  for (const [name, content] of Object.entries(opts.files ?? {})) {
+    await writeFile(path.join(dir, name), content, { mode: 0o600 });
+  }
+  const lines = [
+    `listener ${port} 127.0.0.1`,
+    'persistence false',
+    'set_tcp_nodelay true',
+    ...(opts.config ?? ['allow_anonymous true']),
+  ].map((l) => l.replaceAll('{dir}', dir));
+  const conf = path.join(dir, 'mosquitto.conf');
+  await writeFile(conf, `${lines.join('\n')}\n`);
+  return managed(
+    'mosquitto',
+    port,
+    dir,
+    () => spawn('mosquitto', ['-c', conf], { stdio: 'ignore' }),
+    `mqtt://127.0.0.1:${port}`,
+  );
+}
+
+/** Removes a temp directory made by these helpers. */
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
