@@ -14,6 +14,7 @@ import { DEMO_DEVICE_KEY, deriveKeys, randomSecret } from './core/crypto.ts';
 import { startDemoIdp, type DemoIdp } from './demo/idp.ts';
 import { createLogger } from './log.ts';
 import { flowCodec } from './service/codec.ts';
+import { BridgeFlows } from './service/bridge.ts';
 import { FlowService } from './service/flows.ts';
 import { Metrics } from './service/metrics.ts';
 import { Scheduler } from './service/scheduler.ts';
@@ -65,7 +66,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const metrics = new Metrics();
   const closers: Array<() => Promise<void>> = [];
   const closeAll = async () => {
-    for (const close of closers.reverse()) await close().catch((err: unknown) => log.warn({ err }, 'close failed'));
+    for (const close of closers.reverse())
+      await close().catch((err: unknown) => log.warn({ err }, 'close failed'));
     closers.length = 0;
   };
 
@@ -92,7 +94,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     let demo: DemoIdp | undefined;
     let upstreamConfig = config.upstream;
     if (upstreamConfig === undefined) {
-      const demoPort = config.demoPort === 0 ? 0 : await portOrFallback(config.http.host, config.demoPort, log, 'demo IdP');
+      const demoPort =
+        config.demoPort === 0 ? 0 : await portOrFallback(config.http.host, config.demoPort, log, 'demo IdP');
       demo = await startDemoIdp({
         host: config.http.host,
         port: demoPort,
@@ -110,11 +113,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       mode: config.mode,
       redirectUri: `${publicUrl}/oauth/callback`,
       timeoutMs: config.upstreamTimeoutMs,
-      allowInsecure: config.allowInsecureUpstream ?? (!config.production && isLoopback(upstreamConfig.issuer)),
+      defaultIntervalSeconds: config.pollIntervalSeconds,
+      allowInsecure:
+        config.allowInsecureUpstream ?? (!config.production && isLoopback(upstreamConfig.issuer)),
       log: log.child({ component: 'upstream' }),
     });
     if (new URL(upstreamConfig.issuer).protocol === 'http:') {
-      log.warn({ issuer: upstreamConfig.issuer }, 'the upstream is plain http: tokens cross the network unencrypted');
+      log.warn(
+        { issuer: upstreamConfig.issuer },
+        'the upstream is plain http: tokens cross the network unencrypted',
+      );
     }
     const discovery = discoverWithRetry(upstreamClient, log);
     closers.push(async () => discovery.cancel());
@@ -201,7 +209,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       readiness,
       register: async (a) => {
         if (upstreamClient.upstream.kind === 'authorization_code') {
-          await registerDevicePages(a, { service, store, keys, clock, config, publicUrl, metrics });
+          const bridge = new BridgeFlows({
+            service,
+            store,
+            upstream: upstreamClient.upstream,
+            keys,
+            clock,
+            metrics,
+            log: log.child({ component: 'bridge' }),
+          });
+          await registerDevicePages(a, { bridge, keys, config, publicUrl, metrics, log });
         }
       },
     });
@@ -246,12 +263,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
 function warnAboutDemoKnobs(config: Config, log: Logger): void {
   if (config.upstream === undefined) {
-    log.warn('DEMO MODE: no DEVICEGATE_UPSTREAM_ISSUER; starting the built-in demo identity provider. Not for production.');
+    log.warn(
+      'DEMO MODE: no DEVICEGATE_UPSTREAM_ISSUER; starting the built-in demo identity provider. Not for production.',
+    );
   }
   if (config.deviceAuth === 'none') {
     log.warn('DEVICEGATE_DEVICE_AUTH=none: any MQTT client can act as any device. Demos only.');
   } else if (config.deviceKey === undefined) {
-    log.warn('DEVICEGATE_DEVICE_KEY is unset: using the published demo fleet key. Anyone can derive device passwords.');
+    log.warn(
+      'DEVICEGATE_DEVICE_KEY is unset: using the published demo fleet key. Anyone can derive device passwords.',
+    );
   }
   if (config.secret === undefined) {
     log.warn('DEVICEGATE_SECRET is unset: a random secret is used; pending flows do not survive a restart.');
@@ -268,7 +289,10 @@ function discoverWithRetry(client: UpstreamClient, log: Logger): { done: Promise
         return;
       } catch (err) {
         const wait = DISCOVERY_RETRY_MS[Math.min(attempt, DISCOVERY_RETRY_MS.length - 1)]!;
-        log.warn({ err: err instanceof Error ? err.message : String(err), retryInMs: wait }, 'upstream discovery failed');
+        log.warn(
+          { err: err instanceof Error ? err.message : String(err), retryInMs: wait },
+          'upstream discovery failed',
+        );
         await new Promise<void>((resolve) => {
           timer = setTimeout(resolve, wait);
         });
@@ -300,7 +324,9 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
     srv.once('error', reject);
     srv.listen(0, host, () => {
       const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port'))));
+      srv.close(() =>
+        typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port')),
+      );
     });
   });
 }

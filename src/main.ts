@@ -4,10 +4,23 @@
  * disconnected).
  */
 import { ConfigError, loadConfig } from './config/index.ts';
-import { startGateway } from './gateway.ts';
 import { banner } from './cli/banner.ts';
+import { credentialsCommand } from './cli/credentials.ts';
 
 async function main(): Promise<void> {
+  const [command, ...args] = process.argv.slice(2);
+  if (command === 'credentials') {
+    const r = credentialsCommand(args, process.env);
+    process.stdout.write(r.out);
+    process.exit(r.code);
+  }
+  if (command !== undefined) {
+    process.stderr.write(
+      'usage: devicegate            run the gateway (configured by DEVICEGATE_* variables)\n',
+    );
+    process.stderr.write('       devicegate credentials [--mosquitto] <deviceId>...\n');
+    process.exit(2);
+  }
   let config;
   try {
     config = loadConfig(process.env);
@@ -18,6 +31,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  const { startGateway } = await import('./gateway.ts');
   const gateway = await startGateway({ config });
   process.stdout.write(banner(gateway));
 

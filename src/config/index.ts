@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 
+// eslint-disable-next-line no-control-regex -- NUL is forbidden in MQTT topic names
 const TOPIC_LEVEL = /^[^#+/\u0000]+$/;
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -56,8 +57,14 @@ const entries = {
     schema: optionalUrl(['mqtt:', 'mqtts:', 'tcp:', 'tls:', 'ws:', 'wss:']),
     doc: 'When set, use this external broker (as an MQTT client) instead of the embedded one.',
   },
-  DEVICEGATE_MQTT_USERNAME: { schema: optionalString, doc: "The gateway's own username at the external broker." },
-  DEVICEGATE_MQTT_PASSWORD: { schema: optionalString, doc: "The gateway's own password at the external broker." },
+  DEVICEGATE_MQTT_USERNAME: {
+    schema: optionalString,
+    doc: "The gateway's own username at the external broker.",
+  },
+  DEVICEGATE_MQTT_PASSWORD: {
+    schema: optionalString,
+    doc: "The gateway's own password at the external broker.",
+  },
   DEVICEGATE_MQTT_CLIENT_ID: {
     schema: optionalString,
     doc: 'Client id at the external broker (default: `devicegate-` and a random suffix).',
@@ -77,7 +84,12 @@ const entries = {
     doc: 'Redis for flows, shared by every instance. Unset: in-memory store, one instance only.',
   },
   DEVICEGATE_REDIS_KEY_PREFIX: {
-    schema: z.string().min(1).max(64).default('devicegate:'),
+    schema: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[^{}\s]+$/, 'must not contain braces (they are Redis Cluster hash tags) or spaces')
+      .default('devicegate:'),
     doc: 'Prefix of every Redis key the gateway writes.',
   },
   DEVICEGATE_UPSTREAM_ISSUER: {
@@ -257,7 +269,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   }
   if (production) {
     if (!upstreamSet) problems.push('DEVICEGATE_UPSTREAM_ISSUER: required in production (no demo upstream)');
-    if (e.DEVICEGATE_DEVICE_AUTH === 'none') problems.push('DEVICEGATE_DEVICE_AUTH: "none" is refused in production');
+    if (e.DEVICEGATE_DEVICE_AUTH === 'none')
+      problems.push('DEVICEGATE_DEVICE_AUTH: "none" is refused in production');
     if (e.DEVICEGATE_DEVICE_AUTH === 'hmac' && e.DEVICEGATE_DEVICE_KEY === undefined) {
       problems.push('DEVICEGATE_DEVICE_KEY: required in production');
     }
@@ -273,7 +286,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
 
   const mode: UpstreamMode = e.DEVICEGATE_UPSTREAM_MODE ?? (upstreamSet ? 'device' : 'authorization_code');
   const allowed = new Set(
-    (e.DEVICEGATE_ALLOWED_SCOPES ?? `${e.DEVICEGATE_DEFAULT_SCOPE} openid profile email offline_access`).split(' '),
+    (
+      e.DEVICEGATE_ALLOWED_SCOPES ?? `${e.DEVICEGATE_DEFAULT_SCOPE} openid profile email offline_access`
+    ).split(' '),
   );
   for (const s of e.DEVICEGATE_DEFAULT_SCOPE.split(' ')) allowed.add(s);
 

@@ -2,7 +2,14 @@
  * Keys derived from the one gateway secret (HKDF-SHA256), sealing of secrets at rest (AES-256-GCM bound to the flow
  * id), keyed hashes for lookups, and the device credential of DESIGN §2.
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
 
 export interface Keys {
   /** Seals flow secrets (tokens, device codes, PKCE verifiers, user codes) before they are stored. */
@@ -41,7 +48,12 @@ export function deriveKeys(secret: string): Keys {
       return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
     },
     lookupHash(purpose, value) {
-      return createHmac('sha256', macKey).update(purpose).update('\0').update(value).digest('hex').slice(0, 40);
+      return createHmac('sha256', macKey)
+        .update(purpose)
+        .update('\0')
+        .update(value)
+        .digest('hex')
+        .slice(0, 40);
     },
     cookieSecret,
   };
@@ -61,7 +73,11 @@ export function devicePassword(fleetKey: string, deviceId: string): string {
 }
 
 /** Constant-time check of a device's password. */
-export function checkDevicePassword(fleetKey: string, deviceId: string, password: Uint8Array | undefined): boolean {
+export function checkDevicePassword(
+  fleetKey: string,
+  deviceId: string,
+  password: Uint8Array | undefined,
+): boolean {
   if (password === undefined) return false;
   const expected = Buffer.from(devicePassword(fleetKey, deviceId));
   const given = Buffer.from(password);

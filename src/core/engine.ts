@@ -34,8 +34,11 @@ export type FlowEvent =
   | { type: 'tick' }
   /** Relay mode: the upstream answered a poll. */
   | { type: 'poll'; outcome: PollOutcome }
-  /** Bridge mode: the person approved on the confirm page; the user code is used up. */
-  | { type: 'approve' }
+  /**
+   * Bridge mode: the person approved on the confirm page; the user code is used up. Carries the PKCE verifier and
+   * nonce of the upstream authorization request that follows.
+   */
+  | { type: 'approve'; codeVerifier: string; nonce?: string }
   /** The person denied (confirm page, or the upstream answered `access_denied`). */
   | { type: 'deny'; description?: string }
   /** Bridge mode: the code exchange returned tokens. */
@@ -78,7 +81,10 @@ function finish(flow: Flow, state: Flow['state'], error?: Flow['error'], token?:
   return next;
 }
 
-const expiredError = { code: 'expired_token', description: 'the user code expired before it was approved' } as const;
+const expiredError = {
+  code: 'expired_token',
+  description: 'the user code expired before it was approved',
+} as const;
 
 /**
  * Applies one event. Order of checks follows RFC 8628: expiry first (§3.5 `expired_token`), then the state, then the
@@ -98,7 +104,8 @@ export function apply(flow: Flow, event: FlowEvent, now: number): Transition {
       return unchanged(flow, flow.state !== 'acked', flow.state === 'acked' ? acknowledged(flow) : undefined);
 
     case 'ack':
-      if (flow.state === 'pending') return unchanged(flow, false, invalidRequest('nothing to acknowledge yet'));
+      if (flow.state === 'pending')
+        return unchanged(flow, false, invalidRequest('nothing to acknowledge yet'));
       if (flow.state === 'acked') return unchanged(flow);
       return changedTo({ ...finish(flow, 'acked'), secrets: { userCode: flow.secrets.userCode } }, false);
 
@@ -107,7 +114,10 @@ export function apply(flow: Flow, event: FlowEvent, now: number): Transition {
         return unchanged(flow, false, invalidRequest(`request ${flow.rid} is already finished`));
       }
       return changedTo(
-        finish(flow, 'cancelled', { code: 'access_denied', description: 'cancelled at the device’s request' }),
+        finish(flow, 'cancelled', {
+          code: 'access_denied',
+          description: 'cancelled at the device’s request',
+        }),
         true,
       );
 
@@ -123,10 +133,22 @@ export function apply(flow: Flow, event: FlowEvent, now: number): Transition {
       if (flow.state !== 'pending' || flow.approvedAt !== undefined) {
         return unchanged(flow, false, invalidRequest('this code was already used'));
       }
-      return changedTo({ ...flow, approvedAt: now }, false);
+      return changedTo(
+        {
+          ...flow,
+          approvedAt: now,
+          secrets: {
+            ...flow.secrets,
+            codeVerifier: event.codeVerifier,
+            ...(event.nonce !== undefined && { nonce: event.nonce }),
+          },
+        },
+        false,
+      );
 
     case 'deny':
-      if (flow.state !== 'pending') return unchanged(flow, false, invalidRequest('this code was already used'));
+      if (flow.state !== 'pending')
+        return unchanged(flow, false, invalidRequest('this code was already used'));
       return changedTo(
         finish(flow, 'denied', {
           code: 'access_denied',
@@ -136,16 +158,21 @@ export function apply(flow: Flow, event: FlowEvent, now: number): Transition {
       );
 
     case 'token':
-      if (flow.state !== 'pending') return unchanged(flow, false, invalidRequest('the flow is already finished'));
+      if (flow.state !== 'pending')
+        return unchanged(flow, false, invalidRequest('the flow is already finished'));
       return changedTo(finish(flow, 'authorized', undefined, event.token), true);
 
     case 'fail':
       if (flow.state !== 'pending') return unchanged(flow);
       return changedTo(
-        finish(flow, event.code === 'access_denied' ? 'denied' : event.code === 'expired_token' ? 'expired' : 'failed', {
-          code: event.code,
-          description: event.description,
-        }),
+        finish(
+          flow,
+          event.code === 'access_denied' ? 'denied' : event.code === 'expired_token' ? 'expired' : 'failed',
+          {
+            code: event.code,
+            description: event.description,
+          },
+        ),
         true,
       );
 
@@ -172,11 +199,17 @@ function applyPoll(flow: Flow, outcome: PollOutcome, now: number): Transition {
       return changedTo(next, false);
     }
     case 'access_denied':
-      return changedTo(finish(flow, 'denied', { code: 'access_denied', description: 'the person denied the request' }), true);
+      return changedTo(
+        finish(flow, 'denied', { code: 'access_denied', description: 'the person denied the request' }),
+        true,
+      );
     case 'expired_token':
       return changedTo(finish(flow, 'expired', expiredError), true);
     case 'error':
-      return changedTo(finish(flow, 'failed', { code: outcome.code, description: outcome.description }), true);
+      return changedTo(
+        finish(flow, 'failed', { code: outcome.code, description: outcome.description }),
+        true,
+      );
     case 'unreachable': {
       // §3.5: on connection timeouts reduce the polling frequency; exponential backoff (doubling).
       const failures = (flow.failures ?? 0) + 1;

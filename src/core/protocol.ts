@@ -26,7 +26,10 @@ const label = z
 const scope = z
   .string()
   .max(512)
-  .regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'scope must be space-separated scope tokens');
+  .regex(
+    /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/,
+    'scope must be space-separated scope tokens',
+  );
 
 /** A public key the token is encrypted to (RFC 7517). Only public members; private ones are refused. */
 const publicJwk = z
@@ -49,7 +52,10 @@ export const authorizeRequest = z
     scope: scope.optional(),
     jwk: publicJwk.optional(),
     /** What the device says about itself; shown to the person on the confirm page (bridge mode). */
-    device: z.object({ name: label.optional(), model: label.optional(), firmware: label.optional() }).strict().optional(),
+    device: z
+      .object({ name: label.optional(), model: label.optional(), firmware: label.optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 export type AuthorizeRequest = z.infer<typeof authorizeRequest>;
@@ -85,7 +91,9 @@ export function parseDeviceRequest(action: DeviceAction, payload: Uint8Array): D
     const first = result.error.issues[0];
     const where = first && first.path.length > 0 ? `${first.path.join('.')}: ` : '';
     const what =
-      first?.code === 'unrecognized_keys' ? `unknown field(s) ${first.keys.join(', ')}` : (first?.message ?? 'invalid');
+      first?.code === 'unrecognized_keys'
+        ? `unknown field(s) ${first.keys.join(', ')}`
+        : (first?.message ?? 'invalid');
     throw invalidRequest(`${where}${what}`);
   }
   return { action, body: result.data } as DeviceRequest;

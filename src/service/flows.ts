@@ -85,7 +85,9 @@ export class FlowService {
     try {
       if (req.action === undefined) {
         rid = salvageRid(req.payload);
-        throw invalidRequest(`unknown request "${req.rawAction.slice(0, 32)}"; use authorize, status, ack or cancel`);
+        throw invalidRequest(
+          `unknown request "${req.rawAction.slice(0, 32)}"; use authorize, status, ack or cancel`,
+        );
       }
       let parsed;
       try {
@@ -206,12 +208,18 @@ export class FlowService {
       interval: da.interval,
       nextPollAt: now + da.interval * 1000,
       verificationUri: da.verificationUri,
-      ...(da.verificationUriComplete !== undefined && { verificationUriComplete: da.verificationUriComplete }),
+      ...(da.verificationUriComplete !== undefined && {
+        verificationUriComplete: da.verificationUriComplete,
+      }),
       secrets: { userCode: da.userCode, deviceCode: da.deviceCode },
     };
   }
 
-  async #reserveUserCode(deviceId: string, rid: string, ttlMs: number): Promise<{ display: string; hash: string }> {
+  async #reserveUserCode(
+    deviceId: string,
+    rid: string,
+    ttlMs: number,
+  ): Promise<{ display: string; hash: string }> {
     for (let i = 0; i < MAX_CODE_ATTEMPTS; i++) {
       const canonical = generateUserCode();
       const hash = this.userCodeHash(canonical);
@@ -237,7 +245,10 @@ export class FlowService {
   async #event(deviceId: string, rid: string, event: FlowEvent, leaseToken?: string, known?: Versioned) {
     const r = await this.mutate(deviceId, rid, event, leaseToken, known);
     if (r.status === 'missing') {
-      throw new OAuthError('expired_token', `no request ${rid} is known (it may have expired); start a new one`);
+      throw new OAuthError(
+        'expired_token',
+        `no request ${rid} is known (it may have expired); start a new one`,
+      );
     }
     if (r.status === 'lease_lost') return;
     if (r.transition.reject !== undefined) throw r.transition.reject;
@@ -286,7 +297,9 @@ export class FlowService {
   /** Re-derives the flow's due time from its state (the scheduler visited it and found nothing to do). */
   async reschedule(flow: Flow): Promise<void> {
     const now = this.#d.clock.now();
-    await this.#store(() => this.#d.store.schedule(flow.deviceId, flow.rid, dueAt(flow, now, this.#d.config.leaseMs)));
+    await this.#store(() =>
+      this.#d.store.schedule(flow.deviceId, flow.rid, dueAt(flow, now, this.#d.config.leaseMs)),
+    );
   }
 
   /** Sends the device the flow's view; marks a finished flow delivered once the broker took it. */
@@ -305,7 +318,9 @@ export class FlowService {
         Math.max(0, (this.#d.clock.now() - (flow.approvedAt ?? flow.createdAt)) / 1000),
       );
     }
-    await this.#store(() => this.#d.store.schedule(flow.deviceId, flow.rid, dueAt(t.flow, now, this.#d.config.leaseMs)));
+    await this.#store(() =>
+      this.#d.store.schedule(flow.deviceId, flow.rid, dueAt(t.flow, now, this.#d.config.leaseMs)),
+    );
     return written.version;
   }
 
@@ -380,8 +395,14 @@ export class FlowService {
   #asOAuthError(err: unknown, ctx: Record<string, string>): OAuthError {
     if (err instanceof OAuthError) return err;
     if (err instanceof UnavailableError) {
-      this.#d.log.warn({ ...ctx, dependency: err.dependency, err: describe(err.cause ?? err) }, 'dependency unavailable');
-      return temporarilyUnavailable(`the gateway's ${err.dependency} is unavailable; try again`, RETRY_AFTER_SECONDS);
+      this.#d.log.warn(
+        { ...ctx, dependency: err.dependency, err: describe(err.cause ?? err) },
+        'dependency unavailable',
+      );
+      return temporarilyUnavailable(
+        `the gateway's ${err.dependency} is unavailable; try again`,
+        RETRY_AFTER_SECONDS,
+      );
     }
     this.#d.log.error({ ...ctx, err: describe(err) }, 'request failed');
     return serverError('the gateway failed to handle the request');
@@ -393,7 +414,9 @@ export class FlowService {
   }
 }
 
-function tokenFields(token: TokenSet): Omit<Extract<DeviceReply, { status: 'authorized' }>, 'v' | 'rid' | 'status'> {
+function tokenFields(
+  token: TokenSet,
+): Omit<Extract<DeviceReply, { status: 'authorized' }>, 'v' | 'rid' | 'status'> {
   return {
     access_token: token.access_token,
     token_type: token.token_type,

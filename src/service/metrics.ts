@@ -14,6 +14,11 @@ const HELP: Record<string, string> = {
   devicegate_user_code_collisions_total: 'User codes drawn again because another live flow held them.',
   devicegate_upstream_polls_total: 'Relay-mode token requests to the upstream, by outcome.',
   devicegate_code_entry_failures_total: 'Code entries on the page that matched no live flow.',
+  devicegate_mqtt_refused_connects_total: 'MQTT CONNECTs the embedded broker refused, by reason.',
+  devicegate_mqtt_denied_total:
+    'Device publishes, subscriptions and forwards the embedded broker refused, by op and reason.',
+  devicegate_mqtt_dropped_connections_total:
+    'Connections the embedded broker closed for a bad MQTT frame, by reason.',
   devicegate_device_request_seconds: 'Time to handle one device request.',
   devicegate_approval_to_device_seconds: 'Time from the person approving to the device being sent its token.',
 };

@@ -82,7 +82,8 @@ export class Scheduler {
       } catch (err) {
         errorStreak += 1;
         sleep = Math.min(5000, maxIdleMs * 2 ** Math.min(errorStreak, 5));
-        if (errorStreak === 1 || errorStreak % 20 === 0) log.warn({ err: describe(err) }, 'scheduler: store unavailable');
+        if (errorStreak === 1 || errorStreak % 20 === 0)
+          log.warn({ err: describe(err) }, 'scheduler: store unavailable');
       }
       if (!this.#running) break;
       if (this.#inFlight.size >= concurrency) await Promise.race(this.#inFlight);

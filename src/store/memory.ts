@@ -119,12 +119,19 @@ export class MemoryStore implements FlowStore {
     this.#graceMs = options.graceMs ?? GRACE_MS;
   }
 
-  async create(flow: Flow, opts: { now: number; maxLive: number; due?: number | undefined }): Promise<CreateResult> {
+  async create(
+    flow: Flow,
+    opts: { now: number; maxLive: number; due?: number | undefined },
+  ): Promise<CreateResult> {
     this.#sweep();
     const id = fid(flow.deviceId, flow.rid);
-    if (opts.due !== undefined && !this.#schedule.due.has(id)) this.#schedule.set(id, opts.due);
+    // The schedule entry (kept when one exists) is added only for a stored flow: a refused create leaves none.
+    const scheduleOnce = () => {
+      if (opts.due !== undefined && !this.#schedule.due.has(id)) this.#schedule.set(id, opts.due);
+    };
     const existing = this.#record(id);
     if (existing !== undefined) {
+      scheduleOnce();
       return {
         status: 'exists',
         flow: this.#codec.decode(flow.deviceId, flow.rid, existing.body),
@@ -141,6 +148,7 @@ export class MemoryStore implements FlowStore {
       deadline: this.#clock.now() + ttl,
     });
     if (flow.state === 'pending') live.set(flow.rid, flow.expiresAt);
+    scheduleOnce();
     return { status: 'created', version: 1 };
   }
 
@@ -150,7 +158,11 @@ export class MemoryStore implements FlowStore {
     return { flow: this.#codec.decode(deviceId, rid, r.body), version: r.version };
   }
 
-  async update(next: Flow, version: number, opts: { now: number; leaseToken?: string }): Promise<UpdateResult> {
+  async update(
+    next: Flow,
+    version: number,
+    opts: { now: number; leaseToken?: string },
+  ): Promise<UpdateResult> {
     const r = this.#record(fid(next.deviceId, next.rid));
     if (r === undefined) return { status: 'missing' };
     if (r.version !== version) return { status: 'conflict' };
@@ -171,23 +183,34 @@ export class MemoryStore implements FlowStore {
     this.#schedule.set(fid(deviceId, rid), due);
   }
 
-  async claimDue(now: number, leaseMs: number, limit: number): Promise<Array<{ deviceId: string; rid: string }>> {
-    const out: Array<{ deviceId: string; rid: string }> = [];
-    while (out.length < limit) {
+  async claimDue(
+    now: number,
+    leaseMs: number,
+    limit: number,
+  ): Promise<Array<{ deviceId: string; rid: string }>> {
+    const taken: string[] = [];
+    while (taken.length < limit) {
       const top = this.#schedule.peek();
       if (top === undefined || top[0] > now) break;
       this.#schedule.take();
-      this.#schedule.set(top[1], now + leaseMs);
-      out.push(splitFid(top[1]));
+      taken.push(top[1]);
     }
-    return out;
+    // Re-scheduled only after the loop: with a lease of 0 a flow would otherwise be taken twice in one call.
+    for (const id of taken) this.#schedule.set(id, now + leaseMs);
+    return taken.map(splitFid);
   }
 
   async nextDue(): Promise<number | undefined> {
     return this.#schedule.peek()?.[0];
   }
 
-  async acquireLease(deviceId: string, rid: string, token: string, now: number, leaseMs: number): Promise<boolean> {
+  async acquireLease(
+    deviceId: string,
+    rid: string,
+    token: string,
+    now: number,
+    leaseMs: number,
+  ): Promise<boolean> {
     const r = this.#record(fid(deviceId, rid));
     if (r === undefined) return false;
     if (r.lease !== undefined && r.lease.token !== token && r.lease.until >= now) return false;

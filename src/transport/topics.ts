@@ -13,7 +13,9 @@ export interface Topics {
    * Splits a concrete request topic. `undefined` when it is not `{prefix}/{id}/req/{x}` with a valid id; `action` is
    * `undefined` when the last level is not a known action (the caller answers `invalid_request`).
    */
-  parseRequest(topic: string): { deviceId: string; action: DeviceAction | undefined; rawAction: string } | undefined;
+  parseRequest(
+    topic: string,
+  ): { deviceId: string; action: DeviceAction | undefined; rawAction: string } | undefined;
 }
 
 export function topics(prefix: string): Topics {

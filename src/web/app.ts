@@ -2,7 +2,7 @@
  * The HTTP surface (DESIGN §3) as a fastify instance. `buildApp` only builds; the gateway listens. Routes for the
  * code-entry page and the OAuth callback are registered by bridge mode (./routes/).
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Metrics } from '../service/metrics.ts';
 
@@ -26,7 +26,8 @@ const READY_TIMEOUT_MS = 2000;
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Request lines would carry URLs with user codes and OAuth codes: never logged.
+    logController: new LogController({ disableRequestLogging: true }),
     trustProxy: deps.trustProxy ?? false,
     bodyLimit: 16 * 1024,
   });

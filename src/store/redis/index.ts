@@ -1,0 +1,324 @@
+/**
+ * Redis store: the store contract (../types.ts) on a Redis shared by every instance, behaving like the reference
+ * `MemoryStore` (../memory.ts); test/contract/store.contract.ts proves both the same.
+ *
+ * Keys (`<p>` is the configured prefix, e.g. `devicegate:`; `<...>` is a value; `{...}` is a literal Redis Cluster
+ * hash tag). Names are short on purpose: a pending flow should cost at most 500 bytes of Redis memory.
+ *
+ *   <p>f:{<deviceId>}:<rid>  hash        v version, s state, b codec body (secrets sealed), t lease token,
+ *                                        u lease until (ms); expires `graceMs` after the flow's expiresAt
+ *   <p>d:{<deviceId>}        sorted set  rid → expiresAt of the device's pending flows (the live-flow cap);
+ *                                        expires once its last member is past expiresAt
+ *   <p>sched                 sorted set  `<deviceId>/<rid>` → due (ms): when the scheduler next visits the flow
+ *   <p>uc:<hash>             string      `<deviceId>/<rid>` a user code's keyed hash points at (SET NX PX)
+ *   <p>once:<hash>           string      a one-time value such as an OAuth `state` (SET PX, taken with GETDEL)
+ *
+ * A flow's two keys share the device's hash tag, so every multi-key script (`create-2`, `update-2`) stays in one
+ * Cluster slot. The schedule and the `uc:` / `once:` keys are global and only ever touched by single-key commands or
+ * single-key scripts (`claim-1`). Time always comes from the caller (`now` as ARGV, never Redis TIME) and TTLs are
+ * relative (`expiresAt + graceMs − now`), so the gateway's clock is the only time source for decisions.
+ *
+ * Every failure to reach Redis surfaces as {@link UnavailableError}; the flow service answers
+ * `temporarily_unavailable`. Open the client with {@link RedisStore.clientOptions} so such calls fail fast.
+ */
+import type { Redis, RedisOptions } from 'ioredis';
+import { UnavailableError } from '../../core/errors.ts';
+import type { Flow } from '../../core/flow.ts';
+import type { CreateResult, FlowCodec, FlowStore, UpdateResult, Versioned } from '../types.ts';
+import { GRACE_MS } from '../types.ts';
+import { run, scripts } from './scripts.ts';
+
+export interface RedisStoreOptions {
+  /** Borrowed: {@link RedisStore.close} leaves it open. Best opened with {@link RedisStore.clientOptions}. */
+  redis: Redis;
+  /** Prefix of every key (e.g. `devicegate:`). Must not contain `{` or `}`: the device id is the hash tag. */
+  keyPrefix: string;
+  codec: FlowCodec;
+  /** How long a record stays after `expiresAt` (default {@link GRACE_MS}). */
+  graceMs?: number;
+  /** How long {@link RedisStore.ping} waits for an answer (default 1000 ms). */
+  pingTimeoutMs?: number;
+}
+
+/** Client-side deadlines of {@link RedisStore.clientOptions}. */
+const COMMAND_TIMEOUT_MS = 1000;
+const CONNECT_TIMEOUT_MS = 2000;
+const MAX_RECONNECT_DELAY_MS = 2000;
+
+export class RedisStore implements FlowStore {
+  readonly #redis: Redis;
+  readonly #p: string;
+  readonly #codec: FlowCodec;
+  readonly #graceMs: number;
+  readonly #pingTimeoutMs: number;
+
+  constructor(options: RedisStoreOptions) {
+    if (/[{}]/.test(options.keyPrefix)) {
+      throw new Error('the Redis key prefix must not contain { or }: the device id is the Cluster hash tag');
+    }
+    this.#redis = options.redis;
+    this.#p = options.keyPrefix;
+    this.#codec = options.codec;
+    this.#graceMs = options.graceMs ?? GRACE_MS;
+    this.#pingTimeoutMs = options.pingTimeoutMs ?? 1000;
+  }
+
+  /**
+   * The ioredis options to open the gateway's client with: while Redis is down a command fails within about a
+   * second instead of waiting in the offline queue (queued commands are dropped after one reconnect retry; short command and connect
+   * deadlines), and reconnects back off exponentially up to 2 s, so the store recovers without a restart.
+   * A command that timed out while queued may still run after the reconnect; every write is idempotent or
+   * compare-and-set, so a late run is harmless.
+   */
+  static clientOptions(): Omit<RedisOptions, 'replyMapping'> {
+    return {
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: true,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      retryStrategy: (times) => Math.min(MAX_RECONNECT_DELAY_MS, 50 * 2 ** Math.min(times, 6)),
+    };
+  }
+
+  #flowKey(deviceId: string, rid: string): string {
+    return `${this.#p}f:{${deviceId}}:${rid}`;
+  }
+
+  #deviceKey(deviceId: string): string {
+    return `${this.#p}d:{${deviceId}}`;
+  }
+
+  get #schedKey(): string {
+    return `${this.#p}sched`;
+  }
+
+  /**
+   * Atomic (`create-2.lua`): of concurrent creates of one (deviceId, rid) exactly one is `created`. The schedule
+   * entry (`due`, ZADD NX) is written after the flow, and not at all on `limit`; a crash in between is healed by the
+   * device's retry, which answers `exists` and adds the missing entry.
+   */
+  async create(
+    flow: Flow,
+    opts: { now: number; maxLive: number; due?: number | undefined },
+  ): Promise<CreateResult> {
+    const reply = await this.#do(() =>
+      run(
+        this.#redis,
+        scripts.create,
+        [this.#flowKey(flow.deviceId, flow.rid), this.#deviceKey(flow.deviceId)],
+        [
+          flow.rid,
+          flow.state,
+          this.#codec.encode(flow),
+          opts.now,
+          flow.expiresAt,
+          this.#graceMs,
+          opts.maxLive,
+        ],
+      ),
+    );
+    const result = createResult(reply, (body) => this.#codec.decode(flow.deviceId, flow.rid, body));
+    if (result.status !== 'limit' && opts.due !== undefined) {
+      const due = opts.due;
+      await this.#do(() => this.#redis.zadd(this.#schedKey, 'NX', due, sid(flow.deviceId, flow.rid)));
+    }
+    return result;
+  }
+
+  /** One HMGET; `undefined` when the record never existed or expired. */
+  async get(deviceId: string, rid: string): Promise<Versioned | undefined> {
+    const [version, body] = await this.#do(() => this.#redis.hmget(this.#flowKey(deviceId, rid), 'v', 'b'));
+    if (version == null || body == null) return undefined;
+    return { flow: this.#codec.decode(deviceId, rid, body), version: Number(version) };
+  }
+
+  /** Atomic compare-and-set (`update-2.lua`); keeps the record's TTL. */
+  async update(
+    next: Flow,
+    version: number,
+    opts: { now: number; leaseToken?: string },
+  ): Promise<UpdateResult> {
+    const args: Array<string | number> = [next.rid, version, next.state, this.#codec.encode(next), opts.now];
+    if (opts.leaseToken !== undefined) args.push(opts.leaseToken);
+    const reply = await this.#do(() =>
+      run(
+        this.#redis,
+        scripts.update,
+        [this.#flowKey(next.deviceId, next.rid), this.#deviceKey(next.deviceId)],
+        args,
+      ),
+    );
+    return updateResult(reply);
+  }
+
+  /** ZADD (`due` set) or ZREM (`undefined`). */
+  async schedule(deviceId: string, rid: string, due: number | undefined): Promise<void> {
+    const member = sid(deviceId, rid);
+    await this.#do(() =>
+      due === undefined
+        ? this.#redis.zrem(this.#schedKey, member)
+        : this.#redis.zadd(this.#schedKey, due, member),
+    );
+  }
+
+  /** Atomic (`claim-1.lua`). */
+  async claimDue(
+    now: number,
+    leaseMs: number,
+    limit: number,
+  ): Promise<Array<{ deviceId: string; rid: string }>> {
+    if (limit <= 0) return [];
+    const reply = await this.#do(() =>
+      run(this.#redis, scripts.claim, [this.#schedKey], [now, leaseMs, limit]),
+    );
+    if (!Array.isArray(reply)) throw unexpected('claim-1.lua', reply);
+    return reply.map((member: unknown) => {
+      if (typeof member !== 'string') throw unexpected('claim-1.lua', reply);
+      return splitSid(member);
+    });
+  }
+
+  async nextDue(): Promise<number | undefined> {
+    const reply = await this.#do(() => this.#redis.zrange(this.#schedKey, '0', '0', 'WITHSCORES'));
+    const score = reply[1];
+    return score === undefined ? undefined : Number(score);
+  }
+
+  /** Atomic (`lease-1.lua`); `false` also when the flow does not exist. */
+  async acquireLease(
+    deviceId: string,
+    rid: string,
+    token: string,
+    now: number,
+    leaseMs: number,
+  ): Promise<boolean> {
+    const reply = await this.#do(() =>
+      run(this.#redis, scripts.lease, [this.#flowKey(deviceId, rid)], [token, now, leaseMs]),
+    );
+    return reply === 1;
+  }
+
+  /** Atomic compare-and-delete (`unlease-1.lua`). */
+  async releaseLease(deviceId: string, rid: string, token: string): Promise<void> {
+    await this.#do(() => run(this.#redis, scripts.unlease, [this.#flowKey(deviceId, rid)], [token]));
+  }
+
+  /** SET NX PX. */
+  async reserveUserCode(hash: string, deviceId: string, rid: string, ttlMs: number): Promise<boolean> {
+    const reply = await this.#do(() =>
+      this.#redis.set(`${this.#p}uc:${hash}`, sid(deviceId, rid), 'PX', pxOf(ttlMs), 'NX'),
+    );
+    return reply === 'OK';
+  }
+
+  async findUserCode(hash: string): Promise<{ deviceId: string; rid: string } | undefined> {
+    const value = await this.#do(() => this.#redis.get(`${this.#p}uc:${hash}`));
+    return value == null ? undefined : splitSid(value);
+  }
+
+  async releaseUserCode(hash: string): Promise<void> {
+    await this.#do(() => this.#redis.del(`${this.#p}uc:${hash}`));
+  }
+
+  /** SET PX (replaces an earlier value under the same hash). */
+  async putOnce(hash: string, value: string, ttlMs: number): Promise<void> {
+    await this.#do(() => this.#redis.set(`${this.#p}once:${hash}`, value, 'PX', pxOf(ttlMs)));
+  }
+
+  /** GETDEL: of concurrent takers at most one gets the value. */
+  async takeOnce(hash: string): Promise<string | undefined> {
+    const value = await this.#do(() => this.#redis.getdel(`${this.#p}once:${hash}`));
+    return value ?? undefined;
+  }
+
+  /**
+   * PING with a deadline. Throws {@link UnavailableError} at once when the client is not connected (reconnecting,
+   * closed), else when no PONG arrives within `pingTimeoutMs`.
+   */
+  async ping(): Promise<void> {
+    const status = this.#redis.status;
+    if (status === 'reconnecting' || status === 'close' || status === 'end') {
+      throw new UnavailableError('store', `redis is not connected (${status})`);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.#redis.ping(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no PONG within ${this.#pingTimeoutMs} ms`)),
+            this.#pingTimeoutMs,
+          );
+        }),
+      ]);
+    } catch (err) {
+      throw new UnavailableError('store', 'redis did not answer PING', { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Nothing to release: the client is borrowed and stays open. */
+  async close(): Promise<void> {}
+
+  /** Runs one Redis call; any failure (connection, timeout, server error) becomes {@link UnavailableError}. */
+  async #do<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (err instanceof UnavailableError) throw err;
+      throw new UnavailableError('store', 'redis call failed', { cause: err });
+    }
+  }
+}
+
+// ---- Lua replies → typed results: the one place where return codes gain meaning. ----
+
+function createResult(reply: unknown, decode: (body: string) => Flow): CreateResult {
+  if (Array.isArray(reply)) {
+    const [code, version, body] = reply as unknown[];
+    if (code === 'created' && typeof version === 'number') return { status: 'created', version };
+    if (code === 'exists' && typeof version === 'number' && typeof body === 'string') {
+      return { status: 'exists', flow: decode(body), version };
+    }
+    if (code === 'limit') return { status: 'limit' };
+  }
+  throw unexpected('create-2.lua', reply);
+}
+
+function updateResult(reply: unknown): UpdateResult {
+  if (Array.isArray(reply)) {
+    const [code, version] = reply as unknown[];
+    switch (code) {
+      case 'ok':
+        if (typeof version === 'number') return { status: 'ok', version };
+        break;
+      case 'conflict':
+      case 'missing':
+      case 'regress':
+      case 'lease_lost':
+        return { status: code };
+    }
+  }
+  throw unexpected('update-2.lua', reply);
+}
+
+function unexpected(script: string, reply: unknown): Error {
+  const shape = Array.isArray(reply) ? `array of ${reply.length}` : typeof reply;
+  return new Error(`${script} returned an unexpected reply (${shape})`);
+}
+
+/** Schedule member and user-code value: `deviceId/rid` (neither may contain `/`). */
+function sid(deviceId: string, rid: string): string {
+  return `${deviceId}/${rid}`;
+}
+
+function splitSid(member: string): { deviceId: string; rid: string } {
+  const i = member.indexOf('/');
+  return { deviceId: member.slice(0, i), rid: member.slice(i + 1) };
+}
+
+/** PX takes a positive integer; a TTL at or below zero keeps the value for 1 ms (it is dead at once anyway). */
+function pxOf(ttlMs: number): number {
+  return Math.max(1, Math.ceil(ttlMs));
+}

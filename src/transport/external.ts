@@ -1,0 +1,212 @@
+/**
+ * External broker mode (`DEVICEGATE_MQTT_URL`): the gateway is an MQTT client of the operator's broker (Mosquitto,
+ * EMQX, HiveMQ) with its own credentials. Device requests arrive through the shared subscription
+ * `$share/devicegate/{prefix}/+/req/+`, so N gateway instances split the work; replies go to each device's `res`.
+ *
+ * Identity: the broker's ACL binds `{deviceId}` in the topic to the authenticated username (see deploy/mosquitto);
+ * the gateway trusts the topic's device id and nothing in the payload.
+ *
+ * Delivery: requests are acknowledged (PUBACK) as soon as a processing slot is free, so a crash can lose at most the
+ * requests in flight — devices repeat them with the same `rid`, which is idempotent. Replies are published QoS 1 and
+ * resolve on PUBACK; while disconnected, publishing fails at once (the scheduler re-delivers results later, and
+ * devices can ask with `req/status`).
+ */
+import { randomBytes } from 'node:crypto';
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { UnavailableError } from '../core/errors.ts';
+import type { DeviceReply } from '../core/protocol.ts';
+import type { Metrics } from '../service/metrics.ts';
+import type { Topics } from './topics.ts';
+import type { DeviceRequestHandler, DeviceTransport, TransportStatus } from './types.ts';
+
+export const SHARE_GROUP = 'devicegate';
+/** Requests processed at once per instance; more wait (unacknowledged) at the broker. */
+const MAX_IN_FLIGHT = 256;
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+
+export interface ExternalBrokerOptions {
+  url: string;
+  username?: string;
+  password?: string;
+  /** Stable per instance so the broker keeps its session (and queued requests) across restarts. */
+  clientId?: string;
+  topics: Topics;
+  log: Logger;
+  metrics: Metrics;
+  /** MQTT protocol version towards the broker (default 4 = 3.1.1; 5 where the broker supports it). */
+  protocolVersion?: 4 | 5;
+}
+
+export class ExternalBroker implements DeviceTransport {
+  readonly #o: ExternalBrokerOptions;
+  readonly #clientId: string;
+  #client: MqttClient | undefined;
+  #handler: DeviceRequestHandler | undefined;
+  #connected = false;
+  #closing = false;
+  #attempt = 0;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+  #lastError = '';
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #waiting: Array<() => void> = [];
+  /** Settles the first `start()`: subscribed, or the first connection error. */
+  #first: { resolve(): void; reject(err: Error): void } | undefined;
+
+  constructor(options: ExternalBrokerOptions) {
+    this.#o = options;
+    this.#clientId = options.clientId ?? `devicegate-${randomBytes(6).toString('hex')}`;
+  }
+
+  get subscription(): string {
+    return `$share/${SHARE_GROUP}/${this.#o.topics.requestFilter}`;
+  }
+
+  /** Connects and subscribes; resolves once the subscription is in place. Reconnects by itself afterwards. */
+  async start(handler: DeviceRequestHandler): Promise<void> {
+    this.#handler = handler;
+    const client = mqtt.connect(this.#o.url, {
+      clientId: this.#clientId,
+      ...(this.#o.username !== undefined && { username: this.#o.username }),
+      ...(this.#o.password !== undefined && { password: this.#o.password }),
+      protocolVersion: this.#o.protocolVersion ?? 4,
+      clean: false,
+      keepalive: 30,
+      connectTimeout: 10_000,
+      // mqtt.js reconnects at a fixed period; we reconnect ourselves with backoff and jitter instead.
+      reconnectPeriod: 0,
+      queueQoSZero: false,
+      resubscribe: false,
+    });
+    this.#client = client;
+    client.handleMessage = (packet, done) => this.#onMessage(packet, done);
+    client.on('connect', (connack) => {
+      this.#attempt = 0;
+      const socket = client.stream as { setNoDelay?: (on: boolean) => void };
+      socket.setNoDelay?.(true);
+      void this.#subscribe(connack.sessionPresent);
+    });
+    client.on('close', () => {
+      const was = this.#connected;
+      this.#connected = false;
+      if (was) this.#o.log.warn({ broker: this.#o.url }, 'broker connection lost');
+      this.#scheduleReconnect();
+    });
+    client.on('error', (err) => {
+      this.#lastError = err.message;
+      this.#o.log.warn({ broker: this.#o.url, err: err.message }, 'broker error');
+      this.#first?.reject(new UnavailableError('broker', `cannot connect to ${this.#o.url}: ${err.message}`));
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.#first = { resolve, reject };
+    })
+      .finally(() => {
+        this.#first = undefined;
+      })
+      .catch(async (err: unknown) => {
+        this.#closing = true;
+        clearTimeout(this.#reconnectTimer);
+        await client.endAsync(true);
+        throw err;
+      });
+  }
+
+  async #subscribe(sessionPresent: boolean): Promise<void> {
+    const client = this.#client;
+    if (client === undefined) return;
+    try {
+      // With a kept session the broker still has the subscription; subscribing again is harmless and covers
+      // brokers that lost it.
+      const granted = await client.subscribeAsync(this.subscription, { qos: 1 });
+      if (granted.some((g) => g.qos > 2)) throw new Error(`the broker refused ${this.subscription}`);
+      this.#connected = true;
+      this.#o.log.info(
+        { broker: this.#o.url, sessionPresent, subscription: this.subscription },
+        'broker connected',
+      );
+      this.#first?.resolve();
+    } catch (err) {
+      this.#lastError = err instanceof Error ? err.message : String(err);
+      this.#o.log.error({ broker: this.#o.url, err: this.#lastError }, 'subscription failed');
+      this.#first?.reject(new UnavailableError('broker', this.#lastError));
+      client.stream.destroy();
+    }
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#closing || this.#reconnectTimer !== undefined) return;
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(this.#attempt, 10));
+    const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2)); // "equal jitter"
+    this.#attempt += 1;
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (!this.#closing) this.#client?.reconnect();
+    }, delay);
+    this.#reconnectTimer.unref();
+  }
+
+  #onMessage(packet: IPublishPacket, done: (err?: Error) => void): void {
+    const parsed = this.#o.topics.parseRequest(packet.topic);
+    if (parsed === undefined || this.#handler === undefined || this.#closing) {
+      done();
+      return;
+    }
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    const run = async () => {
+      try {
+        await this.#handler!({
+          deviceId: parsed.deviceId,
+          action: parsed.action,
+          rawAction: parsed.rawAction,
+          payload,
+        });
+      } catch (err) {
+        this.#o.log.error({ deviceId: parsed.deviceId, err: String(err) }, 'request handler failed');
+      }
+    };
+    const start = () => {
+      const p = run().finally(() => {
+        this.#inFlight.delete(p);
+        this.#waiting.shift()?.();
+      });
+      this.#inFlight.add(p);
+      done();
+    };
+    if (this.#inFlight.size < MAX_IN_FLIGHT) start();
+    else this.#waiting.push(start);
+  }
+
+  async publish(deviceId: string, reply: DeviceReply): Promise<void> {
+    const client = this.#client;
+    if (client === undefined || !this.#connected) {
+      throw new UnavailableError('broker', 'not connected to the broker');
+    }
+    await client.publishAsync(this.#o.topics.response(deviceId), JSON.stringify(reply), {
+      qos: 1,
+      retain: false,
+    });
+  }
+
+  status(): TransportStatus {
+    return {
+      connected: this.#connected,
+      detail: this.#connected
+        ? `connected to ${this.#o.url} as ${this.#clientId}`
+        : `not connected to ${this.#o.url}${this.#lastError === '' ? '' : `: ${this.#lastError}`}`,
+    };
+  }
+
+  /** Stops taking requests (unsubscribes), waits for the ones in flight, then disconnects cleanly. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearTimeout(this.#reconnectTimer);
+    const client = this.#client;
+    if (client === undefined) return;
+    if (this.#connected) await client.unsubscribeAsync(this.subscription).catch(() => undefined);
+    for (const start of this.#waiting.splice(0)) start();
+    await Promise.allSettled(this.#inFlight);
+    this.#connected = false;
+    await client.endAsync();
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * The code-entry pages as functions from data to HTML strings. No page has a script; the only stylesheet is
+ * `/static/device.css`. Every value is escaped by {@link html}; every sentence comes from ./text.ts.
+ */
+import type { Flow } from '../../core/flow.ts';
+import { type Html, html } from './html.ts';
+import { type Text, text as defaultText } from './text.ts';
+
+/** Where the stylesheet is served. */
+export const STYLESHEET_PATH = '/static/device.css';
+/** Where the icon is served. */
+export const FAVICON_PATH = '/static/favicon.svg';
+
+/** The outcomes `/device/done` can show (a fixed list: nothing from the query string is echoed). */
+export const RESULTS = ['authorized', 'denied', 'expired', 'failed'] as const;
+export type Result = (typeof RESULTS)[number];
+
+export function isResult(value: unknown): value is Result {
+  return typeof value === 'string' && (RESULTS as readonly string[]).includes(value);
+}
+
+/** What every page shows around its content. */
+export interface Frame {
+  /** host of the upstream identity provider (RFC 8628 §5.3: say where the person will sign in) */
+  issuerHost: string | undefined;
+  t?: Text;
+}
+
+function layout(frame: Frame, title: string, body: Html): string {
+  const t = frame.t ?? defaultText;
+  return `<!doctype html>\n${html`<html lang="${t.lang}">
+    <head>
+      <meta charset="utf-8" />
+      <meta name="viewport" content="width=device-width, initial-scale=1" />
+      <meta name="referrer" content="no-referrer" />
+      <meta name="robots" content="noindex, nofollow" />
+      <title>${title} · ${t.brand}</title>
+      <link rel="stylesheet" href="${STYLESHEET_PATH}" />
+      <link rel="icon" type="image/svg+xml" href="${FAVICON_PATH}" />
+    </head>
+    <body>
+      <div class="page">
+        <header class="brand"><span class="mark" aria-hidden="true"></span><span>${t.brand}</span></header>
+        <main class="card">${body}</main>
+        <footer><p class="muted">${t.footer}</p></footer>
+      </div>
+    </body>
+  </html> `}`;
+}
+
+function signInLine(frame: Frame): Html {
+  const t = frame.t ?? defaultText;
+  return frame.issuerHost === undefined
+    ? html`<p class="muted">${t.signInAtUnknown}</p>`
+    : html`<p class="muted issuer">${t.signInAt(frame.issuerHost)}</p>`;
+}
+
+export interface EntryView {
+  csrfToken: string;
+  /** what `?user_code=` carried (already bounded in length); only ever shown as the input's value */
+  prefill?: string;
+  /** show the one generic "not valid" message */
+  invalid?: boolean;
+}
+
+/** `GET /device`, and the answer to a code that is not usable. */
+export function entryPage(frame: Frame, view: EntryView): string {
+  const t = frame.t ?? defaultText;
+  const body = html`<h1>${t.entryTitle}</h1>
+    ${view.invalid === true && html`<div class="alert" role="alert"><p>${t.invalidCode}</p></div>`}
+    <p>${t.entryIntro}</p>
+    <form method="post" action="/device" autocomplete="off">
+      <input type="hidden" name="csrf" value="${view.csrfToken}" />
+      <label for="user_code">${t.codeLabel}</label>
+      <input
+        class="code"
+        id="user_code"
+        name="user_code"
+        type="text"
+        value="${view.prefill ?? ''}"
+        placeholder="XXXX-XXXX"
+        required
+        maxlength="20"
+        autocomplete="off"
+        autocapitalize="characters"
+        autocorrect="off"
+        spellcheck="false"
+        inputmode="text"
+        aria-describedby="code-hint"
+        ${view.invalid === true && html` aria-invalid="true"`}${view.prefill === undefined && html` autofocus`}
+      />
+      <p class="hint muted" id="code-hint">${t.codeHint}</p>
+      <button class="button" type="submit">${t.continue}</button>
+    </form>
+    <footer>${signInLine(frame)}</footer>`;
+  return layout(frame, t.entryTitle, body);
+}
+
+export interface ConfirmView {
+  csrfToken: string;
+  flow: Flow;
+  /** ms since the epoch, for "3 minutes ago" */
+  now: number;
+}
+
+/** `POST /device` with a usable code: the device, what it asks for, and Approve / Deny (RFC 8628 §5.4). */
+export function confirmPage(frame: Frame, view: ConfirmView): string {
+  const t = frame.t ?? defaultText;
+  const { flow } = view;
+  const device = flow.device ?? {};
+  const minutes = Math.max(0, Math.floor((view.now - flow.createdAt) / 60_000));
+  const scopes = flow.scope.split(' ').filter((s) => s.length > 0);
+  const body = html`<h1>${t.confirmTitle}</h1>
+    <p>
+      <span class="muted">${t.confirmCodeLabel}</span>
+      <strong class="usercode">${flow.secrets.userCode}</strong>
+      <span class="muted">${t.confirmCodeHint}</span>
+    </p>
+    <h2>${t.deviceHeading}</h2>
+    <p class="muted">${t.deviceReported}</p>
+    <dl class="facts">
+      <dt>${t.fieldName}</dt>
+      <dd>${device.name ?? html`<span class="muted">${t.notReported}</span>`}</dd>
+      <dt>${t.fieldModel}</dt>
+      <dd>${device.model ?? html`<span class="muted">${t.notReported}</span>`}</dd>
+      <dt>${t.fieldFirmware}</dt>
+      <dd>${device.firmware ?? html`<span class="muted">${t.notReported}</span>`}</dd>
+      <dt>${t.fieldDeviceId}</dt>
+      <dd><code>${flow.deviceId}</code></dd>
+      <dt>${t.fieldRequested}</dt>
+      <dd>${t.requestedAt(utc(flow.createdAt), t.ago(minutes))}</dd>
+      <dt>${t.fieldNetwork}</dt>
+      <dd>${flow.network ?? html`<span class="muted">${t.unknownNetwork}</span>`}</dd>
+    </dl>
+    <h2>${t.scopesHeading}</h2>
+    <ul class="scopes">
+      ${scopes.map((s) => {
+        const sentence = t.scopes[s];
+        return sentence === undefined
+          ? html`<li>${t.unknownScope}<code>${s}</code></li> `
+          : html`<li>${sentence}</li> `;
+      })}
+    </ul>
+    <div class="notice" role="note">
+      <p><strong>${t.warning}</strong></p>
+      <p>${t.warningDetail}</p>
+    </div>
+    <form method="post" action="/device/decision">
+      <input type="hidden" name="csrf" value="${view.csrfToken}" />
+      <input type="hidden" name="user_code" value="${flow.secrets.userCode}" />
+      <div class="choices">
+        <button class="button" type="submit" name="decision" value="deny">${t.deny}</button>
+        <button class="button" type="submit" name="decision" value="approve">${t.approve}</button>
+      </div>
+    </form>
+    <footer>${signInLine(frame)}</footer>`;
+  return layout(frame, t.confirmTitle, body);
+}
+
+/** `GET /device/done?result=…`. */
+export function outcomePage(frame: Frame, result: Result): string {
+  const t = frame.t ?? defaultText;
+  const pages: Record<Result, readonly [string, string]> = {
+    authorized: [t.doneAuthorizedTitle, t.doneAuthorized],
+    denied: [t.doneDeniedTitle, t.doneDenied],
+    expired: [t.doneExpiredTitle, t.doneExpired],
+    failed: [t.doneFailedTitle, t.doneFailed],
+  };
+  const [title, message] = pages[result];
+  const body = html`<h1${result === 'authorized' ? html` class="ok"` : ''}>${title}</h1>
+<p>${message}</p>`;
+  return layout(frame, title, body);
+}
+
+export type ErrorKind =
+  'csrf' | 'callback' | 'tooMany' | 'badRequest' | 'notFound' | 'unavailable' | 'serverError';
+
+/** A page for something that went wrong; `retryAfter` (seconds) only for `tooMany`. */
+export function errorPage(frame: Frame, kind: ErrorKind, retryAfter = 60): string {
+  const t = frame.t ?? defaultText;
+  const pages: Record<ErrorKind, readonly [string, string]> = {
+    csrf: [t.csrfTitle, t.csrf],
+    callback: [t.callbackInvalidTitle, t.callbackInvalid],
+    tooMany: [t.tooManyTitle, t.tooMany(retryAfter)],
+    badRequest: [t.badRequestTitle, t.badRequest],
+    notFound: [t.notFoundTitle, t.notFound],
+    unavailable: [t.unavailableTitle, t.unavailable],
+    serverError: [t.serverErrorTitle, t.serverError],
+  };
+  const [title, message] = pages[kind];
+  const body = html`<h1>${title}</h1>
+    <p>${message}</p>
+    ${kind !== 'callback' && html`<p><a href="/device">${t.startAgain}</a></p>`}`;
+  return layout(frame, title, body);
+}
+
+/** `2026-01-01 12:34 UTC` */
+function utc(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+}

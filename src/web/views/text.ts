@@ -1,0 +1,86 @@
+/**
+ * Every sentence the code-entry pages show, in one object so the pages can be translated: copy `en`, translate the
+ * values, keep the keys. Values are plain text (the views escape them); functions take the values they mention.
+ */
+
+export const en = {
+  lang: 'en',
+  brand: 'devicegate',
+
+  // Shared
+  signInAt: (host: string) => `You will sign in at ${host}.`,
+  signInAtUnknown: 'You will sign in at your identity provider.',
+  startAgain: 'Enter a code',
+  footer: 'devicegate connects devices to your account. Never enter a code that someone sent you.',
+
+  // Entry page (GET /device)
+  entryTitle: 'Connect a device',
+  entryIntro: 'Enter the code shown on your device.',
+  codeLabel: 'Code',
+  codeHint: 'Eight letters, for example BCDF-GHJK. Dashes and spaces do not matter.',
+  continue: 'Continue',
+  invalidCode: 'That code is not valid. Check the code on your device and try again.',
+
+  // Confirm page (POST /device)
+  confirmTitle: 'Is this your device?',
+  confirmCodeLabel: 'Code',
+  confirmCodeHint: 'This code must match the one on your device’s screen.',
+  deviceHeading: 'The device',
+  deviceReported: 'What the device says about itself (it was not checked):',
+  fieldDeviceId: 'Device id',
+  fieldName: 'Name',
+  fieldModel: 'Model',
+  fieldFirmware: 'Firmware',
+  fieldRequested: 'Asked at',
+  fieldNetwork: 'Network',
+  notReported: 'not reported',
+  unknownNetwork: 'unknown',
+  requestedAt: (utc: string, ago: string) => `${utc} (${ago})`,
+  ago: (minutes: number) =>
+    minutes < 1 ? 'just now' : minutes === 1 ? '1 minute ago' : `${minutes} minutes ago`,
+  scopesHeading: 'If you approve, it will be able to:',
+  scopes: {
+    openid: 'Know which account you are (your account identifier).',
+    profile: 'See your basic profile: your name and picture.',
+    email: 'See your email address.',
+    offline_access: 'Keep its access when you are not there, until you revoke it.',
+  } as Readonly<Record<string, string>>,
+  unknownScope: 'Use this permission: ',
+  warning: 'Continue only if this device is in front of you.',
+  warningDetail: 'If someone sent you this code or asked you to enter it, choose Deny.',
+  approve: 'Approve',
+  deny: 'Deny',
+
+  // Outcome pages (GET /device/done)
+  doneAuthorizedTitle: 'Device connected',
+  doneAuthorized: 'Your device is connected; you can close this page.',
+  doneDeniedTitle: 'Request denied',
+  doneDenied: 'You denied the request. The device was told and got no access.',
+  doneExpiredTitle: 'The request expired',
+  doneExpired: 'The request expired; start again on your device to get a new code.',
+  doneFailedTitle: 'Sign-in did not complete',
+  doneFailed: 'The sign-in did not complete, and the device got no access. Start again on your device.',
+
+  // Error pages
+  csrfTitle: 'This form has expired',
+  csrf: 'The form could not be accepted. It may have been open too long, or it did not come from this site. Start again.',
+  callbackInvalidTitle: 'This sign-in link is no longer valid',
+  callbackInvalid:
+    'This sign-in link is no longer valid. It may have been used already. Start again on your device.',
+  tooManyTitle: 'Too many attempts',
+  tooMany: (seconds: number) =>
+    `Too many codes were tried. Wait ${seconds < 60 ? `${seconds} seconds` : `${Math.ceil(seconds / 60)} minutes`} and try again.`,
+  badRequestTitle: 'Something is wrong with the request',
+  badRequest: 'The page could not understand what was sent. Start again.',
+  notFoundTitle: 'Page not found',
+  notFound: 'There is nothing here.',
+  unavailableTitle: 'Temporarily unavailable',
+  unavailable: 'The service is busy or a part of it is down. Try again in a moment.',
+  serverErrorTitle: 'Something went wrong',
+  serverError: 'Something went wrong on our side. Try again.',
+};
+
+export type Text = typeof en;
+
+/** The strings the pages use. */
+export const text: Text = en;

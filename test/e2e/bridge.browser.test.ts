@@ -1,0 +1,220 @@
+/**
+ * Bridge mode end to end, in a real browser: the real gateway (startGateway: embedded aedes broker, HTTP on a free
+ * port, authorization_code mode) in front of the demo identity provider (node-oidc-provider, code + PKCE only), an
+ * mqtt.js device with its HMAC credential, and Debian's Chromium. Saves a screenshot of every page to
+ * test-results/screenshots/ and the entry and confirm pages to docs/images/ for the README.
+ */
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/index.ts';
+import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
+import { type Gateway, startGateway } from '../../src/gateway.ts';
+import { createLogger } from '../../src/log.ts';
+import {
+  launchBrowser,
+  phoneContext,
+  publishScreenshot,
+  screenshot,
+  watchProblems,
+} from '../helpers/browser.ts';
+import { type TestDevice, closeAllDevices, connectDevice } from '../helpers/device.ts';
+import { freePort } from '../helpers/procs.ts';
+
+const FLEET_KEY = 'e2e-fleet-key-0123456789abcdef';
+const log = createLogger('silent');
+
+let idp: DemoIdp;
+let gw: Gateway;
+let browser: Browser;
+let publicUrl: string;
+
+beforeAll(async () => {
+  const httpPort = await freePort();
+  publicUrl = `http://localhost:${httpPort}`;
+  idp = await startDemoIdp({
+    host: '127.0.0.1',
+    port: 0,
+    redirectUris: [`${publicUrl}/oauth/callback`],
+    deviceFlow: false,
+    log,
+  });
+  const config = loadConfig({
+    DEVICEGATE_HTTP_HOST: '127.0.0.1',
+    DEVICEGATE_HTTP_PORT: String(httpPort),
+    DEVICEGATE_MQTT_HOST: '127.0.0.1',
+    DEVICEGATE_MQTT_PORT: '0',
+    DEVICEGATE_PUBLIC_URL: publicUrl,
+    DEVICEGATE_UPSTREAM_ISSUER: idp.issuer,
+    DEVICEGATE_UPSTREAM_CLIENT_ID: idp.clientId,
+    DEVICEGATE_UPSTREAM_CLIENT_SECRET: idp.clientSecret,
+    DEVICEGATE_UPSTREAM_MODE: 'authorization_code',
+    DEVICEGATE_DEVICE_KEY: FLEET_KEY,
+    DEVICEGATE_SECRET: 'e2e-gateway-secret-0123456789abcdef0123',
+    DEVICEGATE_DEFAULT_SCOPE: 'openid profile',
+    DEVICEGATE_LOG_LEVEL: 'silent',
+  });
+  gw = await startGateway({ config, log, writeDemoFile: false });
+  browser = await launchBrowser();
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await gw?.close();
+  await idp?.close();
+});
+
+afterEach(async () => {
+  await closeAllDevices();
+});
+
+interface Started {
+  device: TestDevice;
+  rid: string;
+  userCode: string;
+  complete: string;
+}
+
+async function startDevice(deviceId: string, rid: string): Promise<Started> {
+  const device = await connectDevice({ url: gw.mqttUrl, deviceId, key: FLEET_KEY });
+  const reply = await device.ask(
+    'authorize',
+    { rid, scope: 'openid profile', device: { name: 'Living room TV', model: 'TV-9000', firmware: '4.2.1' } },
+    { status: 'pending' },
+  );
+  const body = reply.json as {
+    user_code: string;
+    verification_uri: string;
+    verification_uri_complete: string;
+  };
+  expect(body.verification_uri).toBe(`${publicUrl}/device`);
+  return { device, rid, userCode: body.user_code, complete: body.verification_uri_complete };
+}
+
+/** Opens the link the device shows and goes through our entry page to the confirm page. */
+async function toConfirmPage(
+  page: Page,
+  s: Started,
+  shots: { entry?: string; confirm?: string } = {},
+): Promise<void> {
+  await page.goto(s.complete);
+  // the link pre-fills the code, and nothing more: the person still has to submit it (RFC 8628 §5.4)
+  await expect.poll(() => page.locator('#user_code').inputValue()).toBe(s.userCode);
+  expect(await page.locator('h1').innerText()).toBe('Connect a device');
+  // the stylesheet loaded (CSP style-src 'self'): the code input is a large touch target
+  const input = await page.locator('#user_code').boundingBox();
+  expect(input?.height).toBeGreaterThanOrEqual(48);
+  if (shots.entry !== undefined) await screenshot(page, shots.entry);
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.waitForURL(`${publicUrl}/device`);
+  expect(await page.locator('h1').innerText()).toBe('Is this your device?');
+  expect(await page.locator('.usercode').innerText()).toBe(s.userCode);
+  const facts = await page.locator('dl.facts').innerText();
+  expect(facts).toContain('Living room TV');
+  expect(facts).toContain('TV-9000');
+  expect(facts).toContain(s.device.id);
+  expect(await page.locator('main').innerText()).toContain(
+    'Continue only if this device is in front of you.',
+  );
+  // Approve and Deny are equally prominent: same size
+  const deny = await page.getByRole('button', { name: 'Deny' }).boundingBox();
+  const approve = await page.getByRole('button', { name: 'Approve' }).boundingBox();
+  expect(deny?.width).toBe(approve?.width);
+  expect(deny?.height).toBe(approve?.height);
+  if (shots.confirm !== undefined) await screenshot(page, shots.confirm);
+}
+
+async function userinfoStatus(accessToken: string): Promise<number> {
+  const meta = (await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json()) as {
+    userinfo_endpoint: string;
+  };
+  const res = await fetch(meta.userinfo_endpoint, { headers: { authorization: `Bearer ${accessToken}` } });
+  return res.status;
+}
+
+describe('bridge mode in Chromium', () => {
+  it('enter the code, confirm, sign in at the IdP, consent: the device gets a token the IdP accepts', async () => {
+    const s = await startDevice('tv-e2e-approve', 'r-approve');
+    const context = await phoneContext(browser);
+    try {
+      const page = await context.newPage();
+      const watched = watchProblems(page, publicUrl);
+      await toConfirmPage(page, s, { entry: 'device-entry', confirm: 'device-confirm' });
+
+      await page.getByRole('button', { name: 'Approve' }).click();
+      await page.waitForURL((u) => u.href.startsWith(`${idp.issuer}/interaction/`));
+      await page.locator('#username').waitFor();
+      await screenshot(page, 'idp-login');
+      await page.locator('#username').fill(idp.username);
+      await page.locator('#password').fill(idp.password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('button', { name: 'Approve' }).waitFor();
+      await screenshot(page, 'idp-consent');
+      await page.getByRole('button', { name: 'Approve' }).click();
+
+      await page.waitForURL(`${publicUrl}/device/done?result=authorized`);
+      expect(await page.locator('h1').innerText()).toBe('Device connected');
+      expect(await page.locator('main').innerText()).toContain('Your device is connected;');
+      expect(await page.locator('main').innerText()).toContain('you can close this page');
+      await screenshot(page, 'success');
+
+      const reply = await s.device.waitForReply({ rid: s.rid, status: 'authorized' });
+      const token = reply.json?.['access_token'];
+      expect(typeof token).toBe('string');
+      expect(await userinfoStatus(token as string)).toBe(200);
+      // the token never reached the browser
+      expect(await page.content()).not.toContain(token as string);
+      expect(watched.problems).toEqual([]);
+    } finally {
+      await context.close();
+    }
+    await publishScreenshot('test-results/screenshots/device-entry.png', 'docs/images/device-entry.png');
+    await publishScreenshot('test-results/screenshots/device-confirm.png', 'docs/images/device-confirm.png');
+  }, 60_000);
+
+  it('Deny on our confirm page: the device is told access_denied at once', async () => {
+    const s = await startDevice('tv-e2e-deny', 'r-deny');
+    const context = await phoneContext(browser);
+    try {
+      const page = await context.newPage();
+      const watched = watchProblems(page, publicUrl);
+      await toConfirmPage(page, s);
+      await page.getByRole('button', { name: 'Deny' }).click();
+      await page.waitForURL(`${publicUrl}/device/done?result=denied`);
+      expect(await page.locator('h1').innerText()).toBe('Request denied');
+      await screenshot(page, 'denied');
+      const reply = await s.device.waitForReply({ rid: s.rid, status: 'error' });
+      expect(reply.json?.['error']).toBe('access_denied');
+      expect(watched.problems).toEqual([]);
+      // the code is dead now (the refusal is a 400, which the console reports as a failed load)
+      await page.goto(s.complete);
+      await page.getByRole('button', { name: 'Continue' }).click();
+      await expect.poll(() => page.locator('[role=alert]').innerText()).toContain('That code is not valid');
+      await screenshot(page, 'invalid-code');
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
+
+  it('Deny at the IdP consent: the device is told access_denied', async () => {
+    const s = await startDevice('tv-e2e-idp-deny', 'r-idp-deny');
+    const context = await phoneContext(browser);
+    try {
+      const page = await context.newPage();
+      await toConfirmPage(page, s);
+      await page.getByRole('button', { name: 'Approve' }).click();
+      await page.locator('#username').waitFor();
+      await page.locator('#username').fill(idp.username);
+      await page.locator('#password').fill(idp.password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('button', { name: 'Deny' }).click();
+      await page.waitForURL(`${publicUrl}/device/done?result=denied`);
+      expect(await page.locator('h1').innerText()).toBe('Request denied');
+      await screenshot(page, 'idp-denied');
+      const reply = await s.device.waitForReply({ rid: s.rid, status: 'error' });
+      expect(reply.json?.['error']).toBe('access_denied');
+      expect(s.device.received.some((r) => r.json?.['status'] === 'authorized')).toBe(false);
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,63 @@
+/**
+ * A real browser for end-to-end tests: Debian's Chromium driven by playwright-core (no downloaded browser). Each
+ * test opens its own context (cookies, storage) and closes the browser in afterAll. Screenshots go to
+ * test-results/screenshots/.
+ */
+import { copyFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
+
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+export const SCREENSHOT_DIR = path.join('test-results', 'screenshots');
+
+/** Launches headless Chromium. Close it with `browser.close()` (afterAll). */
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+}
+
+/** A phone-sized context (the code page is mostly opened from a phone after scanning the device's QR code). */
+export function phoneContext(browser: Browser): Promise<BrowserContext> {
+  return browser.newContext({
+    viewport: { width: 412, height: 860 },
+    deviceScaleFactor: 2,
+    isMobile: false,
+    locale: 'en-US',
+    colorScheme: 'light',
+  });
+}
+
+/**
+ * Records what pages of `origin` report as errors: console errors (CSP violations and failed loads appear there),
+ * uncaught exceptions and failed requests. Read `problems` after the flow.
+ */
+export function watchProblems(page: Page, origin: string): { problems: string[] } {
+  const problems: string[] = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && msg.location().url.startsWith(origin)) {
+      problems.push(`console: ${msg.text()} (${msg.location().url})`);
+    }
+  });
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  page.on('requestfailed', (req) => {
+    if (req.url().startsWith(origin))
+      problems.push(`requestfailed: ${req.url()} ${req.failure()?.errorText ?? ''}`);
+  });
+  return { problems };
+}
+
+/** Saves a full-page screenshot as `test-results/screenshots/{name}.png` and returns its path. */
+export async function screenshot(page: Page, name: string): Promise<string> {
+  await mkdir(SCREENSHOT_DIR, { recursive: true });
+  const file = path.join(SCREENSHOT_DIR, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+/** Copies a screenshot into the docs (e.g. `docs/images/device-entry.png`). */
+export async function publishScreenshot(file: string, target: string): Promise<void> {
+  await mkdir(path.dirname(target), { recursive: true });
+  await copyFile(file, target);
+}

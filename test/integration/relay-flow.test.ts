@@ -1,0 +1,282 @@
+/**
+ * Relay mode end to end, with real parts only: the gateway (embedded aedes, memory store), node-oidc-provider as
+ * the upstream with its RFC 8628 endpoint, mqtt.js and mosquitto_pub/mosquitto_sub as devices, and the upstream's
+ * verification pages driven over HTTP like a person would.
+ */
+import { spawn } from 'node:child_process';
+import { compactDecrypt, exportJWK, generateKeyPair } from 'jose';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/index.ts';
+import { devicePassword } from '../../src/core/crypto.ts';
+import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
+import { startGateway, type Gateway } from '../../src/gateway.ts';
+import { createLogger } from '../../src/log.ts';
+import { closeAllDevices, connectDevice, type TestDevice } from '../helpers/device.ts';
+import { approveDeviceCode } from '../helpers/idp-person.ts';
+import { freePort, waitFor } from '../helpers/procs.ts';
+
+const KEY = 'relay-test-fleet-key-0123456789';
+const log = createLogger('silent');
+let idp: DemoIdp;
+let shortIdp: DemoIdp;
+let gw: Gateway;
+let shortGw: Gateway;
+
+async function gateway(upstream: DemoIdp): Promise<Gateway> {
+  const config = loadConfig({
+    DEVICEGATE_HTTP_PORT: String(await freePort()),
+    DEVICEGATE_MQTT_PORT: '0',
+    DEVICEGATE_UPSTREAM_ISSUER: upstream.issuer,
+    DEVICEGATE_UPSTREAM_CLIENT_ID: upstream.clientId,
+    DEVICEGATE_UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
+    DEVICEGATE_UPSTREAM_MODE: 'device',
+    DEVICEGATE_POLL_INTERVAL: '1',
+    DEVICEGATE_DEVICE_KEY: KEY,
+    DEVICEGATE_SECRET: 's'.repeat(40),
+    DEVICEGATE_LOG_LEVEL: 'silent',
+  });
+  return startGateway({ config, log, writeDemoFile: false });
+}
+
+async function device(g: Gateway, id: string): Promise<TestDevice> {
+  return connectDevice({ url: g.mqttUrl, deviceId: id, key: KEY });
+}
+
+/** The upstream's userinfo endpoint accepts the token. */
+async function userinfo(upstream: DemoIdp, accessToken: string): Promise<Response> {
+  const meta = (await (await fetch(`${upstream.issuer}/.well-known/openid-configuration`)).json()) as {
+    userinfo_endpoint: string;
+  };
+  return fetch(meta.userinfo_endpoint, { headers: { authorization: `Bearer ${accessToken}` } });
+}
+
+beforeAll(async () => {
+  idp = await startDemoIdp({ host: '127.0.0.1', port: 0, redirectUris: [], deviceFlow: true, log });
+  shortIdp = await startDemoIdp({
+    host: '127.0.0.1',
+    port: 0,
+    redirectUris: [],
+    deviceFlow: true,
+    log,
+    ttl: { deviceCode: 2 },
+  });
+  gw = await gateway(idp);
+  shortGw = await gateway(shortIdp);
+});
+
+afterEach(closeAllDevices);
+
+afterAll(async () => {
+  await gw?.close();
+  await shortGw?.close();
+  await idp?.close();
+  await shortIdp?.close();
+});
+
+describe('relay mode, mqtt.js device', () => {
+  it('request → pending → the person approves upstream → the token is pushed and the upstream accepts it', async () => {
+    const tv = await device(gw, 'tv-relay-1');
+    const pending = await tv.ask('authorize', { rid: 'r1', scope: 'openid profile' }, { status: 'pending' });
+    const p = pending.json!;
+    expect(p).toMatchObject({ v: 1, rid: 'r1', status: 'pending' });
+    expect(p.user_code).toEqual(expect.any(String));
+    expect(String(p.verification_uri)).toContain(idp.issuer);
+    expect(p.expires_in).toEqual(expect.any(Number));
+    expect(pending.retain).toBe(false);
+    expect(pending.qos).toBe(1);
+
+    // the same rid again is idempotent: the same user code, no second flow
+    const again = await tv.ask('authorize', { rid: 'r1', scope: 'openid profile' }, { status: 'pending' });
+    expect(again.json!.user_code).toBe(p.user_code);
+
+    await approveDeviceCode(String(p.verification_uri_complete ?? p.verification_uri), String(p.user_code));
+    const done = await tv.waitForReply({ rid: 'r1', status: 'authorized' }, { timeoutMs: 10_000 });
+    const a = done.json!;
+    expect(a).toMatchObject({ v: 1, rid: 'r1', status: 'authorized', token_type: expect.any(String) });
+    expect(done.retain).toBe(false);
+    expect((await userinfo(idp, String(a.access_token))).status).toBe(200);
+
+    // the device acks; the gateway forgets the token, a later status says so
+    await tv.request('ack', { rid: 'r1' });
+    const after = await tv.ask('status', { rid: 'r1' }, { status: 'error' });
+    expect(after.json).toMatchObject({ error: 'invalid_request' });
+    expect(JSON.stringify(after.json)).not.toContain(String(a.access_token));
+  });
+
+  it('the person denies → access_denied pushed at once after the next poll', async () => {
+    const tv = await device(gw, 'tv-relay-2');
+    const p = (await tv.ask('authorize', { rid: 'd1' }, { status: 'pending' })).json!;
+    await approveDeviceCode(String(p.verification_uri), String(p.user_code), { deny: true });
+    const r = await tv.waitForReply({ rid: 'd1', status: 'error' }, { timeoutMs: 10_000 });
+    expect(r.json).toMatchObject({ rid: 'd1', error: 'access_denied' });
+  });
+
+  it('nobody approves → expired_token is pushed when the code expires', async () => {
+    const tv = await device(shortGw, 'tv-relay-3');
+    const p = (await tv.ask('authorize', { rid: 'e1' }, { status: 'pending' })).json!;
+    expect(p.expires_in).toBeLessThanOrEqual(2);
+    const r = await tv.waitForReply({ rid: 'e1', status: 'error' }, { timeoutMs: 10_000 });
+    expect(r.json).toMatchObject({ rid: 'e1', error: 'expired_token' });
+  });
+
+  it('a device that reconnects gets its result with req/status', async () => {
+    const first = await device(gw, 'tv-relay-4');
+    const p = (await first.ask('authorize', { rid: 's1' }, { status: 'pending' })).json!;
+    await first.end();
+    await approveDeviceCode(String(p.verification_uri), String(p.user_code));
+    // wait until the gateway has the result (it was pushed to nobody)
+    await waitFor(
+      async () => (await gw.store.get('tv-relay-4', 's1'))?.flow.state === 'authorized',
+      10_000,
+      'result',
+    );
+    const second = await device(gw, 'tv-relay-4');
+    const r = await second.ask('status', { rid: 's1' }, { status: 'authorized' });
+    expect((await userinfo(idp, String(r.json!.access_token))).status).toBe(200);
+  });
+
+  it('cancel ends a pending flow', async () => {
+    const tv = await device(gw, 'tv-relay-5');
+    await tv.ask('authorize', { rid: 'c1' }, { status: 'pending' });
+    const r = await tv.ask('cancel', { rid: 'c1' }, { status: 'error' });
+    expect(r.json).toMatchObject({ error: 'access_denied' });
+    const s = await tv.ask('status', { rid: 'c1' }, { status: 'error' });
+    expect(s.json).toMatchObject({ error: 'access_denied' });
+  });
+
+  it('with a device key the token travels as JWE only the device can open', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('ECDH-ES', { crv: 'P-256', extractable: true });
+    const jwk = await exportJWK(publicKey);
+    const tv = await device(gw, 'tv-relay-6');
+    const p = (await tv.ask('authorize', { rid: 'j1', jwk }, { status: 'pending' })).json!;
+    await approveDeviceCode(String(p.verification_uri), String(p.user_code));
+    const r = (await tv.waitForReply({ rid: 'j1', status: 'authorized' }, { timeoutMs: 10_000 })).json!;
+    expect(r.access_token).toBeUndefined();
+    const { plaintext } = await compactDecrypt(String(r.jwe), privateKey);
+    const fields = JSON.parse(new TextDecoder().decode(plaintext)) as { access_token: string };
+    expect((await userinfo(idp, fields.access_token)).status).toBe(200);
+  });
+
+  it('a scope outside the allowed list is refused with invalid_scope', async () => {
+    const tv = await device(gw, 'tv-relay-7');
+    const r = await tv.ask('authorize', { rid: 'x1', scope: 'openid admin' }, { status: 'error' });
+    expect(r.json).toMatchObject({ rid: 'x1', error: 'invalid_scope' });
+  });
+});
+
+describe('bad input gets invalid_request on the sender’s own res, and the gateway stays up', () => {
+  const cases: Array<[string, string, string | Buffer]> = [
+    ['not JSON', 'authorize', 'hello'],
+    ['an array', 'authorize', '[]'],
+    ['unknown field', 'authorize', JSON.stringify({ rid: 'b1', admin: true })],
+    ['wrong type', 'authorize', JSON.stringify({ rid: 7 })],
+    ['bad rid', 'status', JSON.stringify({ rid: '../../x' })],
+    ['prototype pollution', 'authorize', '{"rid":"b2","__proto__":{"isAdmin":true}}'],
+    ['oversize (5 KiB)', 'authorize', JSON.stringify({ rid: 'b3', scope: 'x'.repeat(5000) })],
+    ['invalid UTF-8', 'ack', Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d])],
+    ['unknown action', 'explode', JSON.stringify({ rid: 'b4' })],
+    ['CRLF in scope', 'authorize', JSON.stringify({ rid: 'b5', scope: 'openid\r\nadmin' })],
+  ];
+
+  let okCount = 0;
+  it.each(cases)('%s', async (_name, action, payload) => {
+    const bad = await device(gw, 'tv-bad');
+    const other = await device(gw, 'tv-bystander');
+    const from = bad.received.length;
+    await bad.publish(bad.reqTopic(action), payload, { qos: 1 });
+    const r = await bad.waitForReply({ status: 'error' }, { from });
+    expect(r.json).toMatchObject({ v: 1, status: 'error', error: 'invalid_request' });
+    expect(String(r.json!.error_description).length).toBeGreaterThan(5);
+    expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
+    // nothing reached the bystander, and the gateway still answers real requests
+    expect(other.received).toHaveLength(0);
+    const rid = `ok-${++okCount}`;
+    const ok = await bad.ask('authorize', { rid }, { status: 'pending' });
+    expect(ok.json!.user_code).toEqual(expect.any(String));
+    await bad.ask('cancel', { rid }, { status: 'error' });
+  });
+});
+
+describe('relay mode with the mosquitto command-line clients as the device (MQTT 3.1.1)', () => {
+  /** Runs a mosquitto client to completion; resolves with its stdout. */
+  function run(cmd: string, args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      p.on('exit', (code) =>
+        code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}: ${err}`)),
+      );
+    });
+  }
+
+  it('mosquitto_rr asks, the person approves, the pushed token waits in the persistent session for mosquitto_sub', async () => {
+    const id = 'tv-cli-1';
+    const common = ['-h', '127.0.0.1', '-p', new URL(gw.mqttUrl).port, '-V', 'mqttv311', '-i', id, '-u', id];
+    const auth = [...common, '-P', devicePassword(KEY, id), '-q', '1', '-c'];
+    const res = `devicegate/v1/${id}/res`;
+
+    // one request/response: subscribes to res (persistent session), publishes the request, prints the reply
+    const pendingOut = await run('mosquitto_rr', [
+      ...auth,
+      '-t',
+      `devicegate/v1/${id}/req/authorize`,
+      '-e',
+      res,
+      '-m',
+      JSON.stringify({ rid: 'cli1' }),
+      '-W',
+      '10',
+    ]);
+    const pending = JSON.parse(pendingOut.trim()) as Record<string, string>;
+    expect(pending).toMatchObject({ rid: 'cli1', status: 'pending' });
+
+    // the device is offline while the person approves; the gateway pushes into its session
+    await approveDeviceCode(pending.verification_uri!, pending.user_code!);
+    await waitFor(
+      async () => (await gw.store.get(id, 'cli1'))?.flow.deliveredAt !== undefined,
+      10_000,
+      'push',
+    );
+
+    const authorizedOut = await run('mosquitto_sub', [...auth, '-t', res, '-C', '1', '-W', '10']);
+    const authorized = JSON.parse(authorizedOut.trim()) as Record<string, string>;
+    expect(authorized).toMatchObject({ rid: 'cli1', status: 'authorized' });
+    expect((await userinfo(idp, authorized.access_token!)).status).toBe(200);
+
+    await run('mosquitto_pub', [
+      ...auth,
+      '-t',
+      `devicegate/v1/${id}/req/ack`,
+      '-m',
+      JSON.stringify({ rid: 'cli1' }),
+    ]);
+    await waitFor(async () => (await gw.store.get(id, 'cli1'))?.flow.state === 'acked', 5000, 'ack');
+  });
+
+  it('a wrong password is refused', async () => {
+    const id = 'tv-cli-2';
+    await expect(
+      run('mosquitto_pub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        new URL(gw.mqttUrl).port,
+        '-V',
+        'mqttv311',
+        '-i',
+        id,
+        '-u',
+        id,
+        '-P',
+        'wrong',
+        '-t',
+        `devicegate/v1/${id}/req/authorize`,
+        '-m',
+        '{"rid":"x"}',
+      ]),
+    ).rejects.toThrow(/exited/);
+  });
+});

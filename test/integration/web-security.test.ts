@@ -1,0 +1,1001 @@
+/**
+ * The bridge-mode web page under attack (SECURITY-CASES B.13–B.22, C.23, C.24, C.28). Real parts: the fastify app
+ * (buildApp + registerDevicePages), BridgeFlows over a MemoryStore and a FlowService, the real upstream client
+ * (oauth4webapi) against the real demo identity provider (node-oidc-provider, authorization code + PKCE only), and a
+ * private redis-server for the cross-instance limits. The only fake is the MQTT transport, which records what would
+ * be published to each device (the broker is not under test here).
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/index.ts';
+import { FakeClock } from '../../src/core/clock.ts';
+import { USER_CODE_SPACE } from '../../src/core/codes.ts';
+import { deriveKeys } from '../../src/core/crypto.ts';
+import type { DeviceReply } from '../../src/core/protocol.ts';
+import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
+import { createLogger } from '../../src/log.ts';
+import { BridgeFlows } from '../../src/service/bridge.ts';
+import { flowCodec } from '../../src/service/codec.ts';
+import { FlowService } from '../../src/service/flows.ts';
+import { Metrics } from '../../src/service/metrics.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
+import type { DeviceTransport } from '../../src/transport/types.ts';
+import { type UpstreamClient, createUpstream } from '../../src/upstream/oauth.ts';
+import type { BridgeUpstream } from '../../src/upstream/types.ts';
+import { buildApp } from '../../src/web/app.ts';
+import {
+  type CodeEntryLimits,
+  DEFAULT_LIMITS,
+  guessProbability,
+  maxLiveCodes,
+  registerDevicePages,
+} from '../../src/web/routes/device.ts';
+import { startRedis, stopAll } from '../helpers/procs.ts';
+
+const PUBLIC_URL = 'http://gateway.test';
+const CALLBACK = `${PUBLIC_URL}/oauth/callback`;
+const SECRET = 'web-security-test-secret-0123456789abcdef';
+const CODE_TTL_S = 600;
+const log = createLogger('silent');
+/** Limits no test reaches unless it means to. */
+const GENEROUS: Partial<CodeEntryLimits> = {
+  perIp: { max: 1000, windowMs: 60_000 },
+  global: { max: 1000, windowMs: 60_000 },
+  requestsPerMinute: 10_000,
+};
+
+let idp: DemoIdp;
+let upstreamClient: UpstreamClient;
+
+beforeAll(async () => {
+  idp = await startDemoIdp({ host: '127.0.0.1', port: 0, redirectUris: [CALLBACK], deviceFlow: false, log });
+  upstreamClient = createUpstream({
+    issuer: idp.issuer,
+    clientId: idp.clientId,
+    clientSecret: idp.clientSecret,
+    mode: 'authorization_code',
+    redirectUri: CALLBACK,
+    timeoutMs: 5000,
+    allowInsecure: true,
+    log,
+  });
+  await upstreamClient.discover();
+});
+
+afterAll(async () => {
+  await idp?.close();
+  await stopAll();
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Harness
+
+interface Published {
+  deviceId: string;
+  reply: DeviceReply;
+}
+
+interface Harness {
+  app: FastifyInstance;
+  clock: FakeClock;
+  store: MemoryStore;
+  service: FlowService;
+  bridge: BridgeFlows;
+  metrics: Metrics;
+  published: Published[];
+  /** every response any page client saw: status, headers and body */
+  responses: LightMyRequestResponse[];
+  /** Starts a flow as a device would (over FlowService.handleRequest) and returns its user code. */
+  startFlow(o?: {
+    deviceId?: string;
+    rid?: string;
+    device?: Record<string, string>;
+    scope?: string;
+  }): Promise<{
+    deviceId: string;
+    rid: string;
+    code: string;
+  }>;
+  /** What the device was last told. */
+  lastReply(deviceId: string): DeviceReply | undefined;
+  client(o?: { remoteAddress?: string }): PageClient;
+}
+
+const harnesses: Harness[] = [];
+afterEach(async () => {
+  await Promise.allSettled(harnesses.map((h) => h.app.close()));
+  harnesses.length = 0;
+});
+
+async function harness(
+  o: {
+    limits?: Partial<CodeEntryLimits>;
+    trustProxy?: string;
+    redis?: Redis;
+    allowedScopes?: string;
+    keyPrefix?: string;
+  } = {},
+): Promise<Harness> {
+  const config = loadConfig({
+    DEVICEGATE_UPSTREAM_ISSUER: idp.issuer,
+    DEVICEGATE_UPSTREAM_CLIENT_ID: idp.clientId,
+    DEVICEGATE_UPSTREAM_CLIENT_SECRET: idp.clientSecret,
+    DEVICEGATE_UPSTREAM_MODE: 'authorization_code',
+    DEVICEGATE_PUBLIC_URL: PUBLIC_URL,
+    DEVICEGATE_SECRET: SECRET,
+    DEVICEGATE_CODE_TTL: String(CODE_TTL_S),
+    DEVICEGATE_DEFAULT_SCOPE: 'openid',
+    DEVICEGATE_REDIS_KEY_PREFIX: o.keyPrefix ?? `dgtest-${randomBytes(4).toString('hex')}:`,
+    ...(o.allowedScopes !== undefined && { DEVICEGATE_ALLOWED_SCOPES: o.allowedScopes }),
+  });
+  const keys = deriveKeys(SECRET);
+  const clock = new FakeClock(Date.now());
+  const metrics = new Metrics();
+  const store = new MemoryStore({ codec: flowCodec(keys), clock });
+  const published: Published[] = [];
+  const transport: DeviceTransport = {
+    start: async () => {},
+    publish: async (deviceId, reply) => {
+      published.push({ deviceId, reply });
+    },
+    status: () => ({ connected: true, detail: 'recording' }),
+    close: async () => {},
+  };
+  const upstream = upstreamClient.upstream as BridgeUpstream;
+  const service = new FlowService({
+    config,
+    publicUrl: PUBLIC_URL,
+    clock,
+    store,
+    upstream,
+    keys,
+    log,
+    metrics,
+    transport,
+  });
+  const bridge = new BridgeFlows({ service, store, upstream, keys, clock, metrics, log });
+  const app = await buildApp({
+    log,
+    metrics,
+    readiness: {},
+    ...(o.trustProxy !== undefined && { trustProxy: o.trustProxy }),
+    register: (a) =>
+      registerDevicePages(a, {
+        bridge,
+        keys,
+        config,
+        publicUrl: PUBLIC_URL,
+        metrics,
+        log,
+        clock,
+        limits: o.limits ?? GENEROUS,
+        ...(o.redis !== undefined && { redis: o.redis }),
+      }),
+  });
+  const responses: LightMyRequestResponse[] = [];
+  let n = 0;
+  const h: Harness = {
+    app,
+    clock,
+    store,
+    service,
+    bridge,
+    metrics,
+    published,
+    responses,
+    async startFlow(f = {}) {
+      const deviceId = f.deviceId ?? `dev-${++n}`;
+      const rid = f.rid ?? `rid-${n}`;
+      const before = published.length;
+      await service.handleRequest({
+        deviceId,
+        action: 'authorize',
+        rawAction: 'authorize',
+        payload: Buffer.from(
+          JSON.stringify({
+            rid,
+            ...(f.scope !== undefined && { scope: f.scope }),
+            ...(f.device !== undefined && { device: f.device }),
+          }),
+        ),
+        remoteAddress: '192.0.2.17',
+      });
+      const reply = published.slice(before).find((p) => p.deviceId === deviceId)?.reply;
+      if (reply?.status !== 'pending') throw new Error(`the flow did not start: ${JSON.stringify(reply)}`);
+      return { deviceId, rid, code: reply.user_code };
+    },
+    lastReply(deviceId) {
+      return published.filter((p) => p.deviceId === deviceId).at(-1)?.reply;
+    },
+    client: (c = {}) => new PageClient(h, c.remoteAddress),
+  };
+  harnesses.push(h);
+  return h;
+}
+
+/** A browser over `inject`: keeps cookies, sends same-origin form posts, remembers the page's CSRF token. */
+class PageClient {
+  readonly jar = new Map<string, string>();
+  csrf: string | undefined;
+  readonly #h: Harness;
+  readonly #remoteAddress: string | undefined;
+
+  constructor(h: Harness, remoteAddress?: string) {
+    this.#h = h;
+    this.#remoteAddress = remoteAddress;
+  }
+
+  get cookieHeader(): string {
+    return [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ');
+  }
+
+  async request(opts: InjectOptions & { withCookies?: boolean }): Promise<LightMyRequestResponse> {
+    const { withCookies = true, ...rest } = opts;
+    const res = await this.#h.app.inject({
+      ...rest,
+      ...(this.#remoteAddress !== undefined && { remoteAddress: this.#remoteAddress }),
+      headers: { ...(withCookies && this.jar.size > 0 && { cookie: this.cookieHeader }), ...rest.headers },
+    });
+    this.#h.responses.push(res);
+    for (const c of res.cookies as Array<{ name: string; value: string; maxAge?: number; expires?: Date }>) {
+      const cleared =
+        c.maxAge === 0 || (c.expires !== undefined && c.expires.getTime() <= Date.now()) || c.value === '';
+      if (cleared) this.jar.delete(c.name);
+      else this.jar.set(c.name, c.value);
+    }
+    const token = /name="csrf" value="([^"]+)"/.exec(res.body)?.[1];
+    if (token !== undefined) this.csrf = token;
+    return res;
+  }
+
+  get(url: string, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
+    return this.request({ method: 'GET', url, headers });
+  }
+
+  /** A same-origin form post, as a browser sends it from our page. */
+  post(
+    url: string,
+    form: Record<string, string> | string,
+    headers: Record<string, string> = {},
+    opts: { withCookies?: boolean } = {},
+  ): Promise<LightMyRequestResponse> {
+    return this.request({
+      method: 'POST',
+      url,
+      payload: typeof form === 'string' ? form : new URLSearchParams(form).toString(),
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        origin: PUBLIC_URL,
+        'sec-fetch-site': 'same-origin',
+        ...headers,
+      },
+      ...opts,
+    });
+  }
+
+  /** GET /device then POST the code: the confirm page (or the generic refusal). */
+  async enter(code: string, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
+    if (this.csrf === undefined) await this.get('/device');
+    return this.post('/device', { csrf: this.csrf!, user_code: code }, headers);
+  }
+
+  decide(code: string, decision: 'approve' | 'deny', headers: Record<string, string> = {}) {
+    return this.post('/device/decision', { csrf: this.csrf!, user_code: code, decision }, headers);
+  }
+}
+
+function isConfirmPage(res: LightMyRequestResponse, deviceId: string): boolean {
+  return res.statusCode === 200 && res.body.includes('Is this your device?') && res.body.includes(deviceId);
+}
+
+const INVALID_TEXT = 'That code is not valid. Check the code on your device and try again.';
+
+/** The flow is exactly as the device left it: pending, not approved, its code still usable, the device told nothing. */
+async function expectUnchanged(
+  h: Harness,
+  f: { deviceId: string; rid: string; code: string },
+  publishedBefore: number,
+) {
+  const current = await h.store.get(f.deviceId, f.rid);
+  expect(current?.flow.state).toBe('pending');
+  expect(current?.flow.approvedAt).toBeUndefined();
+  expect(await h.bridge.lookup(f.code)).toBeDefined();
+  expect(h.published.length).toBe(publishedBefore);
+}
+
+/** No response any client saw carries a token the devices got (or any device's secrets). */
+function expectNoSecretsInResponses(h: Harness): void {
+  const secrets: string[] = [];
+  for (const { reply } of h.published) {
+    if (reply.status === 'authorized') {
+      if ('access_token' in reply && typeof reply.access_token === 'string') secrets.push(reply.access_token);
+      if ('id_token' in reply && typeof reply.id_token === 'string') secrets.push(reply.id_token);
+    }
+  }
+  for (const res of h.responses) {
+    const text = `${JSON.stringify(res.headers)}\n${res.body}`;
+    for (const s of secrets) expect(text.includes(s)).toBe(false);
+    expect(text).not.toMatch(/access_token|refresh_token|device_code|code_verifier/);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The upstream, driven like a browser over HTTP (sign-in and consent pages of the demo identity provider)
+
+/**
+ * Follows the authorize redirect through the demo IdP's sign-in and consent pages and returns the URL it finally
+ * redirects to (our callback), without following it.
+ */
+async function throughIdp(authorizeUrl: string, consent: 'approve' | 'deny'): Promise<URL> {
+  const jar = new Map<string, string>();
+  let url = authorizeUrl;
+  let init: RequestInit = { method: 'GET' };
+  for (let step = 0; step < 20; step++) {
+    const res = await fetch(url, {
+      ...init,
+      redirect: 'manual',
+      headers: {
+        ...(init.headers as Record<string, string> | undefined),
+        cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; '),
+      },
+    });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(';', 1);
+      const eq = pair!.indexOf('=');
+      jar.set(pair!.slice(0, eq), pair!.slice(eq + 1));
+    }
+    const location = res.headers.get('location');
+    if (location !== null) {
+      const next = new URL(location, url);
+      if (next.href.startsWith(CALLBACK)) return next;
+      url = next.href;
+      init = { method: 'GET' };
+      continue;
+    }
+    const body = await res.text();
+    if (res.status !== 200) throw new Error(`the IdP answered ${res.status}: ${body.slice(0, 200)}`);
+    const action = /<form[^>]*action="([^"]+)"/.exec(body)?.[1];
+    if (action === undefined) throw new Error(`no form on the IdP page: ${body.slice(0, 200)}`);
+    const form = body.includes('name="password"')
+      ? { username: idp.username, password: idp.password }
+      : { decision: consent };
+    url = new URL(action.replaceAll('&amp;', '&'), url).href;
+    init = {
+      method: 'POST',
+      body: new URLSearchParams(form).toString(),
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    };
+  }
+  throw new Error('the IdP did not redirect back');
+}
+
+/** Path and query of a callback URL, for inject. */
+function local(u: URL): string {
+  return `${u.pathname}${u.search}`;
+}
+
+/** Approve on our page and return the authorize URL (the 303's Location). */
+async function approve(c: PageClient, code: string): Promise<string> {
+  const confirm = await c.enter(code);
+  expect(confirm.statusCode).toBe(200);
+  const res = await c.decide(code, 'approve');
+  expect(res.statusCode).toBe(303);
+  expect(c.jar.has('dg_state')).toBe(true);
+  return res.headers.location as string;
+}
+
+async function userinfo(accessToken: string): Promise<Response> {
+  const meta = (await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json()) as {
+    userinfo_endpoint: string;
+  };
+  return fetch(meta.userinfo_endpoint, { headers: { authorization: `Bearer ${accessToken}` } });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('user code input (B.13)', () => {
+  it('accepts lower case, spaces, no dash and fullwidth forms of the same code', async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const bare = f.code.replace('-', '');
+    const fullwidth = [...f.code]
+      .map((ch) => (ch === '-' ? '－' : String.fromCharCode(ch.charCodeAt(0) + 0xfee0)))
+      .join('');
+    const c = h.client();
+    for (const input of [
+      f.code.toLowerCase(),
+      ` ${bare.slice(0, 4)} ${bare.slice(4)} `,
+      bare,
+      fullwidth,
+      `${bare.slice(0, 4).toLowerCase()}–${bare.slice(4)}`,
+    ]) {
+      const res = await c.enter(input);
+      expect(isConfirmPage(res, f.deviceId), `input ${JSON.stringify(input)}`).toBe(true);
+      expect(res.body).toContain(f.code);
+    }
+  });
+
+  it('refuses Cyrillic look-alikes and over-long input with the one generic answer', async () => {
+    const h = await harness();
+    const lookAlike: Record<string, string> = {
+      B: 'В',
+      C: 'С',
+      H: 'Н',
+      K: 'К',
+      M: 'М',
+      P: 'Р',
+      T: 'Т',
+      X: 'Х',
+    };
+    let f = await h.startFlow();
+    while (![...f.code].some((ch) => ch in lookAlike)) f = await h.startFlow();
+    const cyrillic = [...f.code].map((ch) => lookAlike[ch] ?? ch).join('');
+    expect(cyrillic).not.toBe(f.code);
+    const c = h.client();
+    const unknown = await c.enter('BCDF-GHJK');
+    for (const input of [cyrillic, `${f.code}${' '.repeat(64)}`, 'X'.repeat(2000)]) {
+      const res = await c.enter(input);
+      expect(res.statusCode).toBe(400);
+      expect(res.body).toBe(unknown.body);
+      expect(res.body).toContain(INVALID_TEXT);
+    }
+    expect(await h.bridge.lookup(f.code)).toBeDefined();
+  });
+
+  it('?user_code= only pre-fills the input: the page still asks to submit and then confirm (B.16)', async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const c = h.client();
+    const res = await c.get(`/device?user_code=${encodeURIComponent(f.code.toLowerCase())}`);
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toContain(`value="${f.code}"`);
+    expect(res.body).toContain('action="/device"');
+    expect(res.body).not.toContain('Is this your device?');
+    expect((await h.store.get(f.deviceId, f.rid))?.flow.approvedAt).toBeUndefined();
+  });
+});
+
+describe('cross-site request forgery (B.14)', () => {
+  it('refuses a missing, forged or foreign token, a cross-site Origin and Sec-Fetch-Site: cross-site; the flow stays as it was', async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const victim = h.client();
+    await victim.get('/device');
+    const other = h.client();
+    await other.get('/device');
+    expect(other.csrf).not.toBe(victim.csrf);
+    const before = h.published.length;
+
+    const attempts: Array<[string, () => Promise<LightMyRequestResponse>]> = [
+      ['no token', () => victim.post('/device/decision', { user_code: f.code, decision: 'approve' })],
+      [
+        'forged token',
+        () =>
+          victim.post('/device/decision', {
+            csrf: randomBytes(32).toString('base64url'),
+            user_code: f.code,
+            decision: 'approve',
+          }),
+      ],
+      [
+        "another session's token",
+        () => victim.post('/device/decision', { csrf: other.csrf!, user_code: f.code, decision: 'approve' }),
+      ],
+      [
+        'token without its cookie',
+        () =>
+          victim.post(
+            '/device/decision',
+            { csrf: victim.csrf!, user_code: f.code, decision: 'approve' },
+            {},
+            { withCookies: false },
+          ),
+      ],
+      ['cross-site Origin', () => victim.decide(f.code, 'approve', { origin: 'https://evil.example' })],
+      [
+        'Origin: null from a sandboxed frame on another site',
+        () => victim.decide(f.code, 'deny', { origin: 'null', 'sec-fetch-site': 'cross-site' }),
+      ],
+      [
+        'Origin: null from a sibling site',
+        () => victim.decide(f.code, 'deny', { origin: 'null', 'sec-fetch-site': 'same-site' }),
+      ],
+      [
+        'Origin: null with a forged token',
+        () =>
+          victim.post(
+            '/device/decision',
+            { csrf: other.csrf!, user_code: f.code, decision: 'deny' },
+            { origin: 'null' },
+          ),
+      ],
+      ['Sec-Fetch-Site: cross-site', () => victim.decide(f.code, 'deny', { 'sec-fetch-site': 'cross-site' })],
+      ['cross-site code entry', () => victim.enter(f.code, { 'sec-fetch-site': 'cross-site' })],
+    ];
+    for (const [what, attempt] of attempts) {
+      const res = await attempt();
+      expect(res.statusCode, what).toBe(403);
+      expect(res.headers['content-type']).toMatch(/^text\/html/);
+      expect(res.body).toContain('This form has expired');
+      expect(res.headers.location).toBeUndefined();
+      expect(res.headers['set-cookie'] ?? '').not.toContain('dg_state');
+      await expectUnchanged(h, f, before);
+    }
+    // and the real thing still works from the person's own page — as Chromium sends it under no-referrer
+    expect(
+      isConfirmPage(
+        await victim.enter(f.code, { origin: 'null', 'sec-fetch-site': 'same-origin' }),
+        f.deviceId,
+      ),
+    ).toBe(true);
+    expect((await victim.decide(f.code, 'deny')).statusCode).toBe(303);
+  });
+
+  it('refuses JSON bodies, repeated fields and method overrides', async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const c = h.client();
+    await c.get('/device');
+    const before = h.published.length;
+    const json = await c.request({
+      method: 'POST',
+      url: '/device/decision',
+      headers: { 'content-type': 'application/json', origin: PUBLIC_URL },
+      payload: JSON.stringify({ csrf: c.csrf, user_code: f.code, decision: 'approve' }),
+    });
+    expect(json.statusCode).toBe(415);
+    const dup = await c.post('/device', `csrf=${c.csrf}&user_code=${f.code}&user_code=BCDF-GHJK`);
+    expect(dup.statusCode).toBe(400);
+    const dupDecision = await c.post(
+      '/device/decision',
+      `csrf=${c.csrf}&user_code=${f.code}&decision=deny&decision=approve`,
+    );
+    expect(dupDecision.statusCode).toBe(400);
+    const override = await c.post('/device/decision', {
+      csrf: c.csrf!,
+      user_code: f.code,
+      decision: 'approve',
+      _method: 'PUT',
+    });
+    expect(override.statusCode).toBe(400);
+    const text = await c.request({
+      method: 'POST',
+      url: '/device',
+      headers: { 'content-type': 'text/plain', origin: PUBLIC_URL },
+      payload: `csrf=${c.csrf}&user_code=${f.code}`,
+    });
+    expect(text.statusCode).toBe(415);
+    for (const res of [json, dup, dupDecision, override, text]) {
+      expect(res.headers['content-type']).toMatch(/^text\/html/);
+      expect(res.headers['x-frame-options']).toBe('DENY');
+    }
+    await expectUnchanged(h, f, before);
+  });
+
+  it('allows only GET/HEAD on pages and POST on forms', async () => {
+    const h = await harness();
+    const c = h.client();
+    for (const [method, url] of [
+      ['GET', '/device/decision'],
+      ['HEAD', '/device/decision'],
+      ['PUT', '/device/decision'],
+      ['DELETE', '/device/decision'],
+      ['PUT', '/device'],
+      ['DELETE', '/device'],
+      ['PATCH', '/device'],
+      ['POST', '/oauth/callback'],
+      ['POST', '/device/done'],
+    ] as const) {
+      const res = await c.request({ method, url });
+      expect([404, 405], `${method} ${url}`).toContain(res.statusCode);
+      expect(res.headers['x-frame-options'], `${method} ${url}`).toBe('DENY');
+    }
+    expect((await c.request({ method: 'HEAD', url: '/device' })).statusCode).toBe(200);
+  });
+});
+
+describe('headers on every page (B.15, B.17, B.18)', () => {
+  it('entry, confirm, outcome and error pages forbid framing, referrers, caching and scripts', async () => {
+    const h = await harness({ limits: { ...GENEROUS, perIp: { max: 1, windowMs: 60_000 } } });
+    const f = await h.startFlow();
+    const c = h.client();
+    const pages: Array<[string, LightMyRequestResponse]> = [];
+    pages.push(['entry', await c.get('/device')]);
+    pages.push(['confirm', await c.enter(f.code)]);
+    pages.push(['done', await c.get('/device/done?result=authorized')]);
+    pages.push(['done (unknown result)', await c.get('/device/done?result=<b>')]);
+    pages.push(['csrf refusal', await c.post('/device', { user_code: f.code })]);
+    pages.push(['invalid code', await c.enter('BCDF-GHJK')]);
+    pages.push(['too many', await c.enter('BCDF-GHJL')]);
+    pages.push(['callback refusal', await c.get('/oauth/callback?code=x&state=y')]);
+    pages.push(['not allowed', await c.request({ method: 'PUT', url: '/device' })]);
+    pages.push(['bad request', await c.post('/device', 'user_code=a&user_code=b')]);
+    const css = await c.get('/static/device.css');
+    expect(css.statusCode).toBe(200);
+    expect(css.headers['content-type']).toBe('text/css; charset=utf-8');
+    pages.push(['stylesheet', css]);
+    expect(pages.find(([n]) => n === 'too many')?.[1].statusCode).toBe(429);
+
+    for (const [name, res] of pages) {
+      const csp = String(res.headers['content-security-policy']);
+      expect(csp, name).toContain("frame-ancestors 'none'");
+      expect(csp, name).toContain("default-src 'none'");
+      expect(csp, name).toContain("base-uri 'none'");
+      expect(csp, name).toMatch(/form-action 'self'/);
+      expect(csp, name).not.toMatch(/script-src|unsafe-inline/);
+      expect(res.headers['x-frame-options'], name).toBe('DENY');
+      expect(res.headers['referrer-policy'], name).toBe('no-referrer');
+      expect(res.headers['cache-control'], name).toBe('no-store');
+      expect(res.headers['x-content-type-options'], name).toBe('nosniff');
+      if (name !== 'stylesheet') {
+        expect(res.headers['content-type'], name).toBe('text/html; charset=utf-8');
+        expect(res.body, name).not.toMatch(/<script|<style|\sstyle=|\son[a-z]+=/i);
+        expect(res.body, name).toContain('<html lang="en">');
+        expect(res.body, name).toContain('name="viewport"');
+      }
+    }
+  });
+
+  it('answers every state-changing POST with 303, never 307 (B.19)', async () => {
+    const h = await harness();
+    const c = h.client();
+    const a = await h.startFlow();
+    await c.enter(a.code);
+    const approved = await c.decide(a.code, 'approve');
+    expect(approved.statusCode).toBe(303);
+    expect(new URL(approved.headers.location as string).origin).toBe(idp.issuer);
+    const b = await h.startFlow();
+    await c.enter(b.code);
+    const denied = await c.decide(b.code, 'deny');
+    expect(denied.statusCode).toBe(303);
+    expect(denied.headers.location).toBe('/device/done?result=denied');
+    expect(h.lastReply(b.deviceId)).toMatchObject({ status: 'error', error: 'access_denied' });
+    const done = await c.get(denied.headers.location as string);
+    expect(done.statusCode).toBe(200);
+    expect(done.body).toContain('You denied the request');
+  });
+
+  it('sets the state cookie HttpOnly, SameSite=Lax, scoped to the callback, short-lived', async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const c = h.client();
+    await c.enter(f.code);
+    const res = await c.decide(f.code, 'approve');
+    const cookie = [res.headers['set-cookie']].flat().find((s) => s?.startsWith('dg_state='));
+    expect(cookie).toBeDefined();
+    expect(cookie).toMatch(/; HttpOnly/);
+    expect(cookie).toMatch(/; SameSite=Lax/);
+    expect(cookie).toMatch(/; Path=\/oauth\/callback/);
+    expect(cookie).toMatch(/; Max-Age=(\d+)/);
+    expect(Number(/Max-Age=(\d+)/.exec(cookie!)![1])).toBeLessThanOrEqual(600);
+    const location = new URL(res.headers.location as string);
+    expect(location.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(location.searchParams.get('redirect_uri')).toBe(CALLBACK);
+  });
+});
+
+describe('escaping (B.20)', () => {
+  it('escapes script in ?user_code= and in what the device says about itself', async () => {
+    const h = await harness({ allowedScopes: 'openid profile <i>x</i>' });
+    const c = h.client();
+    const entry = await c.get(`/device?user_code=${encodeURIComponent('"><script>alert(1)</script>')}`);
+    expect(entry.statusCode).toBe(200);
+    expect(entry.body).not.toContain('<script');
+    expect(entry.body).toContain('value="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"');
+
+    const f = await h.startFlow({
+      device: {
+        name: '<script>alert(1)</script>',
+        model: '"><img src=x onerror=alert(2)>',
+        firmware: "1.0' onload='x",
+      },
+      scope: 'openid <i>x</i>',
+    });
+    const confirm = await c.enter(f.code);
+    expect(isConfirmPage(confirm, f.deviceId)).toBe(true);
+    expect(confirm.body).not.toMatch(/<script|<img|<i>|onerror=alert\(2\)>/);
+    expect(confirm.body).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(confirm.body).toContain('&quot;&gt;&lt;img src=x onerror=alert(2)&gt;');
+    expect(confirm.body).toContain('1.0&#39; onload=&#39;x');
+    expect(confirm.body).toContain('<code>&lt;i&gt;x&lt;/i&gt;</code>');
+  });
+
+  it('shows the code, the device, when and from where it asked, the scopes in words and the warning (C.28)', async () => {
+    const h = await harness();
+    const f = await h.startFlow({
+      device: { name: 'Living room TV', model: 'TV-9000', firmware: '4.2.1' },
+      scope: 'openid profile email offline_access',
+    });
+    h.clock.advance(3 * 60_000);
+    const res = await h.client().enter(f.code);
+    expect(isConfirmPage(res, f.deviceId)).toBe(true);
+    for (const expected of [
+      f.code,
+      'Living room TV',
+      'TV-9000',
+      '4.2.1',
+      '192.0.2.17',
+      'UTC (3 minutes ago)',
+      'Know which account you are',
+      'See your basic profile',
+      'See your email address',
+      'Keep its access when you are not there',
+      'Continue only if this device is in front of you',
+      `You will sign in at ${new URL(idp.issuer).host}.`,
+    ]) {
+      expect(res.body).toContain(expected);
+    }
+    // Approve and Deny: the same element, the same class, in one form; Deny first (Enter submits Deny)
+    const buttons = [...res.body.matchAll(/<button ([^>]*)>([^<]*)<\/button>/g)].map((m) => [m[1], m[2]]);
+    expect(buttons).toEqual([
+      ['class="button" type="submit" name="decision" value="deny"', 'Deny'],
+      ['class="button" type="submit" name="decision" value="approve"', 'Approve'],
+    ]);
+  });
+});
+
+describe('one answer for every unusable code (B.21)', () => {
+  it('gives the same status and body for unknown, expired, used and denied codes', async () => {
+    const h = await harness();
+    const c = h.client();
+    const used = await h.startFlow();
+    await approve(c, used.code);
+    const denied = await h.startFlow();
+    await c.enter(denied.code);
+    expect((await c.decide(denied.code, 'deny')).statusCode).toBe(303);
+    const expired = await h.startFlow();
+    h.clock.advance((CODE_TTL_S + 1) * 1000);
+
+    const failuresBefore = h.metrics.value('devicegate_code_entry_failures_total');
+    const answers = [];
+    for (const code of ['BCDF-GHJK', expired.code, used.code, denied.code]) answers.push(await c.enter(code));
+    for (const res of answers) {
+      expect(res.statusCode).toBe(400);
+      expect(res.body).toBe(answers[0]!.body);
+      expect(res.headers['content-length']).toBe(answers[0]!.headers['content-length']);
+    }
+    expect(answers[0]!.body).toContain(INVALID_TEXT);
+    expect(h.metrics.value('devicegate_code_entry_failures_total')).toBe(failuresBefore + 4);
+    // and the same answer to a decision on a dead code
+    const decision = await c.decide(used.code, 'deny');
+    expect(decision.statusCode).toBe(400);
+    expect(decision.body).toBe(answers[0]!.body);
+  });
+});
+
+describe('brute force (B.22, RFC 8628 §5.1)', () => {
+  it('documents defaults that keep the guessing probability below 1e-6 for the stated number of live codes', () => {
+    expect(USER_CODE_SPACE).toBe(20 ** 8);
+    const perMinute = (DEFAULT_LIMITS.global.max * 60_000) / DEFAULT_LIMITS.global.windowMs;
+    const n = maxLiveCodes(perMinute, 600);
+    expect(n).toBe(255);
+    expect(guessProbability(perMinute, 600, n)).toBeLessThan(1e-6);
+    expect(guessProbability(perMinute, 600, n + 1)).toBeGreaterThanOrEqual(1e-6);
+    expect(guessProbability(perMinute, 600, 100)).toBeCloseTo(3.90625e-7, 12);
+    expect(guessProbability(10, 600, 1e4)).toBeCloseTo(3.90625e-5, 10);
+    expect(DEFAULT_LIMITS.perIp.max).toBeLessThan(DEFAULT_LIMITS.global.max);
+  });
+
+  it('trips the per-address limit after N failures, ignores forged X-Forwarded-For, and a success does not reset it', async () => {
+    const h = await harness({ limits: { ...GENEROUS, perIp: { max: 5, windowMs: 60_000 } } });
+    const f = await h.startFlow();
+    const c = h.client({ remoteAddress: '203.0.113.9' });
+    const wrong = (i: number) => `BCDF-GH${'JKLMNPQRST'[i]}${'JKLMNPQRST'[i]}`;
+    for (let i = 0; i < 4; i++) expect((await c.enter(wrong(i))).statusCode).toBe(400);
+    // a success in between neither counts nor resets
+    expect(isConfirmPage(await c.enter(f.code), f.deviceId)).toBe(true);
+    expect((await c.enter(wrong(4))).statusCode).toBe(400);
+    const limited = await c.enter(wrong(5));
+    expect(limited.statusCode).toBe(429);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(60);
+    expect(limited.body).toContain('Too many codes were tried');
+    // even the right code is refused now: a limited client learns nothing
+    expect((await c.enter(f.code)).statusCode).toBe(429);
+    expect((await c.decide(f.code, 'deny')).statusCode).toBe(429);
+    expect(h.lastReply(f.deviceId)?.status).toBe('pending');
+    // X-Forwarded-For is not believed without a trusted proxy
+    for (let i = 0; i < 3; i++) {
+      const res = await c.enter(wrong(i), { 'x-forwarded-for': `198.51.100.${i + 1}` });
+      expect(res.statusCode).toBe(429);
+    }
+    // another address is not affected
+    const other = h.client({ remoteAddress: '203.0.113.10' });
+    expect(isConfirmPage(await other.enter(f.code), f.deviceId)).toBe(true);
+    // the window passes
+    h.clock.advance(60_000);
+    expect(isConfirmPage(await c.enter(f.code), f.deviceId)).toBe(true);
+  });
+
+  it('trips the global limit across many addresses behind a trusted proxy', async () => {
+    const h = await harness({
+      trustProxy: '127.0.0.1',
+      limits: { ...GENEROUS, perIp: { max: 5, windowMs: 60_000 }, global: { max: 8, windowMs: 60_000 } },
+    });
+    const f = await h.startFlow();
+    const c = h.client();
+    // behind the proxy, X-Forwarded-For is the client: one address trips its own limit...
+    for (let i = 0; i < 5; i++) {
+      expect((await c.enter('BCDF-GHJK', { 'x-forwarded-for': '198.51.100.1' })).statusCode).toBe(400);
+    }
+    expect((await c.enter('BCDF-GHJK', { 'x-forwarded-for': '198.51.100.1' })).statusCode).toBe(429);
+    // ...and others are still served until the global budget (8) is spent
+    for (let i = 2; i <= 4; i++) {
+      expect((await c.enter('BCDF-GHJK', { 'x-forwarded-for': `198.51.100.${i}` })).statusCode).toBe(400);
+    }
+    const limited = await c.enter(f.code, { 'x-forwarded-for': '198.51.100.99' });
+    expect(limited.statusCode).toBe(429);
+    expect(h.metrics.value('devicegate_code_entry_failures_total')).toBe(8);
+    h.clock.advance(60_000);
+    expect(isConfirmPage(await c.enter(f.code, { 'x-forwarded-for': '198.51.100.99' }), f.deviceId)).toBe(
+      true,
+    );
+  });
+
+  it('caps any POST or callback request per address (flood guard), with the same page and Retry-After', async () => {
+    const h = await harness({ limits: { ...GENEROUS, requestsPerMinute: 3 } });
+    const f = await h.startFlow();
+    const c = h.client({ remoteAddress: '203.0.113.77' });
+    await c.get('/device');
+    expect(isConfirmPage(await c.enter(f.code), f.deviceId)).toBe(true);
+    expect(isConfirmPage(await c.enter(f.code), f.deviceId)).toBe(true);
+    expect((await c.get('/oauth/callback?state=x')).statusCode).toBe(400);
+    const flooded = await c.enter(f.code);
+    expect(flooded.statusCode).toBe(429);
+    expect(Number(flooded.headers['retry-after'])).toBeGreaterThan(0);
+    expect(flooded.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(flooded.headers['x-frame-options']).toBe('DENY');
+    expect(flooded.body).toContain('Too many');
+    // pages themselves are not counted
+    expect((await c.get('/device')).statusCode).toBe(200);
+  });
+
+  it('holds the limits across instances that share Redis', async () => {
+    const redisServer = await startRedis();
+    const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+    try {
+      const limits = { ...GENEROUS, perIp: { max: 3, windowMs: 60_000 } };
+      const keyPrefix = `dgtest-${randomBytes(4).toString('hex')}:`;
+      const a = await harness({ limits, redis, keyPrefix });
+      const b = await harness({ limits, redis, keyPrefix });
+      // one clock for both instances, as NTP would give them
+      b.clock.set(a.clock.now());
+      const ca = a.client({ remoteAddress: '203.0.113.50' });
+      const cb = b.client({ remoteAddress: '203.0.113.50' });
+      expect((await ca.enter('BCDF-GHJK')).statusCode).toBe(400);
+      expect((await cb.enter('BCDF-GHJK')).statusCode).toBe(400);
+      expect((await ca.enter('BCDF-GHJK')).statusCode).toBe(400);
+      expect((await cb.enter('BCDF-GHJK')).statusCode).toBe(429);
+      expect((await ca.enter('BCDF-GHJK')).statusCode).toBe(429);
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
+
+describe('the OAuth callback (C.23, C.24)', () => {
+  it('completes a real sign-in once: the device gets a token the IdP accepts, and a replay is refused', async () => {
+    const h = await harness();
+    const f = await h.startFlow({ scope: 'openid profile' });
+    const c = h.client();
+    const callback = await throughIdp(await approve(c, f.code), 'approve');
+    expect(callback.searchParams.get('state')).toBeTruthy();
+    const stateCookie = c.jar.get('dg_state')!;
+    const res = await c.get(local(callback));
+    expect(res.statusCode).toBe(303);
+    expect(res.headers.location).toBe('/device/done?result=authorized');
+    expect(c.jar.has('dg_state')).toBe(false);
+    const reply = h.lastReply(f.deviceId);
+    expect(reply).toMatchObject({ status: 'authorized', token_type: expect.stringMatching(/^bearer$/i) });
+    const accessToken = (reply as { access_token: string }).access_token;
+    expect((await userinfo(accessToken)).status).toBe(200);
+    const done = await c.get(res.headers.location as string);
+    expect(done.body).toContain('Your device is connected; you can close this page.');
+
+    // the same callback URL again (reload, or a stolen copy), with and without the cookie
+    const redemptions = idp.stats.redemptions.get('authorization_code') ?? 0;
+    const publishedBefore = h.published.length;
+    // the browser still holding the state cookie (a reload racing the clear, or a copied cookie) gets nothing either
+    const replay = await c.get(local(callback), { cookie: `dg_state=${stateCookie}` });
+    expect(replay.statusCode).toBe(400);
+    expect(replay.body).toContain('This sign-in link is no longer valid');
+    expect(idp.stats.redemptions.get('authorization_code') ?? 0).toBe(redemptions);
+    expect(h.published.length).toBe(publishedBefore);
+    expectNoSecretsInResponses(h);
+  });
+
+  it('refuses a missing state, a forged state, and a state without its cookie; the real one still works after', async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const c = h.client();
+    const callback = await throughIdp(await approve(c, f.code), 'approve');
+    const stateCookie = c.jar.get('dg_state')!;
+    const code = callback.searchParams.get('code')!;
+    const iss = callback.searchParams.get('iss') ?? idp.issuer;
+    const stranger = h.client();
+    const redemptions = idp.stats.redemptions.get('authorization_code') ?? 0;
+    const cases: Array<[string, () => Promise<LightMyRequestResponse>]> = [
+      ['no state', () => c.get(`/oauth/callback?code=${code}&iss=${encodeURIComponent(iss)}`)],
+      [
+        'forged state',
+        () =>
+          c.get(
+            `/oauth/callback?code=${code}&state=${randomBytes(32).toString('base64url')}&iss=${encodeURIComponent(iss)}`,
+          ),
+      ],
+      ['no cookie (a stolen link)', () => stranger.get(local(callback))],
+      [
+        'cookie not signed by us',
+        () => stranger.get(local(callback), { cookie: `dg_state=${callback.searchParams.get('state')}` }),
+      ],
+    ];
+    for (const [what, attempt] of cases) {
+      const res = await attempt();
+      expect(res.statusCode, what).toBe(400);
+      expect(res.body, what).toContain('This sign-in link is no longer valid');
+      expect(h.lastReply(f.deviceId)?.status, what).toBe('pending');
+      c.jar.set('dg_state', stateCookie); // the refusal cleared it; the person's browser still has the real one
+    }
+    expect(idp.stats.redemptions.get('authorization_code') ?? 0).toBe(redemptions);
+    const ok = await c.get(local(callback));
+    expect(ok.headers.location).toBe('/device/done?result=authorized');
+    expect(h.lastReply(f.deviceId)?.status).toBe('authorized');
+    expectNoSecretsInResponses(h);
+  });
+
+  it('error=access_denied tells the device access_denied at once', async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const c = h.client();
+    const callback = await throughIdp(await approve(c, f.code), 'deny');
+    expect(callback.searchParams.get('error')).toBe('access_denied');
+    const res = await c.get(local(callback));
+    expect(res.statusCode).toBe(303);
+    expect(res.headers.location).toBe('/device/done?result=denied');
+    expect(h.lastReply(f.deviceId)).toMatchObject({ status: 'error', error: 'access_denied' });
+    expect((await c.get(res.headers.location as string)).body).toContain('You denied the request');
+    expectNoSecretsInResponses(h);
+  });
+
+  it('a callback after the flow expired tells the device expired_token and redeems nothing', async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const c = h.client();
+    const callback = await throughIdp(await approve(c, f.code), 'approve');
+    h.clock.advance((CODE_TTL_S + 1) * 1000);
+    const redemptions = idp.stats.redemptions.get('authorization_code') ?? 0;
+    const res = await c.get(local(callback));
+    expect(res.statusCode).toBe(303);
+    expect(res.headers.location).toBe('/device/done?result=expired');
+    expect(h.lastReply(f.deviceId)).toMatchObject({ status: 'error', error: 'expired_token' });
+    expect(idp.stats.redemptions.get('authorization_code') ?? 0).toBe(redemptions);
+    expect((await c.get(res.headers.location as string)).body).toContain('The request expired');
+    expectNoSecretsInResponses(h);
+  });
+
+  it("refuses an upstream code already redeemed for another flow (the other flow's state, the first flow's code)", async () => {
+    const h = await harness();
+    const c = h.client();
+    const first = await h.startFlow();
+    const firstCallback = await throughIdp(await approve(c, first.code), 'approve');
+    expect((await c.get(local(firstCallback))).headers.location).toBe('/device/done?result=authorized');
+
+    const second = await h.startFlow();
+    const secondCallback = await throughIdp(await approve(c, second.code), 'approve');
+    const reused = new URL(secondCallback);
+    reused.searchParams.set('code', firstCallback.searchParams.get('code')!);
+    const res = await c.get(local(reused));
+    expect(res.statusCode).toBe(303);
+    // invalid_grant from the upstream: the sign-in must start again (the upstream client maps it to expired_token)
+    expect(res.headers.location).toBe('/device/done?result=expired');
+    const reply = h.lastReply(second.deviceId);
+    expect(reply).toMatchObject({ status: 'error', error: 'expired_token' });
+    expect(reply).not.toHaveProperty('access_token');
+    const page = await c.get(res.headers.location as string);
+    expect(page.body).toContain('The request expired');
+    expect(page.body).not.toMatch(/invalid_grant|grant request is invalid/i);
+    expectNoSecretsInResponses(h);
+  });
+});

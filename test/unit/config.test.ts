@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, configDocs, loadConfig } from '../../src/config/index.ts';
+
+describe('loadConfig', () => {
+  it('gives the documented defaults with an empty environment (demo)', () => {
+    const c = loadConfig({});
+    expect(c.http).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(c.mqtt).toEqual({ kind: 'embedded', host: '127.0.0.1', port: 1883, portIsDefault: true });
+    expect(c.topicPrefix).toBe('devicegate/v1');
+    expect(c.upstream).toBeUndefined();
+    expect(c.mode).toBe('authorization_code');
+    expect(c.codeTtlSeconds).toBe(600);
+    expect(c.redis).toBeUndefined();
+    expect(c.publicUrl).toBeUndefined();
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('defaults to relay mode when an upstream is configured', () => {
+    const c = loadConfig({
+      DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.example',
+      DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+      DEVICEGATE_PUBLIC_URL: 'https://gw.example/',
+    });
+    expect(c.mode).toBe('device');
+    expect(c.upstream).toEqual({ issuer: 'https://idp.example', clientId: 'gw' });
+    expect(c.publicUrl).toBe('https://gw.example');
+  });
+
+  it('reports every problem at once, naming each variable', () => {
+    let err: unknown;
+    try {
+      loadConfig({
+        DEVICEGATE_HTTP_PORT: 'eighty',
+        DEVICEGATE_MQTT_PORT: '70000',
+        DEVICEGATE_TOPIC_PREFIX: 'devices/#',
+        DEVICEGATE_UPSTREAM_MODE: 'implicit',
+        DEVICEGATE_CODE_TTL: '5',
+        DEVICEGATE_TYPO: 'x',
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const text = (err as ConfigError).problems.join('\n');
+    for (const name of [
+      'DEVICEGATE_HTTP_PORT',
+      'DEVICEGATE_MQTT_PORT',
+      'DEVICEGATE_TOPIC_PREFIX',
+      'DEVICEGATE_UPSTREAM_MODE',
+      'DEVICEGATE_CODE_TTL',
+      'DEVICEGATE_TYPO',
+    ]) {
+      expect(text).toContain(name);
+    }
+  });
+
+  it('refuses demo knobs in production', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production', DEVICEGATE_DEVICE_AUTH: 'none' })).toThrow(
+      /DEVICEGATE_UPSTREAM_ISSUER[\s\S]*DEVICEGATE_DEVICE_AUTH[\s\S]*DEVICEGATE_SECRET/,
+    );
+    expect(() =>
+      loadConfig({
+        NODE_ENV: 'production',
+        DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.example',
+        DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+        DEVICEGATE_SECRET: 's'.repeat(32),
+      }),
+    ).toThrow(/DEVICEGATE_DEVICE_KEY/);
+  });
+
+  it('requires a shared secret with Redis', () => {
+    expect(() => loadConfig({ DEVICEGATE_REDIS_URL: 'redis://127.0.0.1:6379' })).toThrow(/DEVICEGATE_SECRET/);
+    const c = loadConfig({
+      DEVICEGATE_REDIS_URL: 'redis://127.0.0.1:6379',
+      DEVICEGATE_SECRET: 'x'.repeat(32),
+    });
+    expect(c.redis?.keyPrefix).toBe('devicegate:');
+  });
+
+  it('switches to an external broker with DEVICEGATE_MQTT_URL', () => {
+    const c = loadConfig({ DEVICEGATE_MQTT_URL: 'mqtt://broker:1883', DEVICEGATE_MQTT_USERNAME: 'gw' });
+    expect(c.mqtt).toEqual({ kind: 'external', url: 'mqtt://broker:1883', username: 'gw' });
+  });
+
+  it('treats an explicit port as not default, and allows port 0', () => {
+    const c = loadConfig({ DEVICEGATE_MQTT_PORT: '0' });
+    expect(c.mqtt).toMatchObject({ port: 0, portIsDefault: false });
+  });
+
+  it('adds the default scope to the allowed scopes', () => {
+    const c = loadConfig({
+      DEVICEGATE_DEFAULT_SCOPE: 'openid tv:watch',
+      DEVICEGATE_ALLOWED_SCOPES: 'openid',
+    });
+    expect([...c.allowedScopes].sort()).toEqual(['openid', 'tv:watch']);
+  });
+
+  it('documents every variable with a sentence', () => {
+    expect(configDocs.length).toBeGreaterThan(20);
+    for (const d of configDocs) {
+      expect(d.name).toMatch(/^(DEVICEGATE_[A-Z_]+|NODE_ENV)$/);
+      expect(d.doc.length).toBeGreaterThan(10);
+    }
+  });
+});

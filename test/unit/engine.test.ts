@@ -1,0 +1,276 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/core/clock.ts';
+import {
+  apply,
+  dueAt,
+  flowError,
+  isExpired,
+  secondsLeft,
+  SLOW_DOWN_STEP_SECONDS,
+} from '../../src/core/engine.ts';
+import type { Flow } from '../../src/core/flow.ts';
+import { stateRank } from '../../src/core/flow.ts';
+
+const clock = new FakeClock(Date.UTC(2026, 10, 27, 12, 0, 0));
+const T0 = clock.now();
+const TOKEN = { access_token: 'at-123', token_type: 'Bearer', expires_in: 3600, scope: 'openid' };
+
+function relayFlow(over: Partial<Flow> = {}): Flow {
+  return {
+    deviceId: 'tv-1',
+    rid: 'r1',
+    mode: 'device',
+    state: 'pending',
+    scope: 'openid',
+    createdAt: T0,
+    expiresAt: T0 + 600_000,
+    interval: 5,
+    nextPollAt: T0 + 5000,
+    verificationUri: 'https://idp.example/device',
+    secrets: { userCode: 'WDJB-MJHT', deviceCode: 'dc-secret' },
+    ...over,
+  };
+}
+
+function bridgeFlow(over: Partial<Flow> = {}): Flow {
+  const f = relayFlow({ mode: 'authorization_code', secrets: { userCode: 'WDJB-MJHT' }, ...over });
+  delete f.nextPollAt;
+  delete f.verificationUri;
+  return f;
+}
+
+describe('expiry edges (RFC 8628 §3.2: valid up to and including expires_in)', () => {
+  const flow = relayFlow();
+  it('is live one second before expiry', () => {
+    expect(isExpired(flow, flow.expiresAt - 1000)).toBe(false);
+    expect(apply(flow, { type: 'status' }, flow.expiresAt - 1000).flow.state).toBe('pending');
+  });
+  it('is live exactly at expiry', () => {
+    expect(isExpired(flow, flow.expiresAt)).toBe(false);
+    const t = apply(flow, { type: 'status' }, flow.expiresAt);
+    expect(t.flow.state).toBe('pending');
+    expect(t.changed).toBe(false);
+  });
+  it('expires one millisecond and one second after', () => {
+    for (const now of [flow.expiresAt + 1, flow.expiresAt + 1000]) {
+      const t = apply(flow, { type: 'status' }, now);
+      expect(t.flow.state).toBe('expired');
+      expect(t.changed).toBe(true);
+      expect(t.notify).toBe(true);
+      expect(flowError(t.flow)?.code).toBe('expired_token');
+    }
+  });
+  it('drops the device code and keeps no poll schedule once expired', () => {
+    const t = apply(flow, { type: 'tick' }, flow.expiresAt + 1);
+    expect(t.flow.secrets.deviceCode).toBeUndefined();
+    expect(t.flow.nextPollAt).toBeUndefined();
+    expect(t.notify).toBe(true);
+  });
+  it('refuses approval of an expired bridge flow', () => {
+    const t = apply(bridgeFlow(), { type: 'approve', codeVerifier: 'v' }, T0 + 600_001);
+    expect(t.flow.state).toBe('expired');
+    expect(t.reject?.code).toBe('invalid_request');
+    expect(t.flow.approvedAt).toBeUndefined();
+  });
+  it('approves a bridge flow exactly at expiry', () => {
+    const t = apply(bridgeFlow(), { type: 'approve', codeVerifier: 'v' }, T0 + 600_000);
+    expect(t.flow.approvedAt).toBe(T0 + 600_000);
+    expect(t.flow.secrets.codeVerifier).toBe('v');
+  });
+  it('reports expires_in rounded up and never negative', () => {
+    expect(secondsLeft(flow, T0)).toBe(600);
+    expect(secondsLeft(flow, T0 + 599_001)).toBe(1);
+    expect(secondsLeft(flow, T0 + 700_000)).toBe(0);
+  });
+});
+
+describe('relay polling (RFC 8628 §3.5)', () => {
+  it('authorization_pending schedules the next poll one interval later and clears failures', () => {
+    const t = apply(
+      relayFlow({ failures: 2 }),
+      { type: 'poll', outcome: { kind: 'authorization_pending' } },
+      T0 + 5000,
+    );
+    expect(t.flow.nextPollAt).toBe(T0 + 10_000);
+    expect(t.flow.failures).toBeUndefined();
+    expect(t.notify).toBe(false);
+  });
+  it('slow_down adds 5 s for this and all later polls', () => {
+    let f = relayFlow();
+    let now = T0 + 5000;
+    const seen: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      f = apply(f, { type: 'poll', outcome: { kind: 'slow_down' } }, now).flow;
+      seen.push(f.interval);
+      expect(f.nextPollAt).toBe(now + f.interval * 1000);
+      now = f.nextPollAt!;
+    }
+    expect(seen).toEqual([10, 15, 20]);
+    // a later authorization_pending keeps the increased interval
+    f = apply(f, { type: 'poll', outcome: { kind: 'authorization_pending' } }, now).flow;
+    expect(f.interval).toBe(5 + 3 * SLOW_DOWN_STEP_SECONDS);
+    expect(f.nextPollAt).toBe(now + 20_000);
+  });
+  it('connection trouble doubles the wait per failure and honours Retry-After', () => {
+    let f = relayFlow();
+    f = apply(f, { type: 'poll', outcome: { kind: 'unreachable' } }, T0).flow;
+    expect(f.failures).toBe(1);
+    expect(f.nextPollAt).toBe(T0 + 10_000);
+    f = apply(f, { type: 'poll', outcome: { kind: 'unreachable' } }, T0).flow;
+    expect(f.nextPollAt).toBe(T0 + 20_000);
+    f = apply(f, { type: 'poll', outcome: { kind: 'unreachable', retryAfterSeconds: 120 } }, T0).flow;
+    expect(f.nextPollAt).toBe(T0 + 120_000);
+    expect(f.interval).toBe(5);
+    expect(f.state).toBe('pending');
+  });
+  it('the backoff is capped', () => {
+    let f = relayFlow();
+    for (let i = 0; i < 20; i++) f = apply(f, { type: 'poll', outcome: { kind: 'unreachable' } }, T0).flow;
+    expect(f.nextPollAt).toBe(T0 + 5000 * 32);
+  });
+  it('a token authorizes, drops the device code and notifies', () => {
+    const t = apply(relayFlow(), { type: 'poll', outcome: { kind: 'token', token: TOKEN } }, T0 + 5000);
+    expect(t.flow.state).toBe('authorized');
+    expect(t.flow.secrets.token).toEqual(TOKEN);
+    expect(t.flow.secrets.deviceCode).toBeUndefined();
+    expect(t.notify).toBe(true);
+  });
+  it('a token that arrives just after expiry is still accepted (the upstream decided while live)', () => {
+    const f = relayFlow();
+    const t = apply(f, { type: 'poll', outcome: { kind: 'token', token: TOKEN } }, f.expiresAt + 10);
+    expect(t.flow.state).toBe('authorized');
+  });
+  it('access_denied, expired_token and other errors finish the flow', () => {
+    expect(apply(relayFlow(), { type: 'poll', outcome: { kind: 'access_denied' } }, T0).flow.state).toBe(
+      'denied',
+    );
+    expect(
+      flowError(apply(relayFlow(), { type: 'poll', outcome: { kind: 'access_denied' } }, T0).flow)?.code,
+    ).toBe('access_denied');
+    expect(apply(relayFlow(), { type: 'poll', outcome: { kind: 'expired_token' } }, T0).flow.state).toBe(
+      'expired',
+    );
+    const failed = apply(
+      relayFlow(),
+      { type: 'poll', outcome: { kind: 'error', code: 'unauthorized_client', description: 'no' } },
+      T0,
+    ).flow;
+    expect(failed.state).toBe('failed');
+    expect(flowError(failed)?.code).toBe('unauthorized_client');
+  });
+  it('polls of a finished flow change nothing', () => {
+    const done = apply(relayFlow(), { type: 'poll', outcome: { kind: 'access_denied' } }, T0).flow;
+    const t = apply(done, { type: 'poll', outcome: { kind: 'token', token: TOKEN } }, T0);
+    expect(t.changed).toBe(false);
+    expect(t.flow.state).toBe('denied');
+  });
+});
+
+describe('device events', () => {
+  it('status of a pending flow notifies without a change', () => {
+    const t = apply(relayFlow(), { type: 'status' }, T0);
+    expect(t).toMatchObject({ changed: false, notify: true });
+  });
+  it('ack of a pending flow is refused', () => {
+    const t = apply(relayFlow(), { type: 'ack' }, T0);
+    expect(t.reject?.code).toBe('invalid_request');
+    expect(t.changed).toBe(false);
+  });
+  it('ack of an authorized flow forgets the token', () => {
+    const done = apply(relayFlow(), { type: 'poll', outcome: { kind: 'token', token: TOKEN } }, T0).flow;
+    const t = apply(done, { type: 'ack' }, T0);
+    expect(t.flow.state).toBe('acked');
+    expect(t.flow.secrets.token).toBeUndefined();
+    expect(t.notify).toBe(false);
+    // a second ack is a no-op, a status after ack is refused
+    expect(apply(t.flow, { type: 'ack' }, T0).changed).toBe(false);
+    expect(apply(t.flow, { type: 'status' }, T0).reject?.code).toBe('invalid_request');
+  });
+  it('cancel of a pending flow ends it with access_denied and tells the device', () => {
+    const t = apply(relayFlow(), { type: 'cancel' }, T0);
+    expect(t.flow.state).toBe('cancelled');
+    expect(t.notify).toBe(true);
+    expect(flowError(t.flow)?.code).toBe('access_denied');
+  });
+  it('cancel of a finished flow is refused', () => {
+    const done = apply(relayFlow(), { type: 'poll', outcome: { kind: 'access_denied' } }, T0).flow;
+    expect(apply(done, { type: 'cancel' }, T0).reject?.code).toBe('invalid_request');
+  });
+});
+
+describe('bridge events', () => {
+  it('approve uses the code up: a second approve is refused', () => {
+    const once = apply(bridgeFlow(), { type: 'approve', codeVerifier: 'v1', nonce: 'n' }, T0);
+    expect(once.changed).toBe(true);
+    expect(once.flow.secrets.nonce).toBe('n');
+    const twice = apply(once.flow, { type: 'approve', codeVerifier: 'v2' }, T0);
+    expect(twice.reject?.code).toBe('invalid_request');
+    expect(twice.flow.secrets.codeVerifier).toBe('v1');
+  });
+  it('deny finishes with access_denied and notifies', () => {
+    const t = apply(bridgeFlow(), { type: 'deny' }, T0);
+    expect(t.flow.state).toBe('denied');
+    expect(t.notify).toBe(true);
+  });
+  it('a token after approval authorizes and drops the PKCE verifier', () => {
+    const approved = apply(bridgeFlow(), { type: 'approve', codeVerifier: 'v' }, T0).flow;
+    const t = apply(approved, { type: 'token', token: TOKEN }, T0 + 1000);
+    expect(t.flow.state).toBe('authorized');
+    expect(t.flow.secrets.codeVerifier).toBeUndefined();
+  });
+  it('fail maps access_denied to denied and other codes to failed', () => {
+    expect(
+      apply(bridgeFlow(), { type: 'fail', code: 'access_denied', description: 'x' }, T0).flow.state,
+    ).toBe('denied');
+    expect(apply(bridgeFlow(), { type: 'fail', code: 'server_error', description: 'x' }, T0).flow.state).toBe(
+      'failed',
+    );
+  });
+  it('a token for a denied flow is refused (no resurrection, Abblix#459)', () => {
+    const denied = apply(bridgeFlow(), { type: 'deny' }, T0).flow;
+    const t = apply(denied, { type: 'token', token: TOKEN }, T0);
+    expect(t.changed).toBe(false);
+    expect(t.flow.state).toBe('denied');
+  });
+});
+
+describe('delivery and schedule', () => {
+  it('delivered is recorded once for a finished flow', () => {
+    const done = apply(relayFlow(), { type: 'poll', outcome: { kind: 'token', token: TOKEN } }, T0).flow;
+    const t = apply(done, { type: 'delivered' }, T0 + 5);
+    expect(t.flow.deliveredAt).toBe(T0 + 5);
+    expect(apply(t.flow, { type: 'delivered' }, T0 + 9).changed).toBe(false);
+    expect(apply(relayFlow(), { type: 'delivered' }, T0).changed).toBe(false);
+  });
+  it('a tick on an undelivered result asks for delivery', () => {
+    const done = apply(relayFlow(), { type: 'poll', outcome: { kind: 'token', token: TOKEN } }, T0).flow;
+    expect(apply(done, { type: 'tick' }, T0).notify).toBe(true);
+    expect(apply({ ...done, deliveredAt: T0 }, { type: 'tick' }, T0).notify).toBe(false);
+  });
+  it('dueAt: next poll for relay, just after expiry for bridge, a lease later for undelivered, never after', () => {
+    expect(dueAt(relayFlow(), T0, 10_000)).toBe(T0 + 5000);
+    expect(dueAt(relayFlow({ nextPollAt: T0 + 700_000 }), T0, 10_000)).toBe(T0 + 600_001);
+    expect(dueAt(bridgeFlow(), T0, 10_000)).toBe(T0 + 600_001);
+    const done = apply(relayFlow(), { type: 'poll', outcome: { kind: 'token', token: TOKEN } }, T0).flow;
+    expect(dueAt(done, T0, 10_000)).toBe(T0 + 10_000);
+    expect(dueAt({ ...done, deliveredAt: T0 }, T0, 10_000)).toBeUndefined();
+  });
+  it('state ranks never go down along the engine transitions', () => {
+    const f = relayFlow();
+    const events = [
+      { type: 'poll', outcome: { kind: 'token', token: TOKEN } },
+      { type: 'deny' },
+      { type: 'cancel' },
+      { type: 'ack' },
+      { type: 'status' },
+      { type: 'poll', outcome: { kind: 'slow_down' } },
+    ] as const;
+    let cur = f;
+    for (const e of events) {
+      const next = apply(cur, e, T0).flow;
+      expect(stateRank(next.state)).toBeGreaterThanOrEqual(stateRank(cur.state));
+      cur = next;
+    }
+    expect(cur.state).toBe('acked');
+  });
+});
