@@ -81,10 +81,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // Store
     let store: FlowStore;
     const codec = flowCodec(keys);
+    let redis: Redis | undefined;
     if (config.redis !== undefined) {
-      const redis = options.redis ?? new Redis(config.redis.url, RedisStore.clientOptions());
-      if (options.redis === undefined) closers.push(async () => void redis.disconnect());
-      store = new RedisStore({ redis, keyPrefix: config.redis.keyPrefix, codec });
+      const client = options.redis ?? new Redis(config.redis.url, RedisStore.clientOptions());
+      if (options.redis === undefined) closers.push(async () => void client.disconnect());
+      redis = client;
+      store = new RedisStore({ redis: client, keyPrefix: config.redis.keyPrefix, codec });
     } else {
       store = new MemoryStore({ codec, clock });
     }
@@ -207,6 +209,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       log,
       metrics,
       readiness,
+      ...(config.trustProxy !== undefined && { trustProxy: config.trustProxy }),
       register: async (a) => {
         if (upstreamClient.upstream.kind === 'authorization_code') {
           const bridge = new BridgeFlows({
@@ -218,7 +221,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
             metrics,
             log: log.child({ component: 'bridge' }),
           });
-          await registerDevicePages(a, { bridge, keys, config, publicUrl, metrics, log });
+          await registerDevicePages(a, {
+            bridge,
+            keys,
+            config,
+            publicUrl,
+            metrics,
+            log,
+            clock,
+            upstreamIssuer: upstreamConfig.issuer,
+            limits: {
+              perIp: { max: config.codeEntryLimits.perIpPerMinute, windowMs: 60_000 },
+              global: { max: config.codeEntryLimits.globalPerMinute, windowMs: 60_000 },
+            },
+            ...(redis !== undefined && { redis }),
+          });
         }
       },
     });

@@ -3,7 +3,9 @@
  * validation and its documentation: `configDocs` below is rendered into the README's configuration table and a test
  * keeps the two in agreement.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
+import { USER_CODE_SPACE } from '../core/codes.ts';
 
 // eslint-disable-next-line no-control-regex -- NUL is forbidden in MQTT topic names
 const TOPIC_LEVEL = /^[^#+/\u0000]+$/;
@@ -149,6 +151,30 @@ const entries = {
     schema: z.coerce.number().int().min(1000).max(300_000).default(10_000),
     doc: 'How long one instance owns a due poll or delivery before another may take it over.',
   },
+  DEVICEGATE_TRUST_PROXY: {
+    schema: optionalString.pipe(
+      z
+        .string()
+        .refine(
+          (v) => /^\d{1,2}$/.test(v) || v.split(',').every((p) => isIP(p.trim().split('/')[0] ?? '') !== 0),
+          'must be a hop count or comma-separated proxy addresses/CIDRs',
+        )
+        .optional(),
+    ),
+    doc: 'Proxies whose `X-Forwarded-For` is believed for the client address (the code page limits): comma-separated addresses or CIDRs (e.g. `10.0.0.0/8,127.0.0.1`), or a hop count. Unset: `X-Forwarded-For` is ignored.',
+  },
+  DEVICEGATE_LIVE_CODES: {
+    schema: z.coerce.number().int().min(1).max(10_000_000).default(250),
+    doc: 'Bridge mode: how many codes you expect to be live at once. The default global limit on failed code entries is derived from it, the code entropy (20^8) and `DEVICEGATE_CODE_TTL` so that guessing any live code within its lifetime stays below 10^-6.',
+  },
+  DEVICEGATE_CODE_ENTRY_LIMIT_GLOBAL: {
+    schema: z.coerce.number().int().min(1).max(100_000).optional(),
+    doc: 'Failed code entries per minute over all clients and instances (RFC 8628 §5.1). Default: floor(10^-6 × 20^8 × 60 / (`DEVICEGATE_CODE_TTL` × `DEVICEGATE_LIVE_CODES`)), at least 1 — 10 with the defaults.',
+  },
+  DEVICEGATE_CODE_ENTRY_LIMIT_IP: {
+    schema: z.coerce.number().int().min(1).max(1000).optional(),
+    doc: 'Failed code entries per minute per client address (IPv6: per /64). Default: 5, or the global limit when that is lower.',
+  },
   DEVICEGATE_DEMO_PORT: {
     schema: port.default(8081),
     doc: 'Port of the built-in demo identity provider (only when no upstream is configured); 0 picks one.',
@@ -225,7 +251,30 @@ export interface Config {
   readonly maxFlowsPerDevice: number;
   readonly leaseMs: number;
   readonly demoPort: number;
+  /** fastify `trustProxy`: a hop count, or addresses/CIDRs; undefined = X-Forwarded-For ignored */
+  readonly trustProxy?: number | string;
+  /** failed code entries per minute (bridge-mode page), RFC 8628 §5.1 */
+  readonly codeEntryLimits: { readonly perIpPerMinute: number; readonly globalPerMinute: number };
   readonly logLevel: Env['DEVICEGATE_LOG_LEVEL'];
+}
+
+/** The guessing target of RFC 8628 §5.1 the default limits are derived for. */
+export const GUESS_TARGET = 1e-6;
+
+/**
+ * Default failed-entry limits: P(guess any of N live codes within a lifetime T) ≈ R·T·N / 20^8 ≤ 10^-6 gives
+ * R ≤ 10^-6 · 20^8 / (T · N) per second. With T = 600 s and N = 250: 0.1707/s = 10.24/min → 10 per minute.
+ */
+function codeEntryLimits(e: Env): Config['codeEntryLimits'] {
+  const derived = Math.max(
+    1,
+    Math.floor((GUESS_TARGET * USER_CODE_SPACE * 60) / (e.DEVICEGATE_CODE_TTL * e.DEVICEGATE_LIVE_CODES)),
+  );
+  const globalPerMinute = e.DEVICEGATE_CODE_ENTRY_LIMIT_GLOBAL ?? derived;
+  return {
+    globalPerMinute,
+    perIpPerMinute: e.DEVICEGATE_CODE_ENTRY_LIMIT_IP ?? Math.min(5, globalPerMinute),
+  };
 }
 
 /** Raised by {@link loadConfig}; `problems` names every variable that is wrong, all at once. */
@@ -340,6 +389,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     maxFlowsPerDevice: e.DEVICEGATE_MAX_FLOWS_PER_DEVICE,
     leaseMs: e.DEVICEGATE_LEASE_MS,
     demoPort: e.DEVICEGATE_DEMO_PORT,
+    ...(e.DEVICEGATE_TRUST_PROXY !== undefined && {
+      trustProxy: /^\d+$/.test(e.DEVICEGATE_TRUST_PROXY)
+        ? Number(e.DEVICEGATE_TRUST_PROXY)
+        : e.DEVICEGATE_TRUST_PROXY,
+    }),
+    codeEntryLimits: codeEntryLimits(e),
     logLevel: e.DEVICEGATE_LOG_LEVEL,
   };
   return Object.freeze(config);

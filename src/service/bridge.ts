@@ -16,7 +16,7 @@ import type { Keys } from '../core/crypto.ts';
 import { OAuthError, UnavailableError } from '../core/errors.ts';
 import { isExpired } from '../core/engine.ts';
 import type { Flow } from '../core/flow.ts';
-import type { FlowStore } from '../store/types.ts';
+import { type FlowStore, GRACE_MS } from '../store/types.ts';
 import type { BridgeUpstream } from '../upstream/types.ts';
 import { FlowService, describe } from './flows.ts';
 import type { Metrics } from './metrics.ts';
@@ -90,7 +90,8 @@ export class BridgeFlows {
     await this.#d.store.releaseUserCode(this.#codeHash(normalizeUserCode(input)!));
     const state = randomBytes(32).toString('base64url');
     const now = this.#d.clock.now();
-    const ttl = Math.max(1000, Math.min(MAX_AUTHORIZE_MS, flow.expiresAt - now + 1));
+    // Kept past expiry (with the record's grace) so a late callback can still tell the device `expired_token`.
+    const ttl = Math.max(1000, flow.expiresAt + GRACE_MS - now);
     await this.#d.store.putOnce(this.#stateHash(state), `${flow.deviceId}/${flow.rid}`, ttl);
     const redirectUrl = this.#d.upstream.authorizationUrl({
       state,

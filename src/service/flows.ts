@@ -408,9 +408,9 @@ export class FlowService {
     return serverError('the gateway failed to handle the request');
   }
 
-  /** A random lease token. */
+  /** A random lease token, prefixed with this process's id so operators (and tests) can see who holds a lease. */
   static leaseToken(): string {
-    return randomBytes(12).toString('base64url');
+    return `${process.pid}.${randomBytes(12).toString('base64url')}`;
   }
 }
 

@@ -18,7 +18,7 @@ export interface AppDeps {
   /** Registers more routes (the bridge-mode page) before the app is ready. */
   register?: (app: FastifyInstance) => Promise<void>;
   /** Proxies whose X-Forwarded-For is trusted (fastify `trustProxy`); default: none. */
-  trustProxy?: boolean | string | string[];
+  trustProxy?: boolean | number | string | string[];
 }
 
 const READY_TIMEOUT_MS = 2000;
@@ -28,7 +28,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
     // Request lines would carry URLs with user codes and OAuth codes: never logged.
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: deps.trustProxy ?? false,
+    trustProxy: trustProxyOption(deps.trustProxy),
     bodyLimit: 16 * 1024,
   });
 
@@ -59,6 +59,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   if (deps.register !== undefined) await deps.register(app);
   return app;
+}
+
+/** A hop count becomes "trust the nearest n hops" (what proxy-addr does with a number). */
+function trustProxyOption(
+  value: AppDeps['trustProxy'],
+): boolean | string | string[] | ((address: string, hop: number) => boolean) {
+  if (value === undefined) return false;
+  if (typeof value === 'number') return (_address, hop) => hop < value;
+  return value;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -13,7 +13,7 @@ import { startGateway, type Gateway } from '../../src/gateway.ts';
 import { createLogger } from '../../src/log.ts';
 import { closeAllDevices, connectDevice, type TestDevice } from '../helpers/device.ts';
 import { approveDeviceCode } from '../helpers/idp-person.ts';
-import { freePort, waitFor } from '../helpers/procs.ts';
+import { freePort, startRedis, stopAll, waitFor } from '../helpers/procs.ts';
 
 const KEY = 'relay-test-fleet-key-0123456789';
 const log = createLogger('silent');
@@ -22,8 +22,9 @@ let shortIdp: DemoIdp;
 let gw: Gateway;
 let shortGw: Gateway;
 
-async function gateway(upstream: DemoIdp): Promise<Gateway> {
+async function gateway(upstream: DemoIdp, extra: Record<string, string> = {}): Promise<Gateway> {
   const config = loadConfig({
+    ...extra,
     DEVICEGATE_HTTP_PORT: String(await freePort()),
     DEVICEGATE_MQTT_PORT: '0',
     DEVICEGATE_UPSTREAM_ISSUER: upstream.issuer,
@@ -71,6 +72,7 @@ afterAll(async () => {
   await shortGw?.close();
   await idp?.close();
   await shortIdp?.close();
+  await stopAll();
 });
 
 describe('relay mode, mqtt.js device', () => {
@@ -278,5 +280,41 @@ describe('relay mode with the mosquitto command-line clients as the device (MQTT
         '{"rid":"x"}',
       ]),
     ).rejects.toThrow(/exited/);
+  });
+});
+
+describe('relay mode on Redis: polls live in the store, so a restarted gateway resumes them', () => {
+  it('a flow started before a restart completes after it', async () => {
+    const redis = await startRedis();
+    const mqttPort = await freePort();
+    const env = {
+      DEVICEGATE_REDIS_URL: redis.url,
+      DEVICEGATE_REDIS_KEY_PREFIX: 'dg-restart:',
+      DEVICEGATE_MQTT_PORT: String(mqttPort),
+    };
+    const first = await gateway(idp, env);
+    let second: Gateway | undefined;
+    try {
+      const tv = await device(first, 'tv-restart');
+      const p = (await tv.ask('authorize', { rid: 'rs1' }, { status: 'pending' })).json!;
+      await tv.end();
+      await first.close();
+
+      // the person approves while no gateway runs; a new one (same Redis, same secret) picks the poll up
+      await approveDeviceCode(String(p.verification_uri), String(p.user_code));
+      second = await gateway(idp, env);
+      await waitFor(
+        async () => (await second!.store.get('tv-restart', 'rs1'))?.flow.state === 'authorized',
+        10_000,
+        'the resumed poll',
+      );
+      const again = await device(second, 'tv-restart');
+      const r = await again.ask('status', { rid: 'rs1' }, { status: 'authorized' });
+      expect((await userinfo(idp, String(r.json!.access_token))).status).toBe(200);
+    } finally {
+      await second?.close();
+      await first.close();
+      await redis.stop();
+    }
   });
 });

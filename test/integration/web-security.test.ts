@@ -116,12 +116,16 @@ async function harness(
     redis?: Redis;
     allowedScopes?: string;
     keyPrefix?: string;
+    /** a config without DEVICEGATE_UPSTREAM_* (demo mode), and no issuer passed to the pages */
+    noIssuer?: boolean;
   } = {},
 ): Promise<Harness> {
   const config = loadConfig({
-    DEVICEGATE_UPSTREAM_ISSUER: idp.issuer,
-    DEVICEGATE_UPSTREAM_CLIENT_ID: idp.clientId,
-    DEVICEGATE_UPSTREAM_CLIENT_SECRET: idp.clientSecret,
+    ...(o.noIssuer !== true && {
+      DEVICEGATE_UPSTREAM_ISSUER: idp.issuer,
+      DEVICEGATE_UPSTREAM_CLIENT_ID: idp.clientId,
+      DEVICEGATE_UPSTREAM_CLIENT_SECRET: idp.clientSecret,
+    }),
     DEVICEGATE_UPSTREAM_MODE: 'authorization_code',
     DEVICEGATE_PUBLIC_URL: PUBLIC_URL,
     DEVICEGATE_SECRET: SECRET,
@@ -638,6 +642,15 @@ describe('headers on every page (B.15, B.17, B.18)', () => {
     }
   });
 
+  it('names the issuer and lets forms lead only to it; with no issuer known, any http(s) target (never blocking approval)', async () => {
+    const named = await (await harness()).client().get('/device');
+    expect(named.headers['content-security-policy']).toContain(`form-action 'self' ${idp.issuer};`);
+    expect(named.body).toContain(`You will sign in at ${new URL(idp.issuer).host}.`);
+    const unnamed = await (await harness({ noIssuer: true })).client().get('/device');
+    expect(unnamed.headers['content-security-policy']).toContain("form-action 'self' https: http:;");
+    expect(unnamed.body).toContain('You will sign in at your identity provider.');
+  });
+
   it('answers every state-changing POST with 303, never 307 (B.19)', async () => {
     const h = await harness();
     const c = h.client();
@@ -669,7 +682,7 @@ describe('headers on every page (B.15, B.17, B.18)', () => {
     expect(cookie).toMatch(/; SameSite=Lax/);
     expect(cookie).toMatch(/; Path=\/oauth\/callback/);
     expect(cookie).toMatch(/; Max-Age=(\d+)/);
-    expect(Number(/Max-Age=(\d+)/.exec(cookie!)![1])).toBeLessThanOrEqual(600);
+    expect(Number(/Max-Age=(\d+)/.exec(cookie!)![1])).toBeLessThanOrEqual(CODE_TTL_S + 30);
     const location = new URL(res.headers.location as string);
     expect(location.searchParams.get('code_challenge_method')).toBe('S256');
     expect(location.searchParams.get('redirect_uri')).toBe(CALLBACK);
@@ -834,22 +847,25 @@ describe('brute force (B.22, RFC 8628 §5.1)', () => {
     );
   });
 
-  it('caps any POST or callback request per address (flood guard), with the same page and Retry-After', async () => {
+  it('caps POSTs and callbacks per address and route (flood guard), with the same page and Retry-After', async () => {
     const h = await harness({ limits: { ...GENEROUS, requestsPerMinute: 3 } });
     const f = await h.startFlow();
     const c = h.client({ remoteAddress: '203.0.113.77' });
     await c.get('/device');
-    expect(isConfirmPage(await c.enter(f.code), f.deviceId)).toBe(true);
-    expect(isConfirmPage(await c.enter(f.code), f.deviceId)).toBe(true);
-    expect((await c.get('/oauth/callback?state=x')).statusCode).toBe(400);
+    for (let i = 0; i < 3; i++) expect(isConfirmPage(await c.enter(f.code), f.deviceId)).toBe(true);
+    for (let i = 0; i < 3; i++) expect((await c.get('/oauth/callback?state=x')).statusCode).toBe(400);
+    expect((await c.get('/oauth/callback?state=x')).statusCode).toBe(429);
     const flooded = await c.enter(f.code);
     expect(flooded.statusCode).toBe(429);
     expect(Number(flooded.headers['retry-after'])).toBeGreaterThan(0);
     expect(flooded.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(flooded.headers['x-frame-options']).toBe('DENY');
     expect(flooded.body).toContain('Too many');
-    // pages themselves are not counted
+    // the entry page itself is not capped, and other addresses are not affected
     expect((await c.get('/device')).statusCode).toBe(200);
+    expect(isConfirmPage(await h.client({ remoteAddress: '203.0.113.78' }).enter(f.code), f.deviceId)).toBe(
+      true,
+    );
   });
 
   it('holds the limits across instances that share Redis', async () => {

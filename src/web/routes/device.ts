@@ -26,9 +26,10 @@ import { type Clock, systemClock } from '../../core/clock.ts';
 import { MAX_USER_CODE_INPUT, USER_CODE_SPACE, formatUserCode, normalizeUserCode } from '../../core/codes.ts';
 import type { Keys } from '../../core/crypto.ts';
 import { UnavailableError } from '../../core/errors.ts';
-import { type BridgeFlows, MAX_AUTHORIZE_MS } from '../../service/bridge.ts';
+import type { BridgeFlows } from '../../service/bridge.ts';
 import { describe } from '../../service/flows.ts';
 import type { Metrics } from '../../service/metrics.ts';
+import { GRACE_MS } from '../../store/types.ts';
 import {
   type ErrorKind,
   type Frame,
@@ -57,7 +58,7 @@ export interface CodeEntryLimits {
   perIp: WindowLimit;
   /** failed entries over all clients of the deployment (every instance, when the counter is shared) */
   global: WindowLimit;
-  /** any POST or callback request per client address per minute (a flood guard, @fastify/rate-limit) */
+  /** POSTs (or callbacks) per client address per minute, on each of those routes (a flood guard, @fastify/rate-limit) */
   requestsPerMinute: number;
 }
 
@@ -280,12 +281,19 @@ export async function registerDevicePages(app: FastifyInstance, deps: DevicePage
       : new MemoryAttemptCounter(clock));
   const limiter = new CodeEntryLimiter(counter, limits, clock);
   const csrfKey = createHmac('sha256', keys.cookieSecret).update('devicegate csrf').digest();
+  const stateCookieMaxAge = deps.config.codeTtlSeconds + Math.ceil(GRACE_MS / 1000);
 
   // Where a form may lead: this origin, and the upstream's authorize endpoint, which the Approve POST redirects to
-  // (Chromium applies form-action to the redirects that follow a form submission). The issuer's origin is known up
-  // front; an authorize endpoint on another origin is learned from the first redirect BridgeFlows hands out.
+  // (Chromium applies form-action to the redirects that follow a form submission, and blocks the navigation
+  // otherwise). The issuer's origin is known up front; an authorize endpoint on another origin is learned from the
+  // first redirect BridgeFlows hands out. With no issuer known at all, any http(s) target is allowed rather than
+  // blocking every approval (the pages have no injection point; this only loosens a second line of defence).
   const formTargets = new Set<string>();
   if (issuer !== undefined) formTargets.add(new URL(issuer).origin);
+  else {
+    formTargets.add('https:').add('http:');
+    log.warn('code page: the upstream issuer is unknown; CSP form-action allows any http(s) target');
+  }
 
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
@@ -482,7 +490,8 @@ export async function registerDevicePages(app: FastifyInstance, deps: DevicePage
               sameSite: 'lax',
               secure,
               path: '/oauth/callback',
-              maxAge: Math.ceil(MAX_AUTHORIZE_MS / 1000),
+              // no longer than a flow (and so its state) can live
+              maxAge: stateCookieMaxAge,
             });
           }
         } else if (await bridge.deny(code)) {

@@ -1,0 +1,28 @@
+/** The README documents what the code does: the configuration table and the error codes (fastify's habit). */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { configTable } from '../../src/config/docs.ts';
+import { OAUTH_ERROR_CODES } from '../../src/core/errors.ts';
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+describe('README', () => {
+  it('holds the configuration table generated from the schema (npx tsx scripts/update-readme.ts)', () => {
+    expect(readme).toContain(configTable());
+  });
+
+  it('documents every error code, and every documented code exists', () => {
+    const table = readme.slice(
+      readme.indexOf('<!-- error-table:start -->'),
+      readme.indexOf('<!-- error-table:end -->'),
+    );
+    const documented = [...table.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]);
+    expect([...documented].sort()).toEqual([...OAUTH_ERROR_CODES].sort());
+  });
+
+  it('gives the two commands and the test command that .ci/run runs', () => {
+    expect(readme).toContain('npm ci && npm start');
+    expect(readme).toContain('npm test');
+    expect(readFileSync(new URL('../../.ci/run', import.meta.url), 'utf8')).toMatch(/^npm test$/m);
+  });
+});
