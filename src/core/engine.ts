@@ -73,6 +73,7 @@ function finish(flow: Flow, state: Flow['state'], error?: Flow['error'], token?:
   delete secrets.deviceCode;
   delete secrets.codeVerifier;
   delete secrets.nonce;
+  delete secrets.verificationUriComplete;
   if (token !== undefined) secrets.token = token;
   const next: Flow = { ...flow, state, secrets };
   delete next.nextPollAt;

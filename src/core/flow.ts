@@ -27,6 +27,8 @@ export interface TokenSet {
 export interface FlowSecrets {
   /** The user code as shown to people (`XXXX-XXXX` in bridge mode, the upstream's in relay mode). */
   userCode: string;
+  /** Relay mode: the upstream's `verification_uri_complete` (it carries the user code, so it is sealed too). */
+  verificationUriComplete?: string;
   /** Relay mode: the upstream's device_code. Never leaves the gateway. */
   deviceCode?: string;
   /** Bridge mode: PKCE code_verifier for the upstream authorization request. */
@@ -72,9 +74,8 @@ export interface Flow {
   nextPollAt?: number;
   /** Relay mode: consecutive upstream connection failures (backoff doubles per failure). */
   failures?: number;
-  /** Relay mode: the upstream's verification URIs (bridge mode derives them from the public URL). */
+  /** Relay mode: the upstream's verification URI (bridge mode derives it from the public URL). */
   verificationUri?: string;
-  verificationUriComplete?: string;
   /** The device's public key: the token is sent as JWE to it. */
   jwk?: PublicJwk;
   device?: DeviceInfo;

@@ -208,10 +208,13 @@ export class FlowService {
       interval: da.interval,
       nextPollAt: now + da.interval * 1000,
       verificationUri: da.verificationUri,
-      ...(da.verificationUriComplete !== undefined && {
-        verificationUriComplete: da.verificationUriComplete,
-      }),
-      secrets: { userCode: da.userCode, deviceCode: da.deviceCode },
+      secrets: {
+        userCode: da.userCode,
+        deviceCode: da.deviceCode,
+        ...(da.verificationUriComplete !== undefined && {
+          verificationUriComplete: da.verificationUriComplete,
+        }),
+      },
     };
   }
 
@@ -361,7 +364,9 @@ export class FlowService {
     if (flow.mode === 'device') {
       return {
         uri: flow.verificationUri ?? '',
-        ...(flow.verificationUriComplete !== undefined && { complete: flow.verificationUriComplete }),
+        ...(flow.secrets.verificationUriComplete !== undefined && {
+          complete: flow.secrets.verificationUriComplete,
+        }),
       };
     }
     const uri = `${this.#d.publicUrl}/device`;
