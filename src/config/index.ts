@@ -147,6 +147,10 @@ const entries = {
     schema: z.coerce.number().int().min(1).max(100).default(3),
     doc: 'Live (unfinished) flows one device may have at once.',
   },
+  DEVICEGATE_DEVICE_RATE: {
+    schema: z.coerce.number().min(0).max(10_000).default(1),
+    doc: 'Requests per second one device may send (bursts of ten times that); faster ones are answered `slow_down` with `retry_after`. Per instance; 0 turns the limit off.',
+  },
   DEVICEGATE_LEASE_MS: {
     schema: z.coerce.number().int().min(1000).max(300_000).default(10_000),
     doc: 'How long one instance owns a due poll or delivery before another may take it over.',
@@ -249,6 +253,8 @@ export interface Config {
   readonly codeTtlSeconds: number;
   readonly pollIntervalSeconds: number;
   readonly maxFlowsPerDevice: number;
+  /** requests per second per device (burst ten times that); 0 = unlimited */
+  readonly deviceRate: number;
   readonly leaseMs: number;
   readonly demoPort: number;
   /** fastify `trustProxy`: a hop count, or addresses/CIDRs; undefined = X-Forwarded-For ignored */
@@ -387,6 +393,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     codeTtlSeconds: e.DEVICEGATE_CODE_TTL,
     pollIntervalSeconds: e.DEVICEGATE_POLL_INTERVAL,
     maxFlowsPerDevice: e.DEVICEGATE_MAX_FLOWS_PER_DEVICE,
+    deviceRate: e.DEVICEGATE_DEVICE_RATE,
     leaseMs: e.DEVICEGATE_LEASE_MS,
     demoPort: e.DEVICEGATE_DEMO_PORT,
     ...(e.DEVICEGATE_TRUST_PROXY !== undefined && {

@@ -33,6 +33,7 @@ import { formatUserCode, generateUserCode } from '../core/codes.ts';
 import type { Keys } from '../core/crypto.ts';
 import { checkDeviceKey, encryptForDevice } from './jwe.ts';
 import type { Metrics } from './metrics.ts';
+import { DeviceThrottle } from './throttle.ts';
 
 /** Seconds a device is told to wait when a dependency is down. */
 export const RETRY_AFTER_SECONDS = 5;
@@ -53,6 +54,8 @@ export interface FlowServiceDeps {
   metrics: Metrics;
   /** set by the gateway once the transport exists */
   transport?: DeviceTransport;
+  /** per-device request limit (default: from `config.deviceRate`) */
+  throttle?: DeviceThrottle;
 }
 
 export type MutateResult =
@@ -63,10 +66,15 @@ export type MutateResult =
 export class FlowService {
   readonly #d: FlowServiceDeps;
   #transport: DeviceTransport | undefined;
+  readonly #throttle: DeviceThrottle | undefined;
 
   constructor(deps: FlowServiceDeps) {
     this.#d = deps;
     this.#transport = deps.transport;
+    const rate = deps.config.deviceRate;
+    this.#throttle =
+      deps.throttle ??
+      (rate > 0 ? new DeviceThrottle({ burst: 10 * rate, perSecond: rate, maxDevices: 100_000 }) : undefined);
   }
 
   set transport(t: DeviceTransport) {
@@ -83,6 +91,11 @@ export class FlowService {
     const started = performance.now();
     let rid: string | undefined;
     try {
+      const wait = this.#throttle?.take(req.deviceId, this.#d.clock.now()) ?? 0;
+      if (wait > 0) {
+        rid = salvageRid(req.payload);
+        throw slowDown('too many requests from this device; wait before sending more', wait);
+      }
       if (req.action === undefined) {
         rid = salvageRid(req.payload);
         throw invalidRequest(

@@ -76,10 +76,16 @@ let counter = 0;
  */
 export async function startGatewayProcess(o: GatewayProcessOptions): Promise<GatewayProcess> {
   if (o.env.DEVICEGATE_UPSTREAM_ISSUER === undefined) {
-    throw new Error('startGatewayProcess: configure an upstream (demo mode would write .devicegate/demo.json)');
+    throw new Error(
+      'startGatewayProcess: configure an upstream (demo mode would write .devicegate/demo.json)',
+    );
   }
   const name = o.name ?? `gw-${++counter}`;
-  const env: Record<string, string> = { DEVICEGATE_HTTP_PORT: '0', DEVICEGATE_HTTP_HOST: '127.0.0.1', ...o.env };
+  const env: Record<string, string> = {
+    DEVICEGATE_HTTP_PORT: '0',
+    DEVICEGATE_HTTP_HOST: '127.0.0.1',
+    ...o.env,
+  };
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: REPO,
     env: { ...env, PATH: process.env.PATH ?? '/usr/bin:/bin' },
@@ -168,7 +174,10 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
       return Promise.race([
         exited,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`${name} still running after ${timeoutMs} ms`)), timeoutMs);
+          timer = setTimeout(
+            () => reject(new Error(`${name} still running after ${timeoutMs} ms`)),
+            timeoutMs,
+          );
         }),
       ]).finally(() => clearTimeout(timer));
     },
@@ -197,9 +206,12 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
 
   try {
     const timeoutMs = o.timeoutMs ?? 20_000;
-    const started = await waitForLog((l) => l.msg === 'devicegate is running' && typeof l['http'] === 'string', {
-      timeoutMs,
-    });
+    const started = await waitForLog(
+      (l) => l.msg === 'devicegate is running' && typeof l['http'] === 'string',
+      {
+        timeoutMs,
+      },
+    );
     httpUrl = String(started['http']);
     await waitFor(
       async () => {
@@ -211,7 +223,11 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
       `${name} /healthz`,
     );
     if (o.waitReady ?? true) {
-      await waitFor(async () => (await handle.readyz().catch(() => undefined))?.status === 200, timeoutMs, `${name} /readyz`);
+      await waitFor(
+        async () => (await handle.readyz().catch(() => undefined))?.status === 200,
+        timeoutMs,
+        `${name} /readyz`,
+      );
     }
   } catch (err) {
     handle.kill('SIGKILL');

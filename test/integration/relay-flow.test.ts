@@ -182,7 +182,8 @@ describe('bad input gets invalid_request on the sender’s own res, and the gate
 
   let okCount = 0;
   it.each(cases)('%s', async (_name, action, payload) => {
-    const bad = await device(gw, 'tv-bad');
+    // one device per case: a device sending requests this fast is (rightly) throttled after ten
+    const bad = await device(gw, `tv-bad-${cases.findIndex((c) => c[2] === payload)}`);
     const other = await device(gw, 'tv-bystander');
     const from = bad.received.length;
     await bad.publish(bad.reqTopic(action), payload, { qos: 1 });
@@ -316,5 +317,18 @@ describe('relay mode on Redis: polls live in the store, so a restarted gateway r
       await first.close();
       await redis.stop();
     }
+  });
+});
+
+describe('a device that floods the gateway', () => {
+  it('is answered slow_down with retry_after once past its burst, and other devices are unaffected', async () => {
+    const flood = await device(gw, 'tv-flood');
+    for (let i = 0; i < 12; i++) await flood.request('status', { rid: `f${i}` });
+    const r = await flood.waitForReply({ status: 'error', rid: 'f11' });
+    expect(r.json).toMatchObject({ error: 'slow_down', retry_after: expect.any(Number) });
+    const calm = await device(gw, 'tv-calm');
+    expect((await calm.ask('status', { rid: 'z' }, { status: 'error' })).json).toMatchObject({
+      error: 'expired_token',
+    });
   });
 });
