@@ -19,11 +19,21 @@ import type { BenchContext, BenchOptions } from './lib/context.ts';
 import { REPO_ROOT, stopAllHosts } from './lib/procs.ts';
 import { type ScenarioResult, renderMarkdown, renderTable } from './lib/report.ts';
 import { flowStarts } from './scenarios/s1-flow-starts.ts';
+import { approvalToToken } from './scenarios/s2-approval-to-token.ts';
+import { alternative } from './scenarios/s3-alternative.ts';
+import { pendingAtScale } from './scenarios/s4-pending-scale.ts';
+import { connections } from './scenarios/s5-connections.ts';
+import { upstreamEfficiency } from './scenarios/s6-upstream-efficiency.ts';
 
 type Scenario = (ctx: BenchContext) => Promise<ScenarioResult>;
 
 const SCENARIOS: Record<number, { title: string; run: Scenario }> = {
   1: { title: 'flow starts per second', run: flowStarts },
+  2: { title: 'approval to token', run: approvalToToken },
+  3: { title: 'the alternative: RFC 8628 over HTTP, polling', run: alternative },
+  4: { title: 'pending flows at scale', run: pendingAtScale },
+  5: { title: 'connections', run: connections },
+  6: { title: 'upstream efficiency (relay, 3 instances)', run: upstreamEfficiency },
 };
 
 export const USAGE = `usage: npm run bench -- [--scenario N[,N...]] [--quick] [--flows N] [--no-profile]`;

@@ -84,7 +84,22 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     let redis: Redis | undefined;
     if (config.redis !== undefined) {
       const client = options.redis ?? new Redis(config.redis.url, RedisStore.clientOptions());
-      if (options.redis === undefined) closers.push(async () => void client.disconnect());
+      if (options.redis === undefined) {
+        closers.push(async () => void client.disconnect());
+        // Without a listener ioredis prints every failed reconnect to stderr, outside the JSON log. Log the first
+        // failure of an outage and the recovery; calls in between fail with UnavailableError and are logged there.
+        let down = false;
+        client.on('error', (err: Error) => {
+          if (down) return;
+          down = true;
+          log.warn({ err: err.message }, 'redis connection failed; reconnecting');
+        });
+        client.on('ready', () => {
+          if (!down) return;
+          down = false;
+          log.info('redis connection restored');
+        });
+      }
       redis = client;
       store = new RedisStore({ redis: client, keyPrefix: config.redis.keyPrefix, codec });
     } else {
@@ -168,6 +183,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         ...(config.mqtt.username !== undefined && { username: config.mqtt.username }),
         ...(config.mqtt.password !== undefined && { password: config.mqtt.password }),
         ...(config.mqtt.clientId !== undefined && { clientId: config.mqtt.clientId }),
+        // The same on every instance (they share the secret) and unknown to devices: see transport/external.ts.
+        shareGroup: `devicegate-${keys.lookupHash('mqtt-share-group', config.topicPrefix).slice(0, 24)}`,
         topics: t,
         log: log.child({ component: 'mqtt' }),
         metrics,

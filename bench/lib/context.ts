@@ -51,7 +51,6 @@ export function gatewayEnv(o: GatewayEnvOptions): Record<string, string> {
     DEVICEGATE_MQTT_PORT: '0',
     ...(o.mqttUrl !== undefined && { DEVICEGATE_MQTT_URL: o.mqttUrl }),
     DEVICEGATE_REDIS_URL: o.redisUrl,
-    DEVICEGATE_REDIS_KEY_PREFIX: 'dg:',
     DEVICEGATE_UPSTREAM_ISSUER: o.issuer,
     DEVICEGATE_UPSTREAM_CLIENT_ID: UPSTREAM_CLIENT_ID,
     DEVICEGATE_UPSTREAM_CLIENT_SECRET: UPSTREAM_CLIENT_SECRET,

@@ -11,7 +11,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { findSourceMap, type SourceMap } from 'node:module';
 import { createServer, type Server } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { Session } from 'node:inspector/promises';
 import { Aedes } from 'aedes';
 import { request } from 'undici';
@@ -43,7 +45,10 @@ export type HostRequest =
   | { op: 'profile-start' }
   | { op: 'profile-stop'; file?: string }
   | { op: 'bridge-approve'; userCode: string }
+  | { op: 'bridge-begin'; userCode: string }
+  | { op: 'bridge-finish'; callbackUrl: string; state: string }
   | { op: 'counter'; name: string; labels?: Record<string, string> }
+  | { op: 'metrics-text' }
   | { op: 'stop' };
 
 export interface StartedInfo {
@@ -211,13 +216,29 @@ async function handle(req: HostRequest): Promise<unknown> {
       const { profile } = (await session.post('Profiler.stop')) as { profile: CpuProfile };
       session.disconnect();
       session = undefined;
+      remapToSources(profile);
       if (req.file !== undefined) await writeFile(req.file, JSON.stringify(profile));
       return summarizeProfile(profile);
     }
     case 'bridge-approve':
       return bridgeApprove(req.userCode);
+    case 'bridge-begin': {
+      // what the Approve button does: the browser is then sent to `redirectUrl` at the upstream
+      if (bridge === undefined) throw new Error('the gateway was not started with bridge: true');
+      const approved = await bridge.approve(req.userCode);
+      if (approved === undefined) throw new Error('approve() refused the code');
+      return approved;
+    }
+    case 'bridge-finish': {
+      // what `/oauth/callback` does with the upstream's redirect
+      if (bridge === undefined) throw new Error('the gateway was not started with bridge: true');
+      const out = await bridge.callback(new URL(req.callbackUrl).searchParams, req.state);
+      return { outcome: out.outcome, doneAt: nowMs() };
+    }
     case 'counter':
       return gateway?.metrics.value(req.name, req.labels ?? {}) ?? 0;
+    case 'metrics-text':
+      return gateway?.metrics.render() ?? '';
     case 'stop':
       await stopAll();
       return {};
@@ -237,6 +258,28 @@ async function bridgeApprove(userCode: string): Promise<BridgeApproveInfo> {
   const callbackAt = nowMs();
   const out = await bridge.callback(new URL(location).searchParams, approved.state);
   return { outcome: out.outcome, state: approved.state, approveAt, callbackAt, doneAt: nowMs() };
+}
+
+/**
+ * tsx compiles each TypeScript file to one line; put the original line and column (from the inline source maps that
+ * tsx registers) into the profile so frames name real source positions.
+ */
+function remapToSources(profile: CpuProfile): void {
+  const maps = new Map<string, SourceMap | undefined>();
+  for (const node of profile.nodes) {
+    const cf = node.callFrame;
+    if (!cf.url.startsWith('file://') || !cf.url.endsWith('.ts')) continue;
+    let map = maps.get(cf.url);
+    if (!maps.has(cf.url)) {
+      map = findSourceMap(cf.url) ?? findSourceMap(fileURLToPath(cf.url));
+      maps.set(cf.url, map);
+    }
+    const entry = map?.findEntry(cf.lineNumber, cf.columnNumber);
+    if (entry !== undefined && 'originalLine' in entry) {
+      cf.lineNumber = entry.originalLine;
+      cf.columnNumber = entry.originalColumn;
+    }
+  }
 }
 
 function info(extra: Partial<StartedInfo>): StartedInfo {

@@ -43,7 +43,7 @@ export async function flowStarts(ctx: BenchContext): Promise<ScenarioResult> {
     const { issuer } = await upstream.call<StartedInfo>({ op: 'start-fake-upstream', options: {} });
     const env = gatewayEnv({ redisUrl: redis.proc.url, issuer: issuer!, mode: 'authorization_code' });
 
-    const measure = async (side: Run['side'], withProfile = false): Promise<Run | ProfileSummary> => {
+    const measure = async (side: Run["side"], withProfile = false): Promise<Run | (ProfileSummary & { file: string })> => {
       await redis.client.flushall();
       const host = await spawnHost(side === 'baseline' ? 'responder' : 'gateway');
       try {

@@ -69,7 +69,7 @@ const entries = {
   },
   DEVICEGATE_MQTT_CLIENT_ID: {
     schema: optionalString,
-    doc: 'Client id at the external broker (default: `devicegate-` and a random suffix).',
+    doc: "Client id at the external broker (default: `devicegate-` and a random suffix). Unique per instance; with Mosquitto's `use_username_as_clientid`, each instance also needs its own `DEVICEGATE_MQTT_USERNAME`.",
   },
   DEVICEGATE_TOPIC_PREFIX: {
     schema: z

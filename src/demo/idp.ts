@@ -65,6 +65,11 @@ export interface DemoIdpOptions {
   clientSecret?: string;
   /** seconds */
   ttl?: { deviceCode?: number; accessToken?: number };
+  /**
+   * Tests only: sees every request before the provider does and hands it on with `next()` (or never calls it, to
+   * hold or drop it). Lets a test observe or stall the token endpoint from outside.
+   */
+  intercept?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
 }
 
 /**
@@ -110,8 +115,12 @@ export async function startDemoIdp(o: DemoIdpOptions): Promise<DemoIdp> {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
       if (req.method === 'POST' && path === '/token') stats.tokenRequests++;
-      if (path.startsWith('/interaction/')) void interactions(req, res, path);
-      else providerHandler(req, res);
+      const next = () => {
+        if (path.startsWith('/interaction/')) void interactions(req, res, path);
+        else providerHandler(req, res);
+      };
+      if (o.intercept === undefined) next();
+      else o.intercept(req, res, next);
     });
 
     o.log.warn(

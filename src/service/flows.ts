@@ -304,6 +304,13 @@ export class FlowService {
         await this.#store(() => store.schedule(deviceId, rid, dueAt(t.flow, now, config.leaseMs)));
         if (stateRank(t.flow.state) > stateRank(snapshot.flow.state)) this.#countFinish(t.flow);
       }
+      if (t.notify && leaseToken !== undefined && !t.changed) {
+        // Nothing was written, so nothing proved the lease is still ours: check before publishing, or a paused
+        // instance could push a result that another one has delivered already.
+        if (!(await this.#store(() => store.acquireLease(deviceId, rid, leaseToken, now, config.leaseMs)))) {
+          return { status: 'lease_lost' };
+        }
+      }
       if (t.notify) version = await this.#notify(t.flow, version, now, leaseToken);
       return { status: 'ok', transition: t, version };
     }

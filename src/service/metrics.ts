@@ -16,7 +16,7 @@ const HELP: Record<string, string> = {
   devicegate_code_entry_failures_total: 'Code entries on the page that matched no live flow.',
   devicegate_mqtt_refused_connects_total: 'MQTT CONNECTs the embedded broker refused, by reason.',
   devicegate_mqtt_denied_total:
-    'Device publishes, subscriptions and forwards the embedded broker refused, by op and reason.',
+    'Device publishes, subscriptions and forwards refused (embedded broker) or dropped (external broker: retained replays), by op and reason.',
   devicegate_mqtt_dropped_connections_total:
     'Connections the embedded broker closed for a bad MQTT frame, by reason.',
   devicegate_code_entry_limited_total: 'Code entries refused because a brute-force limit was reached.',

@@ -3,10 +3,19 @@
  * expiries that must be pushed to the device. Due times live in the store (a Redis sorted set), not in per-flow
  * timers, so a restarted or another instance picks up where one stopped. Each visit holds the flow's lease: exactly
  * one instance polls a flow at a time, and only the lease holder writes and publishes the result.
+ *
+ * Leases and failures:
+ * - a visit renews its lease while it runs (every third of the lease), so a poll slower than the lease is not
+ *   repeated by another instance — a second redemption attempt of a device_code makes many servers revoke the
+ *   tokens already issued for it (RFC 6749 §4.1.2 style replay detection; node-oidc-provider does);
+ * - a visit that finds its lease past its local deadline (the process was paused: SIGSTOP, a VM freeze, a long GC)
+ *   gives up before calling the upstream; the store refuses its writes anyway (`lease_lost`);
+ * - an instance that finds a flow's lease held by another looks again soon (a quarter of the lease, at most 1 s)
+ *   instead of a whole lease later, so a dead holder's flow is taken over right after its lease runs out.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
-import { type PollOutcome, apply } from '../core/engine.ts';
+import { type PollOutcome, apply, dueAt } from '../core/engine.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { RelayUpstream, Upstream } from '../upstream/types.ts';
 import { FlowService, describe } from './flows.ts';
@@ -26,6 +35,19 @@ export interface SchedulerOptions {
   concurrency?: number;
 }
 
+/** A lease this instance holds during one visit. */
+interface Hold {
+  deviceId: string;
+  rid: string;
+  token: string;
+  /** local deadline: the lease is surely ours until then (taken or renewed at a time measured before the call) */
+  until: number;
+  /** renewal failed or came too late: another instance may hold the flow now */
+  lost: boolean;
+  timer: NodeJS.Timeout | undefined;
+  renewing: Promise<void> | undefined;
+}
+
 export class Scheduler {
   readonly #o: Required<SchedulerOptions>;
   #running = false;
@@ -34,7 +56,7 @@ export class Scheduler {
   #loop: Promise<void> | undefined;
   readonly #inFlight = new Set<Promise<void>>();
   /** Leases this instance holds right now, released on close. */
-  readonly #held = new Map<string, { deviceId: string; rid: string; token: string }>();
+  readonly #held = new Map<string, Hold>();
 
   constructor(options: SchedulerOptions) {
     this.#o = { maxIdleMs: 250, concurrency: 64, ...options };
@@ -116,13 +138,23 @@ export class Scheduler {
     const { store, service, clock, leaseMs, log, upstream } = this.#o;
     const token = FlowService.leaseToken();
     const key = `${deviceId}/${rid}`;
+    let hold: Hold | undefined;
     try {
-      if (!(await store.acquireLease(deviceId, rid, token, clock.now(), leaseMs))) {
+      const asked = clock.now();
+      if (!(await store.acquireLease(deviceId, rid, token, asked, leaseMs))) {
+        // Another instance holds the flow (or it is gone). Look again soon: should the holder have died, its flow
+        // is taken over right after the lease runs out, not a whole lease after this claim.
         const current = await store.get(deviceId, rid);
-        if (current === undefined) await store.schedule(deviceId, rid, undefined);
+        const now = clock.now();
+        const due = current === undefined ? undefined : dueAt(current.flow, now, leaseMs);
+        await store.schedule(
+          deviceId,
+          rid,
+          due === undefined ? undefined : Math.min(due, now + this.#retryMs),
+        );
         return;
       }
-      this.#held.set(key, { deviceId, rid, token });
+      hold = this.#hold(deviceId, rid, token, asked);
       const current = await store.get(deviceId, rid);
       if (current === undefined) {
         await store.schedule(deviceId, rid, undefined);
@@ -138,6 +170,9 @@ export class Scheduler {
         flow.nextPollAt <= now &&
         flow.secrets.deviceCode !== undefined
       ) {
+        // Paused past the lease (the deadline is local, so this holds whatever the timers did meanwhile): another
+        // instance may be polling this device_code right now. Never send it twice.
+        if (hold.lost || clock.now() >= hold.until) return;
         const outcome = await this.#poll(upstream, flow.secrets.deviceCode);
         await service.mutate(deviceId, rid, { type: 'poll', outcome }, token, current);
         return;
@@ -150,11 +185,64 @@ export class Scheduler {
     } catch (err) {
       log.warn({ deviceId, rid, err: describe(err) }, 'scheduler: visit failed; retried after the lease');
     } finally {
-      if (this.#held.get(key)?.token === token) {
-        this.#held.delete(key);
-        await store.releaseLease(deviceId, rid, token).catch(() => undefined);
-      }
+      if (hold !== undefined) await this.#release(key, hold);
     }
+  }
+
+  /** How soon to look again at a flow whose lease another instance holds. */
+  get #retryMs(): number {
+    return Math.max(50, Math.min(this.#o.leaseMs / 4, 1000));
+  }
+
+  /** Records a lease just taken (asked for at `asked`) and renews it every third of the lease while the visit runs. */
+  #hold(deviceId: string, rid: string, token: string, asked: number): Hold {
+    const { store, clock, leaseMs } = this.#o;
+    const hold: Hold = {
+      deviceId,
+      rid,
+      token,
+      until: asked + leaseMs,
+      lost: false,
+      timer: undefined,
+      renewing: undefined,
+    };
+    hold.timer = setInterval(
+      () => {
+        if (hold.lost || hold.renewing !== undefined) return;
+        const now = clock.now();
+        if (now >= hold.until) {
+          // paused past the deadline: the lease may be another instance's by now; renewing could take it back
+          hold.lost = true;
+          clearInterval(hold.timer);
+          return;
+        }
+        hold.renewing = store
+          .acquireLease(deviceId, rid, token, now, leaseMs)
+          .then(
+            (ok) => {
+              if (ok) hold.until = now + leaseMs;
+              else hold.lost = true;
+            },
+            () => undefined, // the store is unreachable: the old deadline stands
+          )
+          .finally(() => {
+            hold.renewing = undefined;
+          });
+      },
+      Math.max(1, Math.floor(leaseMs / 3)),
+    );
+    hold.timer.unref();
+    this.#held.set(`${deviceId}/${rid}`, hold);
+    return hold;
+  }
+
+  /** Stops renewing, then gives the lease back (after any renewal in flight, which would otherwise re-take it). */
+  async #release(key: string, hold: Hold): Promise<void> {
+    clearInterval(hold.timer);
+    hold.lost = true;
+    await hold.renewing;
+    if (this.#held.get(key) === hold) this.#held.delete(key);
+    await this.#o.store.releaseLease(hold.deviceId, hold.rid, hold.token).catch(() => undefined);
   }
 
   async #poll(upstream: RelayUpstream, deviceCode: string): Promise<PollOutcome> {

@@ -1,14 +1,25 @@
 /**
  * External broker mode (`DEVICEGATE_MQTT_URL`): the gateway is an MQTT client of the operator's broker (Mosquitto,
  * EMQX, HiveMQ) with its own credentials. Device requests arrive through the shared subscription
- * `$share/devicegate/{prefix}/+/req/+`, so N gateway instances split the work; replies go to each device's `res`.
+ * `$share/{group}/{prefix}/+/req/+`, so N gateway instances split the work; replies go to each device's `res`.
  *
  * Identity: the broker's ACL binds `{deviceId}` in the topic to the authenticated username (see deploy/mosquitto);
  * the gateway trusts the topic's device id and nothing in the payload.
  *
+ * Share group: every instance must use the same group name (the gateway derives it from DEVICEGATE_SECRET). It is
+ * not a fixed, documented name because Mosquitto's `acl_file` grants every SUBSCRIBE and checks read access only at
+ * delivery: a device that joins the gateways' group gets its share of every device's requests assigned to it, and
+ * Mosquitto then drops them instead of handing them to a gateway. A group name a device cannot know keeps devices
+ * out of the group. Brokers that authorize SUBSCRIBE (EMQX, HiveMQ, Mosquitto's dynamic security) refuse it anyway.
+ *
+ * Session: clean (no persistent session). A persistent session would outlive a dead instance, and Mosquitto keeps
+ * assigning that session its share of the group's requests, queued for an instance that may never come back. With a
+ * clean session, an instance's membership ends with its connection and the others take all requests.
+ *
  * Delivery: requests are acknowledged (PUBACK) as soon as a processing slot is free, so a crash can lose at most the
- * requests in flight — devices repeat them with the same `rid`, which is idempotent. Replies are published QoS 1 and
- * resolve on PUBACK; while disconnected, publishing fails at once (the scheduler re-delivers results later, and
+ * requests in flight — devices repeat them with the same `rid`, which is idempotent. A request that arrives with the
+ * retain flag is a stored copy replayed by the broker, not a live request: it is dropped. Replies are published QoS 1
+ * and resolve on PUBACK; while disconnected, publishing fails at once (the scheduler re-delivers results later, and
  * devices can ask with `req/status`).
  */
 import { randomBytes } from 'node:crypto';
@@ -20,6 +31,7 @@ import type { Metrics } from '../service/metrics.ts';
 import type { Topics } from './topics.ts';
 import type { DeviceRequestHandler, DeviceTransport, TransportStatus } from './types.ts';
 
+/** The share group when none is given (tests, a single instance). */
 export const SHARE_GROUP = 'devicegate';
 /** Requests processed at once per instance; more wait (unacknowledged) at the broker. */
 const MAX_IN_FLIGHT = 256;
@@ -30,8 +42,13 @@ export interface ExternalBrokerOptions {
   url: string;
   username?: string;
   password?: string;
-  /** Stable per instance so the broker keeps its session (and queued requests) across restarts. */
+  /** Unique per instance (two clients with one id take each other's connection over). */
   clientId?: string;
+  /**
+   * The shared-subscription group (default {@link SHARE_GROUP}); the same on every instance, and best unknown to
+   * devices (see the module comment).
+   */
+  shareGroup?: string;
   topics: Topics;
   log: Logger;
   metrics: Metrics;
@@ -60,7 +77,12 @@ export class ExternalBroker implements DeviceTransport {
   }
 
   get subscription(): string {
-    return `$share/${SHARE_GROUP}/${this.#o.topics.requestFilter}`;
+    return `$share/${this.#o.shareGroup ?? SHARE_GROUP}/${this.#o.topics.requestFilter}`;
+  }
+
+  /** The subscription as logged: without the group name. */
+  get #loggedSubscription(): string {
+    return `$share/…/${this.#o.topics.requestFilter}`;
   }
 
   /** Connects and subscribes; resolves once the subscription is in place. Reconnects by itself afterwards. */
@@ -71,7 +93,8 @@ export class ExternalBroker implements DeviceTransport {
       ...(this.#o.username !== undefined && { username: this.#o.username }),
       ...(this.#o.password !== undefined && { password: this.#o.password }),
       protocolVersion: this.#o.protocolVersion ?? 4,
-      clean: false,
+      // see the module comment: a persistent session would keep a dead instance in the share group
+      clean: true,
       keepalive: 30,
       connectTimeout: 10_000,
       // mqtt.js reconnects at a fixed period; we reconnect ourselves with backoff and jitter instead.
@@ -116,13 +139,12 @@ export class ExternalBroker implements DeviceTransport {
     const client = this.#client;
     if (client === undefined) return;
     try {
-      // With a kept session the broker still has the subscription; subscribing again is harmless and covers
-      // brokers that lost it.
+      // A clean session starts without subscriptions: subscribe on every connect.
       const granted = await client.subscribeAsync(this.subscription, { qos: 1 });
-      if (granted.some((g) => g.qos > 2)) throw new Error(`the broker refused ${this.subscription}`);
+      if (granted.some((g) => g.qos > 2)) throw new Error(`the broker refused ${this.#loggedSubscription}`);
       this.#connected = true;
       this.#o.log.info(
-        { broker: this.#o.url, sessionPresent, subscription: this.subscription },
+        { broker: this.#o.url, sessionPresent, subscription: this.#loggedSubscription },
         'broker connected',
       );
       this.#first?.resolve();
@@ -148,7 +170,11 @@ export class ExternalBroker implements DeviceTransport {
 
   #onMessage(packet: IPublishPacket, done: (err?: Error) => void): void {
     const parsed = this.#o.topics.parseRequest(packet.topic);
-    if (parsed === undefined || this.#handler === undefined || this.#closing) {
+    // A live publish reaches an existing subscription with retain 0 (MQTT-3.3.1-9); retain 1 is a stored copy the
+    // broker replays on every (re)subscribe, not a request a device sent now.
+    if (parsed === undefined || this.#handler === undefined || this.#closing || packet.retain) {
+      if (packet.retain)
+        this.#o.metrics.inc('devicegate_mqtt_denied_total', { op: 'publish', reason: 'retain' });
       done();
       return;
     }

@@ -10,7 +10,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from './procs.ts';
+import { freePort, waitFor } from './procs.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -41,6 +41,8 @@ export interface GatewayProcess {
   logs(): LogLine[];
   /** Everything it wrote, raw (non-JSON lines included). */
   output(): string;
+  /** What it wrote to stderr (the JSON log goes to stdout). */
+  stderr(): string;
   /** The first log line from index `from` on that matches; waits up to `timeoutMs` (default 10 s). */
   waitForLog(match: (l: LogLine) => boolean, opts?: { timeoutMs?: number; from?: number }): Promise<LogLine>;
   /** `GET /readyz`: HTTP status and parsed body. */
@@ -57,7 +59,7 @@ export interface ReadyBody {
 }
 
 export interface GatewayProcessOptions {
-  /** `DEVICEGATE_*` variables (and `NODE_ENV` if wanted). `DEVICEGATE_HTTP_PORT` defaults to 0 (a free port). */
+  /** `DEVICEGATE_*` variables (and `NODE_ENV` if wanted). `DEVICEGATE_HTTP_PORT` defaults to a free port. */
   env: Record<string, string>;
   name?: string;
   /** also wait until `/readyz` answers 200 (default true) */
@@ -71,8 +73,7 @@ let counter = 0;
 
 /**
  * Starts one gateway process and resolves once `GET /healthz` answers (and, unless `waitReady: false`, `/readyz` is
- * 200). The HTTP port is read from its "devicegate is running" log line, so port 0 is safe. Rejects with the
- * process's output when it exits or does not come up in time.
+ * 200). Rejects with the process's output when it exits or does not come up in time.
  */
 export async function startGatewayProcess(o: GatewayProcessOptions): Promise<GatewayProcess> {
   if (o.env.DEVICEGATE_UPSTREAM_ISSUER === undefined) {
@@ -81,11 +82,13 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     );
   }
   const name = o.name ?? `gw-${++counter}`;
+  const port = o.env.DEVICEGATE_HTTP_PORT ?? '0';
   const env: Record<string, string> = {
-    DEVICEGATE_HTTP_PORT: '0',
     DEVICEGATE_HTTP_HOST: '127.0.0.1',
     ...o.env,
+    DEVICEGATE_HTTP_PORT: port === '0' ? String(await freePort()) : port,
   };
+  const httpUrl = `http://127.0.0.1:${env.DEVICEGATE_HTTP_PORT}`;
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: REPO,
     env: { ...env, PATH: process.env.PATH ?? '/usr/bin:/bin' },
@@ -114,8 +117,12 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     }
     for (const l of listeners) l();
   };
+  let errText = '';
   child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
+  child.stderr!.on('data', (chunk: Buffer) => {
+    errText += chunk.toString('utf8');
+    onData(chunk);
+  });
 
   let exit: GatewayExit | undefined;
   const exited = new Promise<GatewayExit>((resolve) => {
@@ -155,19 +162,22 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
       look();
     });
 
-  let httpUrl = '';
   const handle: GatewayProcess = {
     name,
     pid,
-    get httpUrl() {
-      return httpUrl;
-    },
+    httpUrl,
     env,
     get exited() {
       return exit !== undefined;
     },
     kill(signal = 'SIGKILL') {
-      if (exit === undefined) process.kill(pid, signal);
+      if (exit !== undefined) return;
+      try {
+        process.kill(pid, signal);
+      } catch (err) {
+        // it exited after all, and the exit event is still on its way
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
     },
     waitExit(timeoutMs = 15_000) {
       let timer: NodeJS.Timeout | undefined;
@@ -183,6 +193,7 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     },
     logs: () => lines,
     output: () => raw,
+    stderr: () => errText,
     waitForLog,
     async readyz() {
       const res = await fetch(`${httpUrl}/readyz`);
@@ -194,8 +205,8 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     async stop(graceMs = 10_000) {
       if (exit !== undefined) return exit;
       // a paused process cannot handle SIGTERM: resume it first
-      process.kill(pid, 'SIGCONT');
-      process.kill(pid, 'SIGTERM');
+      handle.kill('SIGCONT');
+      handle.kill('SIGTERM');
       const timer = setTimeout(() => handle.kill('SIGKILL'), graceMs);
       const r = await exited;
       clearTimeout(timer);
@@ -206,13 +217,6 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
 
   try {
     const timeoutMs = o.timeoutMs ?? 20_000;
-    const started = await waitForLog(
-      (l) => l.msg === 'devicegate is running' && typeof l['http'] === 'string',
-      {
-        timeoutMs,
-      },
-    );
-    httpUrl = String(started['http']);
     await waitFor(
       async () => {
         if (exit !== undefined) throw new Error(`${name} exited:\n${raw.slice(-3000)}`);

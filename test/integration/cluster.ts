@@ -2,9 +2,9 @@
  * The pieces of a scale-out deployment, for the external-broker, Mosquitto ACL, scale-out and failure tests:
  * - a private Mosquitto configured from the shipped files (deploy/mosquitto/mosquitto.conf, acl, and a password file
  *   written by deploy/mosquitto/make-passwords.sh), on a free port, logging to a file in its directory;
- * - the demo IdP (relay mode upstream) instrumented from outside through its public Koa hook (`provider.use`): every
- *   token request is recorded per device_code with its arrival time, and a test can hold the next token request
- *   (the gateway that sent it then holds the flow's lease) and drop it unprocessed if its sender died;
+ * - the demo IdP (relay mode upstream), instrumented: every token request is recorded with its arrival time, its
+ *   device_code and its outcome, and a test can hold the next token request (the gateway that sent it then holds
+ *   the flow's lease) and have it dropped unprocessed if its sender died meanwhile;
  * - the environment of a gateway instance in external-broker relay mode.
  * Not a test file: the suites import it.
  */
@@ -13,8 +13,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { IncomingMessage } from 'node:http';
+import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
+import { scripts } from '../../src/store/redis/scripts.ts';
 import { createLogger } from '../../src/log.ts';
 import { type ManagedProcess, startMosquitto } from '../helpers/procs.ts';
 
@@ -38,10 +40,6 @@ export interface BrokerOptions {
   gateways?: readonly string[];
   /** log everything (CONNECT details, DISCONNECT) instead of the shipped error/warning/notice */
   verboseLog?: boolean;
-  /** ACL lines appended to the shipped file (e.g. a test monitor account) */
-  extraAcl?: string;
-  /** `user:password` lines hashed into the password file besides the gateways and devices */
-  extraUsers?: Record<string, string>;
 }
 
 /** Config keys the test sets itself (its own port, files and log) instead of the shipped values. */
@@ -84,15 +82,11 @@ function run(cmd: string, args: string[], env: Record<string, string>): Promise<
   });
 }
 
-/**
- * The password file of `make-passwords.sh` for the gateways and devices (plus `extraUsers`, hashed with
- * `mosquitto_passwd -b`), as text.
- */
+/** The password file `make-passwords.sh` writes for the gateways and devices, as text. */
 export async function passwordFile(o: {
   key: string;
   gateways: readonly string[];
   devices: readonly string[];
-  extraUsers?: Record<string, string>;
 }): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'dg-pw-'));
   try {
@@ -102,9 +96,6 @@ export async function passwordFile(o: {
       GATEWAY_PASSWORD,
       GATEWAY_USERS: o.gateways.join(' '),
     });
-    for (const [user, password] of Object.entries(o.extraUsers ?? {})) {
-      await run('mosquitto_passwd', ['-b', file, user, password], {});
-    }
     return await readFile(file, 'utf8');
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -115,12 +106,12 @@ export async function passwordFile(o: {
 export async function startBroker(o: BrokerOptions): Promise<Broker> {
   const gateways = o.gateways ?? ['devicegate-1', 'devicegate-2'];
   const [passwords, acl, shipped] = await Promise.all([
-    passwordFile({ key: o.key, gateways, devices: o.devices, ...(o.extraUsers && { extraUsers: o.extraUsers }) }),
+    passwordFile({ key: o.key, gateways, devices: o.devices }),
     aclFor(gateways),
     shippedMosquittoConf(),
   ]);
   const broker = await startMosquitto({
-    files: { passwords, acl: o.extraAcl === undefined ? acl : `${acl}\n${o.extraAcl}\n` },
+    files: { passwords, acl },
     config: [
       ...shipped,
       'password_file {dir}/passwords',
@@ -142,10 +133,11 @@ export async function startBroker(o: BrokerOptions): Promise<Broker> {
 
 /** One token request as the IdP saw it. */
 export interface TokenRequest {
+  /** set once the provider has processed it */
   deviceCode: string | undefined;
   /** ms (Date.now()) when it arrived, before any processing */
   arrivedAt: number;
-  /** the OAuth error it was answered with, `token` on success, `dropped` when held and its sender died */
+  /** `token`, the OAuth error it was answered with, `dropped` (held, and its sender died), or `unknown` */
   outcome: string;
 }
 
@@ -161,84 +153,99 @@ export interface Upstream {
   readonly idp: DemoIdp;
   /** every token request, in arrival order */
   readonly tokenRequests: TokenRequest[];
-  /** user_code → device_code and when the device authorization was made */
-  readonly codes: Map<string, { deviceCode: string; createdAt: number }>;
+  /** device_code → user_code, learnt when the code is redeemed */
+  readonly userCodes: Map<string, string>;
   /** Holds the next token request until released; resolves once one arrives. */
   holdNext(): Promise<HeldRequest>;
   /** successful device_code redemptions */
   redemptions(): number;
-  /** token requests per device_code */
-  pollsOf(deviceCode: string): TokenRequest[];
   close(): Promise<void>;
 }
 
-type Middleware = (ctx: KoaContextWithOIDC, next: () => Promise<void>) => Promise<void>;
+/** The parts of Koa's context (oidc-provider is a Koa app) the event listeners read. */
+interface ProviderContext {
+  readonly req: IncomingMessage;
+  readonly oidc: {
+    readonly params?: Record<string, unknown>;
+    readonly entities: { readonly DeviceCode?: { readonly userCode?: string } };
+  };
+}
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
-/** The demo IdP with the device flow, instrumented as described above. */
-export async function startUpstream(opts: { deviceCodeTtl?: number } = {}): Promise<Upstream> {
+/**
+ * The demo IdP with the device flow, instrumented through its `intercept` test hook (arrival times, holding) and
+ * its provider events (which device_code a request was for, and how it was answered).
+ */
+export async function startUpstream(): Promise<Upstream> {
+  const tokenRequests: TokenRequest[] = [];
+  const byRequest = new WeakMap<IncomingMessage, TokenRequest>();
+  const userCodes = new Map<string, string>();
+  const holders: Array<(h: HeldRequest) => void> = [];
+
   const idp = await startDemoIdp({
     host: '127.0.0.1',
     port: 0,
     redirectUris: [],
     deviceFlow: true,
     log: createLogger('silent'),
-    ...(opts.deviceCodeTtl !== undefined && { ttl: { deviceCode: opts.deviceCodeTtl } }),
+    intercept(req, res, next) {
+      if (req.method !== 'POST' || (req.url ?? '').split('?', 1)[0] !== '/token') return next();
+      const record: TokenRequest = { deviceCode: undefined, arrivedAt: Date.now(), outcome: 'unknown' };
+      tokenRequests.push(record);
+      byRequest.set(req, record);
+      const holder = holders.shift();
+      if (holder === undefined) return next();
+      const socket = req.socket;
+      let gone = socket.destroyed;
+      const leave = () => {
+        gone = true;
+      };
+      socket.once('end', leave);
+      socket.once('close', leave);
+      holder({
+        arrivedAt: record.arrivedAt,
+        release() {
+          socket.off('end', leave);
+          socket.off('close', leave);
+          if (gone || socket.destroyed) {
+            // the gateway that sent it died while it was held: it never reaches the provider
+            record.outcome = 'dropped';
+            res.destroy();
+          } else next();
+        },
+        get senderConnected() {
+          return !gone && !socket.destroyed;
+        },
+      });
+    },
   });
-  const tokenRequests: TokenRequest[] = [];
-  const codes = new Map<string, { deviceCode: string; createdAt: number }>();
-  const holders: Array<(h: HeldRequest) => void> = [];
-
-  const middleware: Middleware = async (ctx, next) => {
-    if (ctx.method !== 'POST') return next();
-    if (ctx.path === '/device/auth') {
-      const createdAt = Date.now();
-      await next();
-      const body = ctx.body as { user_code?: string; device_code?: string } | undefined;
-      if (body?.user_code !== undefined && body.device_code !== undefined) {
-        codes.set(body.user_code, { deviceCode: body.device_code, createdAt });
-      }
-      return;
-    }
-    if (ctx.path !== '/token') return next();
-    const record: TokenRequest = { deviceCode: undefined, arrivedAt: Date.now(), outcome: 'unknown' };
-    tokenRequests.push(record);
-    const holder = holders.shift();
-    if (holder !== undefined) {
-      const socket = ctx.req.socket;
-      await new Promise<void>((release) =>
-        holder({
-          arrivedAt: record.arrivedAt,
-          release,
-          get senderConnected() {
-            return !socket.destroyed;
-          },
-        }),
-      );
-      if (socket.destroyed) {
-        // the gateway that sent it died while it was held: it never reaches the provider
-        record.outcome = 'dropped';
-        ctx.status = 503;
-        return;
-      }
-    }
-    await next();
-    const params = ctx.oidc.params as Record<string, unknown> | undefined;
-    if (typeof params?.device_code === 'string') record.deviceCode = params.device_code;
-    const body = ctx.body as { error?: string; access_token?: string } | undefined;
-    record.outcome = body?.access_token !== undefined ? 'token' : (body?.error ?? `http ${ctx.status}`);
-  };
-  // `use` is Koa's, exposed by oidc-provider (it puts the middleware before its routes); not in the local typings
-  (idp.provider as unknown as { use(fn: Middleware): void }).use(middleware);
+  // `ctx` is Koa's context, which the local typings only partly describe
+  idp.provider.on('grant.success', (ctx) => {
+    const c = ctx as unknown as ProviderContext;
+    const record = byRequest.get(c.req);
+    const deviceCode = c.oidc.params?.device_code;
+    if (record === undefined || typeof deviceCode !== 'string') return;
+    record.deviceCode = deviceCode;
+    record.outcome = 'token';
+    const userCode = c.oidc.entities.DeviceCode?.userCode;
+    if (userCode !== undefined) userCodes.set(deviceCode, userCode);
+  });
+  idp.provider.on('grant.error', (ctx, err) => {
+    const c = ctx as unknown as ProviderContext;
+    const record = byRequest.get(c.req);
+    const deviceCode = c.oidc.params?.device_code;
+    if (record === undefined) return;
+    if (typeof deviceCode === 'string') record.deviceCode = deviceCode;
+    record.outcome = (err as { error?: string }).error ?? err.name;
+  });
 
   return {
     idp,
     tokenRequests,
-    codes,
+    userCodes,
     holdNext: () => new Promise((resolve) => holders.push(resolve)),
     redemptions: () => idp.stats.redemptions.get(DEVICE_GRANT) ?? 0,
-    pollsOf: (deviceCode) => tokenRequests.filter((r) => r.deviceCode === deviceCode),
     close: () => idp.close(),
   };
 }
@@ -265,7 +272,6 @@ export interface InstanceEnvOptions {
   /** gateway username at the broker (one of broker.gatewayUsers) */
   username: string;
   leaseMs?: number;
-  extra?: Record<string, string>;
 }
 
 /** The environment of one gateway instance: external broker, shared Redis, relay mode, 1 s polls. */
@@ -285,7 +291,6 @@ export function instanceEnv(o: InstanceEnvOptions): Record<string, string> {
     DEVICEGATE_DEVICE_KEY: o.key,
     DEVICEGATE_SECRET: o.secret,
     DEVICEGATE_LOG_LEVEL: 'info',
-    ...o.extra,
   };
 }
 
@@ -298,4 +303,77 @@ export function flowKey(deviceId: string, rid: string, keyPrefix = 'devicegate:'
 export function leasePid(token: string | null | undefined): number | undefined {
   const m = /^(\d+)\./.exec(token ?? '');
   return m === null ? undefined : Number(m[1]);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A TCP proxy in front of Redis, to catch one instance at a chosen point of a visit
+
+export interface RedisProxy {
+  /** `redis://127.0.0.1:{port}`: give it to one gateway instance as DEVICEGATE_REDIS_URL */
+  readonly url: string;
+  /**
+   * Once the client has run the lease script on `key` and then read that flow (HMGET `key`), calls `pause` before
+   * the reply reaches the client: the instance then holds the lease and has read the flow, but has not yet seen it.
+   * Resolves when it fired. One trap at a time; `disarm` cancels it.
+   */
+  pauseBeforeFlowRead(key: string, pause: () => void): Promise<void>;
+  disarm(): void;
+  close(): Promise<void>;
+}
+
+/** A plain byte-for-byte proxy to the Redis on `port` (each client connection gets its own upstream connection). */
+export async function startRedisProxy(port: number): Promise<RedisProxy> {
+  const { lease } = scripts;
+  let trap: { key: string; pause: () => void; seen: string; fired: boolean; done: () => void } | undefined;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(port, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on('data', (chunk: Buffer) => {
+      if (trap !== undefined && !trap.fired) {
+        // the lease script (by its SHA, or its source when sent with EVAL), then HMGET of the same key
+        trap.seen = (trap.seen + chunk.toString('latin1')).slice(-8192);
+        const leaseAt = Math.max(trap.seen.lastIndexOf(lease.sha), trap.seen.lastIndexOf('lease-1.lua'));
+        const keyAfterLease = leaseAt < 0 ? -1 : trap.seen.indexOf(trap.key, leaseAt);
+        const hmget = keyAfterLease < 0 ? -1 : trap.seen.toUpperCase().indexOf('HMGET', keyAfterLease);
+        if (hmget >= 0 && trap.seen.indexOf(trap.key, hmget) >= 0) trap.fired = true;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (trap?.fired === true) {
+        const t = trap;
+        trap = undefined;
+        t.pause();
+        t.done();
+      }
+      client.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const proxyPort = (server.address() as AddressInfo).port;
+  return {
+    url: `redis://127.0.0.1:${proxyPort}`,
+    pauseBeforeFlowRead(key, pause) {
+      return new Promise((resolve) => {
+        trap = { key, pause, seen: '', fired: false, done: resolve };
+      });
+    },
+    disarm() {
+      trap = undefined;
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

@@ -74,6 +74,7 @@ export class RedisStore implements FlowStore {
     return {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: true,
+      enableAutoPipelining: true,
       commandTimeout: COMMAND_TIMEOUT_MS,
       connectTimeout: CONNECT_TIMEOUT_MS,
       retryStrategy: (times) => Math.min(MAX_RECONNECT_DELAY_MS, 50 * 2 ** Math.min(times, 6)),
