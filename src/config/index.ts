@@ -151,6 +151,10 @@ const entries = {
     schema: z.coerce.number().min(0).max(10_000).default(1),
     doc: 'Requests per second one device may send (bursts of ten times that); faster ones are answered `slow_down` with `retry_after`. Per instance; 0 turns the limit off.',
   },
+  DEVICEGATE_GRANT_TTL: {
+    schema: seconds(0, 400 * 86400).default(30 * 86400),
+    doc: "How long (seconds) the gateway keeps a device's refresh token (sealed) for `req/refresh`, when the upstream issued one (scope `offline_access`). 0: never keep refresh tokens.",
+  },
   DEVICEGATE_LEASE_MS: {
     schema: z.coerce.number().int().min(1000).max(300_000).default(10_000),
     doc: 'How long one instance owns a due poll or delivery before another may take it over.',
@@ -255,6 +259,8 @@ export interface Config {
   readonly maxFlowsPerDevice: number;
   /** requests per second per device (burst ten times that); 0 = unlimited */
   readonly deviceRate: number;
+  /** seconds a device's refresh token is kept for `req/refresh`; 0 = never */
+  readonly grantTtlSeconds: number;
   readonly leaseMs: number;
   readonly demoPort: number;
   /** fastify `trustProxy`: a hop count, or addresses/CIDRs; undefined = X-Forwarded-For ignored */
@@ -394,6 +400,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     pollIntervalSeconds: e.DEVICEGATE_POLL_INTERVAL,
     maxFlowsPerDevice: e.DEVICEGATE_MAX_FLOWS_PER_DEVICE,
     deviceRate: e.DEVICEGATE_DEVICE_RATE,
+    grantTtlSeconds: e.DEVICEGATE_GRANT_TTL,
     leaseMs: e.DEVICEGATE_LEASE_MS,
     demoPort: e.DEVICEGATE_DEMO_PORT,
     ...(e.DEVICEGATE_TRUST_PROXY !== undefined && {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import type { Config } from '../config/index.ts';
-import type { Flow, TokenSet } from '../core/flow.ts';
+import type { Flow, PublicJwk, TokenSet } from '../core/flow.ts';
 import { stateRank } from '../core/flow.ts';
 import { type FlowEvent, type Transition, apply, dueAt, flowError, secondsLeft } from '../core/engine.ts';
 import {
@@ -99,7 +99,7 @@ export class FlowService {
       if (req.action === undefined) {
         rid = salvageRid(req.payload);
         throw invalidRequest(
-          `unknown request "${req.rawAction.slice(0, 32)}"; use authorize, status, ack or cancel`,
+          `unknown request "${req.rawAction.slice(0, 32)}"; use authorize, status, ack, cancel or refresh`,
         );
       }
       let parsed;
@@ -125,7 +125,8 @@ export class FlowService {
           await this.#event(req.deviceId, parsed.body.rid, { type: 'cancel' });
           break;
         case 'refresh':
-          throw invalidRequest('refresh is not offered by this gateway; start a new authorization');
+          await this.#refresh(req.deviceId, parsed.body.rid);
+          break;
       }
     } catch (err) {
       const oauth = this.#asOAuthError(err, { deviceId: req.deviceId, action: req.rawAction });
@@ -278,15 +279,22 @@ export class FlowService {
   async mutate(
     deviceId: string,
     rid: string,
-    event: FlowEvent,
+    eventIn: FlowEvent,
     leaseToken?: string,
     known?: Versioned,
   ): Promise<MutateResult> {
+    let event = eventIn;
     const { store, clock, config } = this.#d;
     let current = known;
+    let kept = false;
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       current ??= await this.#get(deviceId, rid);
       if (current === undefined) return { status: 'missing' };
+      if (!kept) {
+        // A refresh token goes into the device's grant record (sealed), never into the flow or to the device.
+        event = await this.#keepRefreshToken(current.flow, event);
+        kept = true;
+      }
       const now = clock.now();
       const t = apply(current.flow, event, now);
       let version = current.version;
@@ -315,6 +323,75 @@ export class FlowService {
       return { status: 'ok', transition: t, version };
     }
     throw serverError('the request could not be updated; try again');
+  }
+
+  /** The store key of a device's grant (its refresh token): a keyed hash, so the key does not name the device. */
+  #grantKey(deviceId: string): string {
+    return this.#d.keys.lookupHash('grant', deviceId);
+  }
+
+  /**
+   * When a token set with a refresh token arrives, keeps it as the device's grant (sealed, for
+   * `DEVICEGATE_GRANT_TTL`) and returns the event without it. With a TTL of 0 the refresh token is dropped.
+   */
+  async #keepRefreshToken(flow: Flow, event: FlowEvent): Promise<FlowEvent> {
+    const token =
+      event.type === 'token'
+        ? event.token
+        : event.type === 'poll' && event.outcome.kind === 'token'
+          ? event.outcome.token
+          : undefined;
+    if (token?.refresh_token === undefined) return event;
+    const { refresh_token: refreshToken, ...rest } = token;
+    const ttl = this.#d.config.grantTtlSeconds;
+    if (ttl > 0 && flow.state === 'pending') {
+      const grant: Grant = {
+        refreshToken,
+        scope: rest.scope ?? flow.scope,
+        ...(flow.jwk !== undefined && { jwk: flow.jwk }),
+      };
+      const sealed = this.#d.keys.seal(JSON.stringify(grant), `grant/${flow.deviceId}`);
+      await this.#store(() => this.#d.store.putOnce(this.#grantKey(flow.deviceId), sealed, ttl * 1000));
+    }
+    return event.type === 'token'
+      ? { ...event, token: rest }
+      : { type: 'poll', outcome: { kind: 'token', token: rest } };
+  }
+
+  /**
+   * `req/refresh`: a fresh access token from the device's grant (RFC 6749 §6). The grant is taken atomically, so two
+   * concurrent refreshes never both redeem the same refresh token; it is put back (rotated when the upstream
+   * rotates) unless the upstream says it is dead.
+   */
+  async #refresh(deviceId: string, rid: string): Promise<void> {
+    const { store, keys, upstream, config } = this.#d;
+    const key = this.#grantKey(deviceId);
+    const sealed = await this.#store(() => store.takeOnce(key));
+    if (sealed === undefined) {
+      throw new OAuthError('expired_token', 'no authorization is kept for this device; start a new one');
+    }
+    const grant = JSON.parse(keys.open(sealed, `grant/${deviceId}`)) as Grant;
+    const putBack = (g: Grant) =>
+      this.#store(() =>
+        store.putOnce(key, keys.seal(JSON.stringify(g), `grant/${deviceId}`), config.grantTtlSeconds * 1000),
+      );
+    let token: TokenSet;
+    try {
+      token = await upstream.refresh(grant.refreshToken);
+    } catch (err) {
+      if (err instanceof UnavailableError) await putBack(grant);
+      throw err;
+    }
+    const { refresh_token: rotated, ...rest } = token;
+    await putBack({ ...grant, refreshToken: rotated ?? grant.refreshToken });
+    this.#d.metrics.inc('devicegate_refreshes_total');
+    const fields = tokenFields(rest);
+    await this.#send(
+      deviceId,
+      grant.jwk !== undefined
+        ? { v: 1, rid, status: 'authorized', jwe: await encryptForDevice(grant.jwk, fields) }
+        : { v: 1, rid, status: 'authorized', ...fields },
+    );
   }
 
   /** Re-derives the flow's due time from its state (the scheduler visited it and found nothing to do). */
@@ -437,6 +514,13 @@ export class FlowService {
   static leaseToken(): string {
     return `${process.pid}.${randomBytes(12).toString('base64url')}`;
   }
+}
+
+/** What the gateway keeps per device after an authorization with a refresh token. Stored sealed. */
+interface Grant {
+  refreshToken: string;
+  scope: string;
+  jwk?: PublicJwk;
 }
 
 function tokenFields(

@@ -19,6 +19,7 @@ const HELP: Record<string, string> = {
     'Device publishes, subscriptions and forwards refused (embedded broker) or dropped (external broker: retained replays), by op and reason.',
   devicegate_mqtt_dropped_connections_total:
     'Connections the embedded broker closed for a bad MQTT frame, by reason.',
+  devicegate_refreshes_total: 'Access tokens refreshed for devices (req/refresh).',
   devicegate_code_entry_limited_total: 'Code entries refused because a brute-force limit was reached.',
   devicegate_device_request_seconds: 'Time to handle one device request.',
   devicegate_approval_to_device_seconds: 'Time from the person approving to the device being sent its token.',

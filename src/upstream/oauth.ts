@@ -157,8 +157,39 @@ export function createUpstream(o: UpstreamOptions): UpstreamClient {
     return { ready: true, detail: `${as.issuer} (${o.mode}: ${endpoints})` };
   }
 
+  /** RFC 6749 §6 refresh, shared by both modes. */
+  async function refresh(refreshToken: string): Promise<TokenSet> {
+    const meta = ready();
+    let res: Response;
+    try {
+      res = await oauth.refreshTokenGrantRequest(meta, client, clientAuth, refreshToken, http());
+    } catch (err) {
+      throw unavailable('refresh request failed', err);
+    }
+    if (res.status === 429 || res.status >= 500) {
+      await discard(res);
+      throw new UnavailableError('upstream', `the token endpoint answered HTTP ${res.status}`);
+    }
+    try {
+      return tokenSet(await oauth.processRefreshTokenResponse(meta, client, res));
+    } catch (err) {
+      if (err instanceof oauth.ResponseBodyError) {
+        log.warn({ error: err.error, status: err.status }, 'the upstream refused a refresh');
+        throw err.error === 'invalid_grant'
+          ? new OAuthError('expired_token', 'the authorization expired or was revoked; authorize again')
+          : exchangeError(err.error);
+      }
+      if (err instanceof oauth.WWWAuthenticateChallengeError) throw exchangeError('invalid_client');
+      if (res.status === 200 && isOAuthCheckFailure(err)) {
+        throw new OAuthError('server_error', 'the identity provider sent an invalid token response');
+      }
+      throw unavailable('invalid refresh response', err);
+    }
+  }
+
   const relay: RelayUpstream = {
     kind: 'device',
+    refresh,
 
     async startDeviceAuthorization(scope) {
       const meta = ready();
@@ -237,6 +268,7 @@ export function createUpstream(o: UpstreamOptions): UpstreamClient {
 
   const bridge: BridgeUpstream = {
     kind: 'authorization_code',
+    refresh,
 
     authorizationUrl({ state, codeChallenge, scope, nonce }) {
       const url = new URL(ready().authorization_endpoint!);

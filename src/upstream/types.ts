@@ -18,8 +18,17 @@ export interface DeviceAuthorization {
   interval: number;
 }
 
+/** What both modes offer. */
+export interface RefreshingUpstream {
+  /**
+   * RFC 6749 §6: a fresh token set from a refresh token the gateway keeps. Throws `OAuthError` (`expired_token` when
+   * the grant expired or was revoked) or `UnavailableError` when the upstream cannot be reached.
+   */
+  refresh(refreshToken: string): Promise<TokenSet>;
+}
+
 /** Relay mode: the upstream has an RFC 8628 device authorization endpoint. */
-export interface RelayUpstream {
+export interface RelayUpstream extends RefreshingUpstream {
   readonly kind: 'device';
   /**
    * RFC 8628 §3.1. Throws `OAuthError` for an OAuth error answer (e.g. `invalid_scope`) and `UnavailableError` when the
@@ -31,7 +40,7 @@ export interface RelayUpstream {
 }
 
 /** Bridge mode: the upstream has authorization code + PKCE. */
-export interface BridgeUpstream {
+export interface BridgeUpstream extends RefreshingUpstream {
   readonly kind: 'authorization_code';
   /** The URL the browser is sent to (PKCE S256, `state`, exact redirect URI). */
   authorizationUrl(params: { state: string; codeChallenge: string; scope: string; nonce?: string }): string;

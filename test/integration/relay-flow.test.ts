@@ -125,6 +125,31 @@ describe('relay mode, mqtt.js device', () => {
     expect((await userinfo(idp, fields.access_token)).status).toBe(200);
   });
 
+  it('req/refresh: the gateway keeps the refresh token (never sent to the device) and mints fresh access tokens', async () => {
+    const tv = await device(gw, 'tv-relay-refresh');
+    const p = (
+      await tv.ask('authorize', { rid: 'g1', scope: 'openid offline_access' }, { status: 'pending' })
+    ).json!;
+    await approveDeviceCode(String(p.verification_uri), String(p.user_code));
+    const first = (await tv.waitForReply({ rid: 'g1', status: 'authorized' }, { timeoutMs: 10_000 })).json!;
+    expect(first.refresh_token).toBeUndefined();
+    await tv.request('ack', { rid: 'g1' });
+
+    const r1 = (await tv.ask('refresh', { rid: 'g2' }, { status: 'authorized' })).json!;
+    expect(r1.refresh_token).toBeUndefined();
+    expect(r1.access_token).not.toBe(first.access_token);
+    expect((await userinfo(idp, String(r1.access_token))).status).toBe(200);
+    // again: the (possibly rotated) refresh token was put back
+    const r2 = (await tv.ask('refresh', { rid: 'g3' }, { status: 'authorized' })).json!;
+    expect((await userinfo(idp, String(r2.access_token))).status).toBe(200);
+  });
+
+  it('req/refresh without a kept authorization is expired_token', async () => {
+    const tv = await device(gw, 'tv-relay-norefresh');
+    const r = await tv.ask('refresh', { rid: 'n1' }, { status: 'error' });
+    expect(r.json).toMatchObject({ rid: 'n1', error: 'expired_token' });
+  });
+
   it('a scope outside the allowed list is refused with invalid_scope', async () => {
     const tv = await device(gw, 'tv-relay-7');
     const r = await tv.ask('authorize', { rid: 'x1', scope: 'openid admin' }, { status: 'error' });
