@@ -322,7 +322,8 @@ export async function registerDevicePages(app: FastifyInstance, deps: DevicePage
       global: false,
       max: limits.requestsPerMinute,
       timeWindow: 60_000,
-      ...(deps.redis !== undefined && { redis: deps.redis, nameSpace: `${deps.config.keyPrefix}page:rl:` }),
+      // A per-instance flood guard only (in memory): the limits that matter for guessing (failed entries) are the
+      // attempt counters above, shared through Redis. Kept off Redis so a Redis outage is a clean 503, not a 500.
       keyGenerator: (req) => normalizeIP(req.ip),
       addHeadersOnExceeding: {
         'x-ratelimit-limit': false,
