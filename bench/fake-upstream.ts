@@ -28,7 +28,7 @@ export interface FakeUpstreamOptions {
   intervalSeconds?: number;
   /** the `expires_in` of device codes (seconds, default 600) */
   expiresInSeconds?: number;
-  /** a poll counts as early when it comes sooner than `interval − earlyToleranceMs` after the previous one (default 50) */
+  /** a poll is early when it comes sooner than `interval − earlyToleranceMs` after the previous one (default 50) */
   earlyToleranceMs?: number;
 }
 
@@ -211,7 +211,9 @@ export async function startFakeUpstream(o: FakeUpstreamOptions = {}): Promise<Fa
     }
     if (path === '/admin/approve') {
       const at = approve(url.searchParams.get('user_code') ?? body.get('user_code') ?? '');
-      return at === undefined ? json(res, 404, { error: 'unknown user_code' }) : json(res, 200, { approvedAt: at });
+      return at === undefined
+        ? json(res, 404, { error: 'unknown user_code' })
+        : json(res, 200, { approvedAt: at });
     }
     if (path === '/admin/now') return json(res, 200, { now: nowMs() });
     if (path === '/admin/report') return json(res, 200, report());

@@ -3,7 +3,7 @@
  * its own processes (a private redis-server, gateway / baseline / fake-upstream / load-generator children) on
  * 127.0.0.1, stops every process it started, prints one table and writes bench/results/latest.json.
  *
- *   npm run bench                         every scenario (about 5 minutes)
+ *   npm run bench                         every scenario (about 6 minutes)
  *   npm run bench -- --scenario 1         only scenario 1 (repeat or comma-separate for more: --scenario 2,6)
  *   npm run bench -- --quick              shorter runs and smaller counts (a smoke run)
  *   npm run bench -- --flows 1000000      scenario 4 with a million pending flows (default 100 000)
@@ -73,6 +73,13 @@ export function parseBenchArgs(argv: readonly string[], resultsDir: string): Ben
   };
 }
 
+/** How long a scenario may run before it is abandoned (its processes are stopped and the run goes on). */
+function scenarioLimitMs(id: number, o: BenchOptions): number {
+  if (id === 4) return Math.max(5 * 60_000, (o.flows / 1000) * 3000);
+  if (id === 3) return 5 * 60_000;
+  return 4 * 60_000;
+}
+
 /** The machine and the versions the numbers were taken with. */
 export async function machineInfo(): Promise<Record<string, string | number>> {
   const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
@@ -87,7 +94,9 @@ export async function machineInfo(): Promise<Record<string, string | number>> {
     }
   };
   const pkg = async (name: string) => {
-    const text = await readFile(path.join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8').catch(() => '');
+    const text = await readFile(path.join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8').catch(
+      () => '',
+    );
     return text === '' ? 'missing' : (JSON.parse(text) as { version: string }).version;
   };
   return {
@@ -103,7 +112,10 @@ export async function machineInfo(): Promise<Record<string, string | number>> {
     ioredis: await pkg('ioredis'),
     undici: await pkg('undici'),
     'oidc-provider': await pkg('oidc-provider'),
-    loadAverageAtStart: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+    loadAverageAtStart: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
   };
 }
 
@@ -131,8 +143,18 @@ async function main(): Promise<number> {
     const s = SCENARIOS[id]!;
     const t0 = performance.now();
     console.log(`\n[${id}] ${s.title}`);
+    let watchdog: NodeJS.Timeout | undefined;
     try {
-      const r = await s.run(ctx);
+      const limitMs = scenarioLimitMs(id, options);
+      const r = await Promise.race([
+        s.run(ctx),
+        new Promise<never>((_, reject) => {
+          watchdog = setTimeout(
+            () => reject(new Error(`scenario ${id} did not finish within ${limitMs / 1000} s`)),
+            limitMs,
+          );
+        }),
+      ]);
       results.push(r);
       for (const note of r.notes) console.log(`  note: ${note}`);
     } catch (err) {
@@ -140,6 +162,7 @@ async function main(): Promise<number> {
       failures.push({ id, error });
       console.error(`  scenario ${id} failed: ${error}`);
     } finally {
+      clearTimeout(watchdog);
       await stopAllHosts();
       await stopHelperProcesses();
     }
@@ -149,8 +172,11 @@ async function main(): Promise<number> {
   console.log(`\n${renderTable(results)}\n`);
   for (const r of results) {
     if (r.profile === undefined) continue;
-    console.log(`scenario ${r.id} gateway CPU profile (${r.profile.file ?? ''}), busy ${(100 - r.profile.idlePct).toFixed(0)}%:`);
-    for (const a of r.profile.byArea.slice(0, 8)) console.log(`  ${a.pct.toFixed(1).padStart(5)}%  ${a.name}`);
+    console.log(
+      `scenario ${r.id} gateway CPU profile (${r.profile.file ?? ''}), busy ${(100 - r.profile.idlePct).toFixed(0)}%:`,
+    );
+    for (const a of r.profile.byArea.slice(0, 8))
+      console.log(`  ${a.pct.toFixed(1).padStart(5)}%  ${a.name}`);
     console.log('  top frames:');
     for (const f of r.profile.top.slice(0, 10)) console.log(`  ${f.pct.toFixed(1).padStart(5)}%  ${f.name}`);
   }

@@ -59,7 +59,12 @@ export class ReplyTap {
 }
 
 /** Publishes `{prefix}/{id}/req/{action}` at QoS 1 and resolves once the broker acknowledged it. */
-export function send(device: FleetDevice, fleet: Fleet, action: 'authorize' | 'ack' | 'status', body: object): Promise<void> {
+export function send(
+  device: FleetDevice,
+  fleet: Fleet,
+  action: 'authorize' | 'ack' | 'status',
+  body: object,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     device.client.publish(fleet.topics.request(device.id, action), JSON.stringify(body), { qos: 1 }, (err) =>
       err ? reject(err) : resolve(),
@@ -70,9 +75,12 @@ export function send(device: FleetDevice, fleet: Fleet, action: 'authorize' | 'a
 /** The fake upstream's admin calls. */
 export const admin = {
   async approve(issuer: string, userCode: string): Promise<number> {
-    const res = await request(`${issuer}/admin/approve?user_code=${encodeURIComponent(userCode)}`, { method: 'POST' });
+    const res = await request(`${issuer}/admin/approve?user_code=${encodeURIComponent(userCode)}`, {
+      method: 'POST',
+    });
     const body = (await res.body.json()) as { approvedAt?: number };
-    if (res.statusCode !== 200 || body.approvedAt === undefined) throw new Error(`approve ${userCode}: HTTP ${res.statusCode}`);
+    if (res.statusCode !== 200 || body.approvedAt === undefined)
+      throw new Error(`approve ${userCode}: HTTP ${res.statusCode}`);
     return body.approvedAt;
   },
   async now(issuer: string): Promise<number> {

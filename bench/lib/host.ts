@@ -39,7 +39,14 @@ export type HostRequest =
   | { op: 'start-responder'; deviceKey: string; topicPrefix?: string }
   | { op: 'start-bare-aedes' }
   | { op: 'start-fake-upstream'; options: FakeUpstreamOptions }
-  | { op: 'connect-fleet'; url: string; devices: number; idPrefix: string; fleetKey: string; concurrency: number }
+  | {
+      op: 'connect-fleet';
+      url: string;
+      devices: number;
+      idPrefix: string;
+      fleetKey: string;
+      concurrency: number;
+    }
   | { op: 'close-fleet' }
   | { op: 'memory'; gc?: boolean }
   | { op: 'profile-start' }
@@ -47,7 +54,6 @@ export type HostRequest =
   | { op: 'bridge-approve'; userCode: string }
   | { op: 'bridge-begin'; userCode: string }
   | { op: 'bridge-finish'; callbackUrl: string; state: string }
-  | { op: 'counter'; name: string; labels?: Record<string, string> }
   | { op: 'metrics-text' }
   | { op: 'stop' };
 
@@ -119,9 +125,11 @@ async function handle(req: HostRequest): Promise<unknown> {
         const clientId = req.env.DEVICEGATE_UPSTREAM_CLIENT_ID;
         if (secret === undefined || issuer === undefined || clientId === undefined)
           throw new Error('bridge needs DEVICEGATE_SECRET and an upstream');
+        const clientSecret = req.env.DEVICEGATE_UPSTREAM_CLIENT_SECRET;
         const client = createUpstream({
           issuer,
           clientId,
+          ...(clientSecret !== undefined && { clientSecret }),
           mode: 'authorization_code',
           redirectUri: `${gateway.publicUrl}/oauth/callback`,
           timeoutMs: 5000,
@@ -235,8 +243,6 @@ async function handle(req: HostRequest): Promise<unknown> {
       const out = await bridge.callback(new URL(req.callbackUrl).searchParams, req.state);
       return { outcome: out.outcome, doneAt: nowMs() };
     }
-    case 'counter':
-      return gateway?.metrics.value(req.name, req.labels ?? {}) ?? 0;
     case 'metrics-text':
       return gateway?.metrics.render() ?? '';
     case 'stop':
@@ -254,7 +260,8 @@ async function bridgeApprove(userCode: string): Promise<BridgeApproveInfo> {
   const res = await request(approved.redirectUrl, { method: 'GET' });
   await res.body.dump();
   const location = res.headers.location;
-  if (typeof location !== 'string') throw new Error(`the upstream answered ${res.statusCode} without a redirect`);
+  if (typeof location !== 'string')
+    throw new Error(`the upstream answered ${res.statusCode} without a redirect`);
   const callbackAt = nowMs();
   const out = await bridge.callback(new URL(location).searchParams, approved.state);
   return { outcome: out.outcome, state: approved.state, approveAt, callbackAt, doneAt: nowMs() };
@@ -305,7 +312,13 @@ function collect(): void {
 
 function memory(): MemoryInfo {
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+  return {
+    rss: m.rss,
+    heapUsed: m.heapUsed,
+    heapTotal: m.heapTotal,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+  };
 }
 
 async function stopAll(): Promise<void> {
@@ -324,7 +337,11 @@ process.on('message', (message: { id: number } & HostRequest) => {
   handle(message).then(
     (result) => process.send?.({ id: message.id, ok: true, result }),
     (err: unknown) =>
-      process.send?.({ id: message.id, ok: false, error: err instanceof Error ? err.stack ?? err.message : String(err) }),
+      process.send?.({
+        id: message.id,
+        ok: false,
+        error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+      }),
   );
 });
 process.on('disconnect', () => {

@@ -30,13 +30,21 @@ export interface Host {
 
 const hosts = new Set<Host>();
 
-/** Starts a host process (Node with `--expose-gc` and tsx) and waits until it is ready for requests. */
-export async function spawnHost(name: string, nodeArgs: string[] = []): Promise<Host> {
-  const child: ChildProcess = spawn(process.execPath, ['--expose-gc', ...nodeArgs, '--import', 'tsx', HOST_FILE], {
-    cwd: REPO_ROOT,
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    env: { ...process.env, NODE_ENV: 'development' },
-  });
+/**
+ * Starts a host process (Node with `--expose-gc` and tsx) and waits until it is ready for requests. `root` runs the
+ * host of another checkout of the project (to compare two versions of the code in one run).
+ */
+export async function spawnHost(name: string, nodeArgs: string[] = [], root?: string): Promise<Host> {
+  const hostFile = root === undefined ? HOST_FILE : `${root.replace(/\/$/, '')}/bench/lib/host.ts`;
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--expose-gc', ...nodeArgs, '--import', 'tsx', hostFile],
+    {
+      cwd: root ?? REPO_ROOT,
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      env: { ...process.env, NODE_ENV: 'development' },
+    },
+  );
   const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   let nextId = 1;
   let exited = false;
@@ -124,13 +132,14 @@ export function rssBytes(pid: number): number {
   }
 }
 
-/** Busy and total CPU seconds of the whole machine (all cores) from /proc/stat. */
-function machineCpu(): { busy: number; total: number } {
+/** Busy, stolen and total CPU seconds of the whole machine (all cores) from /proc/stat. */
+function machineCpu(): { busy: number; steal: number; total: number } {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
   const v = line.trim().split(/\s+/).slice(1).map(Number);
   const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
   const idle = (v[3] ?? 0) + (v[4] ?? 0);
-  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+  const steal = v[7] ?? 0;
+  return { busy: (total - idle - steal) / CLK_TCK, steal: steal / CLK_TCK, total: total / CLK_TCK };
 }
 
 export interface CpuReport {
@@ -141,6 +150,8 @@ export interface CpuReport {
   machine: number;
   /** machine CPU not used by any watched process: other engineers' work, the kernel, etc. (percent of one core) */
   foreign: number;
+  /** CPU time the hypervisor gave to other guests while ours wanted it (percent of one core) */
+  steal: number;
 }
 
 /** Measures CPU use of named processes and of the machine between `start` and `stop`. */
@@ -148,7 +159,7 @@ export class CpuMeter {
   readonly #pids: Record<string, number>;
   #t0 = 0;
   #cpu0: Record<string, number> = {};
-  #machine0 = { busy: 0, total: 0 };
+  #machine0 = { busy: 0, steal: 0, total: 0 };
 
   constructor(pids: Record<string, number>) {
     this.#pids = pids;
@@ -177,6 +188,7 @@ export class CpuMeter {
       processes,
       machine: Math.round(machine),
       foreign: Math.max(0, Math.round(machine - (100 * ours) / wall)),
+      steal: Math.round((100 * (m.steal - this.#machine0.steal)) / wall),
     };
   }
 }

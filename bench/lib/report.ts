@@ -36,7 +36,8 @@ export interface ScenarioResult {
 /** devicegate ÷ baseline, or the inverse, as the row says; NaN without a baseline. */
 export function ratio(row: Row): number {
   if (row.baseline === undefined) return Number.NaN;
-  const r = row.ratioOf === 'baseline/devicegate' ? row.baseline / row.devicegate : row.devicegate / row.baseline;
+  const r =
+    row.ratioOf === 'baseline/devicegate' ? row.baseline / row.devicegate : row.devicegate / row.baseline;
   return r;
 }
 
@@ -78,13 +79,20 @@ export function renderTable(results: readonly ScenarioResult[]): string {
     }
   }
   const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
-  const fmt = (l: string[]) => l.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const fmt = (l: string[]) =>
+    l
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [fmt(lines[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.slice(1).map(fmt)].join('\n');
 }
 
 /** The table as Markdown (for BENCHMARKS.md). */
 export function renderMarkdown(results: readonly ScenarioResult[]): string {
-  const out = ['| scenario | metric | devicegate | baseline | ratio | goal | met? |', '|---|---|---|---|---|---|---|'];
+  const out = [
+    '| scenario | metric | devicegate | baseline | ratio | goal | met? |',
+    '|---|---|---|---|---|---|---|',
+  ];
   for (const s of results) {
     for (const row of s.rows) {
       out.push(

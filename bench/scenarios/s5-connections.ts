@@ -47,7 +47,9 @@ export async function connections(ctx: BenchContext): Promise<ScenarioResult> {
     const run = async (variant: Variant, round: number): Promise<Run> => {
       await redis.client.flushall();
       const broker = await spawnHost(variant);
-      const loadgens = await Promise.all(Array.from({ length: LOADGENS }, (_, i) => spawnHost(`loadgen-${i}`)));
+      const loadgens = await Promise.all(
+        Array.from({ length: LOADGENS }, (_, i) => spawnHost(`loadgen-${i}`)),
+      );
       try {
         const started =
           variant === 'baseline'
@@ -127,7 +129,10 @@ export async function connections(ctx: BenchContext): Promise<ScenarioResult> {
     );
   }
   const of = (v: Variant, f: (r: Run) => number) => median(runs.filter((r) => r.variant === v).map(f));
-  const rate = { gw: of('devicegate', (r) => r.connectsPerSecond), base: of('baseline', (r) => r.connectsPerSecond) };
+  const rate = {
+    gw: of('devicegate', (r) => r.connectsPerSecond),
+    base: of('baseline', (r) => r.connectsPerSecond),
+  };
   return {
     id: 5,
     title: 'connections',

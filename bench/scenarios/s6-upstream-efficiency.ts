@@ -53,8 +53,17 @@ export async function upstreamEfficiency(ctx: BenchContext): Promise<ScenarioRes
         }),
       });
     }
-    const fleet = await connectFleet({ url: mosquitto.url, fleetKey: FLEET_KEY, devices: flows, idPrefix: 'tv-' });
-    const pids: Record<string, number> = { loadgen: process.pid, redis: redis.proc.pid, mosquitto: mosquitto.pid };
+    const fleet = await connectFleet({
+      url: mosquitto.url,
+      fleetKey: FLEET_KEY,
+      devices: flows,
+      idPrefix: 'tv-',
+    });
+    const pids: Record<string, number> = {
+      loadgen: process.pid,
+      redis: redis.proc.pid,
+      mosquitto: mosquitto.pid,
+    };
     gateways.forEach((g, i) => (pids[`gateway-${i}`] = g.pid));
     const meter = new CpuMeter(pids).start();
     try {
@@ -139,7 +148,13 @@ export async function upstreamEfficiency(ctx: BenchContext): Promise<ScenarioRes
         met: duplicates === 0,
       },
     ],
-    setup: { instances: INSTANCES, flows, intervalSeconds: INTERVAL_S, approvalDelayMs: '1000–5000 uniform', broker: 'mosquitto (external, shared subscription)' },
+    setup: {
+      instances: INSTANCES,
+      flows,
+      intervalSeconds: INTERVAL_S,
+      approvalDelayMs: '1000–5000 uniform',
+      broker: 'mosquitto (external, shared subscription)',
+    },
     cpu,
     details: {
       completed,

@@ -8,6 +8,7 @@ import {
   createHmac,
   hkdfSync,
   randomBytes,
+  randomFillSync,
   timingSafeEqual,
 } from 'node:crypto';
 
@@ -22,6 +23,25 @@ export interface Keys {
   readonly cookieSecret: string;
 }
 
+/** Bytes of IV drawn from the CSPRNG at once; {@link nextIv} hands them out 12 at a time. */
+const IV_POOL_BYTES = 12 * 512;
+let ivPool = Buffer.alloc(0);
+let ivOffset = 0;
+
+/**
+ * A fresh random 96-bit GCM nonce. Drawn from a pool refilled by `randomFillSync` (the same CSPRNG as
+ * `randomBytes`), so the cost of one call into the RNG is shared by 512 seals; every IV is used exactly once.
+ */
+function nextIv(): Buffer {
+  if (ivOffset + 12 > ivPool.length) {
+    ivPool = randomFillSync(Buffer.allocUnsafe(IV_POOL_BYTES));
+    ivOffset = 0;
+  }
+  const iv = ivPool.subarray(ivOffset, ivOffset + 12);
+  ivOffset += 12;
+  return iv;
+}
+
 function derive(secret: string, info: string): Buffer {
   return Buffer.from(hkdfSync('sha256', secret, 'devicegate/v1', info, 32));
 }
@@ -33,7 +53,7 @@ export function deriveKeys(secret: string): Keys {
   const cookieSecret = derive(secret, 'cookie').toString('base64url');
   return {
     seal(plaintext, aad) {
-      const iv = randomBytes(12);
+      const iv = nextIv();
       const cipher = createCipheriv('aes-256-gcm', encKey, iv);
       cipher.setAAD(Buffer.from(aad));
       const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);

@@ -69,12 +69,24 @@ const unchanged = (flow: Flow, notify = false, reject?: OAuthError): Transition 
 const changedTo = (flow: Flow, notify: boolean): Transition => ({ flow, changed: true, notify });
 
 function finish(flow: Flow, state: Flow['state'], error?: Flow['error'], token?: TokenSet): Flow {
-  const secrets = { ...flow.secrets };
-  delete secrets.deviceCode;
-  delete secrets.codeVerifier;
-  delete secrets.nonce;
-  delete secrets.verificationUriComplete;
-  if (token !== undefined) secrets.token = token;
+  const s = flow.secrets;
+  // Flows are never mutated: secrets that lose nothing and gain nothing are shared rather than copied (so the store's
+  // codec can tell they are unchanged and need not seal them again).
+  let secrets = s;
+  if (
+    token !== undefined ||
+    s.deviceCode !== undefined ||
+    s.codeVerifier !== undefined ||
+    s.nonce !== undefined ||
+    s.verificationUriComplete !== undefined
+  ) {
+    secrets = { ...s };
+    delete secrets.deviceCode;
+    delete secrets.codeVerifier;
+    delete secrets.nonce;
+    delete secrets.verificationUriComplete;
+    if (token !== undefined) secrets.token = token;
+  }
   const next: Flow = { ...flow, state, secrets };
   delete next.nextPollAt;
   delete next.failures;

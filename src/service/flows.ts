@@ -144,11 +144,14 @@ export class FlowService {
     if (refused.length > 0) throw invalidScope(`scope not allowed: ${refused.join(' ')}`);
     if (body.jwk !== undefined) await checkDeviceKey(body.jwk);
 
-    // The same rid again is idempotent: answer with the flow that exists.
-    const existing = await this.#get(req.deviceId, body.rid);
-    if (existing !== undefined) {
-      await this.#event(req.deviceId, body.rid, { type: 'status' }, undefined, existing);
-      return;
+    // The same rid again is idempotent: answer with the flow that exists. Relay mode looks first, so a repeat costs
+    // no upstream call; bridge mode lets the create answer `exists` (one store round trip less per new flow).
+    if (this.#d.upstream.kind === 'device') {
+      const existing = await this.#get(req.deviceId, body.rid);
+      if (existing !== undefined) {
+        await this.#event(req.deviceId, body.rid, { type: 'status' }, undefined, existing);
+        return;
+      }
     }
 
     const now = clock.now();
@@ -196,7 +199,10 @@ export class FlowService {
         await this.#send(flow.deviceId, await this.render(flow, now));
         return;
       case 'exists':
-        await this.#send(flow.deviceId, await this.render(created.flow, now));
+        await this.#event(req.deviceId, body.rid, { type: 'status' }, undefined, {
+          flow: created.flow,
+          version: created.version,
+        });
         return;
       case 'limit':
         throw slowDown(

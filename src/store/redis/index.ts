@@ -3,7 +3,8 @@
  * `MemoryStore` (../memory.ts); test/contract/store.contract.ts proves both the same.
  *
  * Keys (`<p>` is the configured prefix, e.g. `devicegate:`; `<...>` is a value; `{...}` is a literal Redis Cluster
- * hash tag). Names are short on purpose: a pending flow should cost at most 500 bytes of Redis memory.
+ * hash tag). Names are short on purpose: Redis memory per pending flow is a documented budget (BENCHMARKS.md,
+ * scenario 4, has the measured cost and its breakdown).
  *
  *   <p>f:{<deviceId>}:<rid>  hash        v version, s state, b codec body (secrets sealed), t lease token,
  *                                        u lease until (ms); expires `graceMs` after the flow's expiresAt
@@ -15,12 +16,14 @@
  *
  * A flow's two keys share the device's hash tag, so every multi-key script (`create-2`, `update-2`) stays in one
  * Cluster slot. The schedule and the `uc:` / `once:` keys are global and only ever touched by single-key commands or
- * single-key scripts (`claim-1`). Time always comes from the caller (`now` as ARGV, never Redis TIME) and TTLs are
- * relative (`expiresAt + graceMs − now`), so the gateway's clock is the only time source for decisions.
+ * single-key scripts (`claim-1`) — except on a single Redis server (not a Cluster), where `create-3` writes the new
+ * flow and its schedule entry in one round trip. Time always comes from the caller (`now` as ARGV, never Redis TIME)
+ * and TTLs are relative (`expiresAt + graceMs − now`), so the gateway's clock is the only time source for decisions.
  *
  * Every failure to reach Redis surfaces as {@link UnavailableError}; the flow service answers
  * `temporarily_unavailable`. Open the client with {@link RedisStore.clientOptions} so such calls fail fast.
  */
+import type { Socket } from 'node:net';
 import type { Redis, RedisOptions } from 'ioredis';
 import { UnavailableError } from '../../core/errors.ts';
 import type { Flow } from '../../core/flow.ts';
@@ -51,6 +54,7 @@ export class RedisStore implements FlowStore {
   readonly #codec: FlowCodec;
   readonly #graceMs: number;
   readonly #pingTimeoutMs: number;
+  #corked = false;
 
   constructor(options: RedisStoreOptions) {
     if (/[{}]/.test(options.keyPrefix)) {
@@ -74,7 +78,9 @@ export class RedisStore implements FlowStore {
     return {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: true,
-      enableAutoPipelining: true,
+      // Measured with bench/compare.ts: auto-pipelining costs 7–13 % more gateway CPU per flow start here (each
+      // command waits a turn of the event loop and a pipeline object) than it saves in socket writes.
+      enableAutoPipelining: false,
       commandTimeout: COMMAND_TIMEOUT_MS,
       connectTimeout: CONNECT_TIMEOUT_MS,
       retryStrategy: (times) => Math.min(MAX_RECONNECT_DELAY_MS, 50 * 2 ** Math.min(times, 6)),
@@ -94,34 +100,39 @@ export class RedisStore implements FlowStore {
   }
 
   /**
-   * Atomic (`create-2.lua`): of concurrent creates of one (deviceId, rid) exactly one is `created`. The schedule
-   * entry (`due`, ZADD NX) is written after the flow, and not at all on `limit`; a crash in between is healed by the
-   * device's retry, which answers `exists` and adds the missing entry.
+   * Atomic: of concurrent creates of one (deviceId, rid) exactly one is `created`. On a single Redis server one script
+   * (`create-3.lua`) also writes the schedule entry (`due`, ZADD NX; none on `limit`). On a Redis Cluster the schedule
+   * lives in another slot, so `create-2.lua` runs first and the entry is added after it; a crash in between is healed
+   * by the device's retry, which answers `exists` and adds the missing entry.
    */
   async create(
     flow: Flow,
     opts: { now: number; maxLive: number; due?: number | undefined },
   ): Promise<CreateResult> {
-    const reply = await this.#do(() =>
-      run(
-        this.#redis,
-        scripts.create,
-        [this.#flowKey(flow.deviceId, flow.rid), this.#deviceKey(flow.deviceId)],
-        [
-          flow.rid,
-          flow.state,
-          this.#codec.encode(flow),
-          opts.now,
-          flow.expiresAt,
-          this.#graceMs,
-          opts.maxLive,
-        ],
-      ),
-    );
-    const result = createResult(reply, (body) => this.#codec.decode(flow.deviceId, flow.rid, body));
+    const keys = [this.#flowKey(flow.deviceId, flow.rid), this.#deviceKey(flow.deviceId)];
+    const args: Array<string | number> = [
+      flow.rid,
+      flow.state,
+      this.#codec.encode(flow),
+      opts.now,
+      flow.expiresAt,
+      this.#graceMs,
+      opts.maxLive,
+    ];
+    const member = sid(flow.deviceId, flow.rid);
+    const decode = (body: string) => this.#codec.decode(flow.deviceId, flow.rid, body);
+    if (!this.#redis.isCluster) {
+      keys.push(this.#schedKey);
+      args.push(opts.due ?? '', member);
+      return createResult(
+        await this.#do(() => run(this.#redis, scripts.createScheduled, keys, args)),
+        decode,
+      );
+    }
+    const result = createResult(await this.#do(() => run(this.#redis, scripts.create, keys, args)), decode);
     if (result.status !== 'limit' && opts.due !== undefined) {
       const due = opts.due;
-      await this.#do(() => this.#redis.zadd(this.#schedKey, 'NX', due, sid(flow.deviceId, flow.rid)));
+      await this.#do(() => this.#redis.zadd(this.#schedKey, 'NX', due, member));
     }
     return result;
   }
@@ -262,14 +273,36 @@ export class RedisStore implements FlowStore {
   /** Nothing to release: the client is borrowed and stays open. */
   async close(): Promise<void> {}
 
+  /**
+   * Lets the commands issued in one turn of the event loop (the continuations of a batch of replies, of a batch of
+   * device requests) leave in one socket write: the client's socket is corked until the pending callbacks of this
+   * turn have run. Commands keep their order; nothing waits for a later turn. A no-op unless the client is a single
+   * connected server (ioredis' `stream`, an internal property, is checked before use).
+   */
+  #coalesceWrites(): void {
+    if (this.#corked || this.#redis.isCluster || this.#redis.status !== 'ready') return;
+    const stream = (this.#redis as { stream?: Partial<Socket> }).stream;
+    if (typeof stream?.cork !== 'function' || typeof stream.uncork !== 'function') return;
+    stream.cork();
+    this.#corked = true;
+    process.nextTick(() => {
+      this.#corked = false;
+      stream.uncork!();
+    });
+  }
+
   /** Runs one Redis call; any failure (connection, timeout, server error) becomes {@link UnavailableError}. */
-  async #do<T>(op: () => Promise<T>): Promise<T> {
+  #do<T>(op: () => Promise<T>): Promise<T> {
+    this.#coalesceWrites();
+    let pending: Promise<T>;
     try {
-      return await op();
+      pending = op();
     } catch (err) {
-      if (err instanceof UnavailableError) throw err;
-      throw new UnavailableError('store', 'redis call failed', { cause: err });
+      return Promise.reject(unavailable(err));
     }
+    return pending.catch((err: unknown) => {
+      throw unavailable(err);
+    });
   }
 }
 
@@ -302,6 +335,12 @@ function updateResult(reply: unknown): UpdateResult {
     }
   }
   throw unexpected('update-2.lua', reply);
+}
+
+function unavailable(err: unknown): UnavailableError {
+  return err instanceof UnavailableError
+    ? err
+    : new UnavailableError('store', 'redis call failed', { cause: err });
 }
 
 function unexpected(script: string, reply: unknown): Error {

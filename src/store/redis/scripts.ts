@@ -35,6 +35,7 @@ function load(file: string): LuaScript {
 
 export const scripts = {
   create: load('create-2.lua'),
+  createScheduled: load('create-3.lua'),
   update: load('update-2.lua'),
   claim: load('claim-1.lua'),
   lease: load('lease-1.lua'),
@@ -42,20 +43,18 @@ export const scripts = {
 } as const;
 
 /** Runs `script` atomically on the server. Returns the raw reply; callers turn it into typed results. */
-export async function run(
+export function run(
   redis: Redis,
   script: LuaScript,
   keys: readonly string[],
   args: ReadonlyArray<string | number>,
 ): Promise<unknown> {
   if (keys.length !== script.numberOfKeys) {
-    throw new Error(`${script.file} takes ${script.numberOfKeys} keys, got ${keys.length}`);
+    return Promise.reject(new Error(`${script.file} takes ${script.numberOfKeys} keys, got ${keys.length}`));
   }
-  try {
-    return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
-  } catch (err) {
+  return redis.evalsha(script.sha, keys.length, ...keys, ...args).catch((err: unknown) => {
     if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
     // EVAL also caches the script on the server, so the next EVALSHA finds it.
-    return await redis.eval(script.lua, keys.length, ...keys, ...args);
-  }
+    return redis.eval(script.lua, keys.length, ...keys, ...args);
+  });
 }
