@@ -165,7 +165,7 @@ export class BridgeFlows {
           log.warn({ deviceId, rid, err: describe(err) }, 'code exchange failed');
         event = { type: 'fail', code: e.code, description: e.description };
       }
-      const r = await service.mutate(deviceId, rid, event, lease);
+      const r = await service.mutate(deviceId, rid, event, lease, current);
       if (r.status !== 'ok') return { outcome: 'invalid' };
       const after = r.transition.flow;
       if (after.state === 'authorized') return { outcome: 'authorized', flow: after };

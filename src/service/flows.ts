@@ -26,7 +26,7 @@ import {
   parseDeviceRequest,
   salvageRid,
 } from '../core/protocol.ts';
-import type { FlowStore, Versioned } from '../store/types.ts';
+import type { CreateResult, FlowStore, Versioned } from '../store/types.ts';
 import type { DeviceTransport, IncomingRequest } from '../transport/types.ts';
 import type { RelayUpstream, Upstream } from '../upstream/types.ts';
 import { formatUserCode, generateUserCode } from '../core/codes.ts';
@@ -166,36 +166,47 @@ export class FlowService {
       ...(req.remoteAddress !== undefined && { network: req.remoteAddress }),
     };
     let flow: Flow;
-    let codeHash: string | undefined;
+    let created: CreateResult;
     if (this.#d.upstream.kind === 'device') {
       flow = await this.#startRelay(this.#d.upstream, base, scope, now);
-    } else {
-      const expiresAt = now + config.codeTtlSeconds * 1000;
-      const code = await this.#reserveUserCode(req.deviceId, body.rid, expiresAt - now);
-      codeHash = code.hash;
-      flow = {
-        ...base,
-        mode: 'authorization_code',
-        expiresAt,
-        interval: config.pollIntervalSeconds,
-        secrets: { userCode: code.display },
-      };
-    }
-
-    let created;
-    try {
+      const relayFlow = flow;
       created = await this.#store(() =>
-        store.create(flow, { now, maxLive: config.maxFlowsPerDevice, due: dueAt(flow, now, config.leaseMs) }),
+        store.create(relayFlow, {
+          now,
+          maxLive: config.maxFlowsPerDevice,
+          due: dueAt(relayFlow, now, config.leaseMs),
+        }),
       );
-    } catch (err) {
-      if (codeHash !== undefined) await store.releaseUserCode(codeHash).catch(() => undefined);
-      throw err;
+    } else {
+      // Bridge: draw a user code and create the flow with the code reserved in the same store operation; a code
+      // another live flow holds (a collision, ~N/20^8) is drawn again.
+      const expiresAt = now + config.codeTtlSeconds * 1000;
+      let attempt = 0;
+      for (;;) {
+        const canonical = generateUserCode();
+        const bridgeFlow: Flow = {
+          ...base,
+          mode: 'authorization_code',
+          expiresAt,
+          interval: config.pollIntervalSeconds,
+          secrets: { userCode: formatUserCode(canonical) },
+        };
+        const userCode = { hash: this.userCodeHash(canonical), ttlMs: expiresAt - now };
+        const due = dueAt(bridgeFlow, now, config.leaseMs);
+        created = await this.#store(() =>
+          store.create(bridgeFlow, { now, maxLive: config.maxFlowsPerDevice, due, userCode }),
+        );
+        flow = bridgeFlow;
+        if (created.status !== 'code_taken') break;
+        this.#d.metrics.inc('devicegate_user_code_collisions_total');
+        if (++attempt >= MAX_CODE_ATTEMPTS)
+          throw temporarilyUnavailable('no free user code; try again', RETRY_AFTER_SECONDS);
+      }
     }
-    if (created.status !== 'created' && codeHash !== undefined) await store.releaseUserCode(codeHash);
     switch (created.status) {
       case 'created':
         this.#d.metrics.inc('devicegate_flows_started_total', { mode: flow.mode });
-        this.#d.log.info({ deviceId: flow.deviceId, rid: flow.rid, mode: flow.mode }, 'flow started');
+        this.#d.log.debug({ deviceId: flow.deviceId, rid: flow.rid, mode: flow.mode }, 'flow started');
         await this.#send(flow.deviceId, await this.render(flow, now));
         return;
       case 'exists':
@@ -204,6 +215,8 @@ export class FlowService {
           version: created.version,
         });
         return;
+      case 'code_taken': // the bridge loop above never leaves with it
+        throw temporarilyUnavailable('no free user code; try again', RETRY_AFTER_SECONDS);
       case 'limit':
         throw slowDown(
           `this device already has ${config.maxFlowsPerDevice} unfinished requests; finish or cancel one first`,
@@ -236,22 +249,6 @@ export class FlowService {
         }),
       },
     };
-  }
-
-  async #reserveUserCode(
-    deviceId: string,
-    rid: string,
-    ttlMs: number,
-  ): Promise<{ display: string; hash: string }> {
-    for (let i = 0; i < MAX_CODE_ATTEMPTS; i++) {
-      const canonical = generateUserCode();
-      const hash = this.userCodeHash(canonical);
-      if (await this.#store(() => this.#d.store.reserveUserCode(hash, deviceId, rid, ttlMs))) {
-        return { display: formatUserCode(canonical), hash };
-      }
-      this.#d.metrics.inc('devicegate_user_code_collisions_total');
-    }
-    throw temporarilyUnavailable('no free user code; try again', RETRY_AFTER_SECONDS);
   }
 
   /** The keyed hash a canonical user code is stored under. */

@@ -6,7 +6,7 @@
 import type { Flow } from '../core/flow.ts';
 import { stateRank } from '../core/flow.ts';
 import type { Clock } from '../core/clock.ts';
-import type { CreateResult, FlowCodec, FlowStore, UpdateResult, Versioned } from './types.ts';
+import type { CreateOptions, CreateResult, FlowCodec, FlowStore, UpdateResult, Versioned } from './types.ts';
 import { GRACE_MS } from './types.ts';
 
 interface Record {
@@ -119,10 +119,7 @@ export class MemoryStore implements FlowStore {
     this.#graceMs = options.graceMs ?? GRACE_MS;
   }
 
-  async create(
-    flow: Flow,
-    opts: { now: number; maxLive: number; due?: number | undefined },
-  ): Promise<CreateResult> {
+  async create(flow: Flow, opts: CreateOptions): Promise<CreateResult> {
     this.#sweep();
     const id = fid(flow.deviceId, flow.rid);
     // The schedule entry (kept when one exists) is added only for a stored flow: a refused create leaves none.
@@ -140,6 +137,13 @@ export class MemoryStore implements FlowStore {
     }
     const live = this.#liveOf(flow.deviceId, opts.now);
     if (live.size >= opts.maxLive) return { status: 'limit' };
+    if (opts.userCode !== undefined) {
+      if (this.#alive(this.#userCodes, opts.userCode.hash) !== undefined) return { status: 'code_taken' };
+      this.#userCodes.set(opts.userCode.hash, {
+        value: id,
+        deadline: this.#clock.now() + opts.userCode.ttlMs,
+      });
+    }
     const ttl = flow.expiresAt + this.#graceMs - opts.now;
     this.#flows.set(id, {
       version: 1,

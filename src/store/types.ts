@@ -15,12 +15,21 @@ export interface Versioned {
   version: number;
 }
 
+export interface CreateOptions {
+  now: number;
+  maxLive: number;
+  due?: number | undefined;
+  userCode?: { hash: string; ttlMs: number } | undefined;
+}
+
 export type CreateResult =
   | { status: 'created'; version: number }
   /** A flow with the same (deviceId, rid) already exists: the request is a repeat. */
   | { status: 'exists'; flow: Flow; version: number }
   /** The device already has `maxLive` unfinished flows. */
-  | { status: 'limit' };
+  | { status: 'limit' }
+  /** `userCode` was given and another live flow holds that code: nothing was written; draw another code. */
+  | { status: 'code_taken' };
 
 export type UpdateResult =
   | { status: 'ok'; version: number }
@@ -40,9 +49,11 @@ export interface FlowStore {
   /**
    * Atomically creates the flow unless one exists for the same (deviceId, rid). Of concurrent creates exactly one
    * wins. Refuses with `limit` when the device already has `maxLive` pending flows. The record expires
-   * `GRACE_MS` after `flow.expiresAt`. Also schedules the flow at `due` (an existing schedule entry is kept).
+   * `GRACE_MS` after `flow.expiresAt`. Also schedules the flow at `due` (an existing schedule entry is kept), and
+   * with `userCode` reserves that user-code hash for the new flow (SET NX, for `ttlMs`) — `code_taken` when another
+   * flow holds it. A repeat (`exists`) or a refusal (`limit`) reserves nothing.
    */
-  create(flow: Flow, opts: { now: number; maxLive: number; due?: number | undefined }): Promise<CreateResult>;
+  create(flow: Flow, opts: CreateOptions): Promise<CreateResult>;
 
   /** The flow of (deviceId, rid), or `undefined` when there is none (never created, or its record expired). */
   get(deviceId: string, rid: string): Promise<Versioned | undefined>;

@@ -485,6 +485,59 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
         expect(await store.findUserCode('h1')).toEqual({ deviceId: 'tv-3', rid: 'r-3' });
       });
 
+      it('create with a user code reserves it for the new flow in the same step', async () => {
+        const now = clock.now();
+        const uc = { hash: 'hc', ttlMs: MINUTE };
+        expect(
+          await store.create(pendingFlow('tv-1', 'r-1', now), { now, maxLive: 5, userCode: uc }),
+        ).toEqual({
+          status: 'created',
+          version: 1,
+        });
+        expect(await store.findUserCode('hc')).toEqual({ deviceId: 'tv-1', rid: 'r-1' });
+        // another flow drawing the same code: refused, nothing written, the code still points at the first flow
+        expect(
+          await store.create(pendingFlow('tv-2', 'r-2', now), { now, maxLive: 5, userCode: uc }),
+        ).toEqual({
+          status: 'code_taken',
+        });
+        expect(await store.get('tv-2', 'r-2')).toBeUndefined();
+        expect(await store.findUserCode('hc')).toEqual({ deviceId: 'tv-1', rid: 'r-1' });
+        // and it can go on with another code
+        expect(
+          await store.create(pendingFlow('tv-2', 'r-2', now), {
+            now,
+            maxLive: 5,
+            userCode: { hash: 'hd', ttlMs: MINUTE },
+          }),
+        ).toMatchObject({ status: 'created' });
+      });
+
+      it('a repeat (exists) or a refusal (limit) reserves no user code', async () => {
+        const now = clock.now();
+        await store.create(pendingFlow('tv-1', 'r-1', now), {
+          now,
+          maxLive: 1,
+          userCode: { hash: 'h1', ttlMs: MINUTE },
+        });
+        expect(
+          await store.create(pendingFlow('tv-1', 'r-1', now), {
+            now,
+            maxLive: 1,
+            userCode: { hash: 'h2', ttlMs: MINUTE },
+          }),
+        ).toMatchObject({ status: 'exists' });
+        expect(
+          await store.create(pendingFlow('tv-1', 'r-2', now), {
+            now,
+            maxLive: 1,
+            userCode: { hash: 'h3', ttlMs: MINUTE },
+          }),
+        ).toEqual({ status: 'limit' });
+        expect(await store.findUserCode('h2')).toBeUndefined();
+        expect(await store.findUserCode('h3')).toBeUndefined();
+      });
+
       it('of concurrent reservations of one code exactly one wins', async () => {
         const got = await Promise.all(
           Array.from({ length: 10 }, (_, i) => store.reserveUserCode('h1', `tv-${i}`, 'r-1', MINUTE)),

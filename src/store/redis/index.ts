@@ -27,7 +27,7 @@ import type { Socket } from 'node:net';
 import type { Redis, RedisOptions } from 'ioredis';
 import { UnavailableError } from '../../core/errors.ts';
 import type { Flow } from '../../core/flow.ts';
-import type { CreateResult, FlowCodec, FlowStore, UpdateResult, Versioned } from '../types.ts';
+import type { CreateOptions, CreateResult, FlowCodec, FlowStore, UpdateResult, Versioned } from '../types.ts';
 import { GRACE_MS } from '../types.ts';
 import { run, scripts } from './scripts.ts';
 
@@ -95,6 +95,10 @@ export class RedisStore implements FlowStore {
     return `${this.#p}d:{${deviceId}}`;
   }
 
+  #ucKey(hash: string): string {
+    return `${this.#p}uc:${hash}`;
+  }
+
   get #schedKey(): string {
     return `${this.#p}sched`;
   }
@@ -105,10 +109,7 @@ export class RedisStore implements FlowStore {
    * lives in another slot, so `create-2.lua` runs first and the entry is added after it; a crash in between is healed
    * by the device's retry, which answers `exists` and adds the missing entry.
    */
-  async create(
-    flow: Flow,
-    opts: { now: number; maxLive: number; due?: number | undefined },
-  ): Promise<CreateResult> {
+  async create(flow: Flow, opts: CreateOptions): Promise<CreateResult> {
     const keys = [this.#flowKey(flow.deviceId, flow.rid), this.#deviceKey(flow.deviceId)];
     const args: Array<string | number> = [
       flow.rid,
@@ -121,15 +122,21 @@ export class RedisStore implements FlowStore {
     ];
     const member = sid(flow.deviceId, flow.rid);
     const decode = (body: string) => this.#codec.decode(flow.deviceId, flow.rid, body);
+    const uc = opts.userCode;
     if (!this.#redis.isCluster) {
-      keys.push(this.#schedKey);
-      args.push(opts.due ?? '', member);
+      keys.push(this.#schedKey, this.#ucKey(uc?.hash ?? ''));
+      args.push(opts.due ?? '', member, uc === undefined ? '' : '1', uc === undefined ? 0 : pxOf(uc.ttlMs));
       return createResult(
         await this.#do(() => run(this.#redis, scripts.createScheduled, keys, args)),
         decode,
       );
     }
+    // Cluster: the user-code index lives in another slot, so it is reserved first and given back on a refusal.
+    if (uc !== undefined && !(await this.reserveUserCode(uc.hash, flow.deviceId, flow.rid, uc.ttlMs))) {
+      return { status: 'code_taken' };
+    }
     const result = createResult(await this.#do(() => run(this.#redis, scripts.create, keys, args)), decode);
+    if (uc !== undefined && result.status !== 'created') await this.releaseUserCode(uc.hash);
     if (result.status !== 'limit' && opts.due !== undefined) {
       const due = opts.due;
       await this.#do(() => this.#redis.zadd(this.#schedKey, 'NX', due, member));
@@ -218,18 +225,18 @@ export class RedisStore implements FlowStore {
   /** SET NX PX. */
   async reserveUserCode(hash: string, deviceId: string, rid: string, ttlMs: number): Promise<boolean> {
     const reply = await this.#do(() =>
-      this.#redis.set(`${this.#p}uc:${hash}`, sid(deviceId, rid), 'PX', pxOf(ttlMs), 'NX'),
+      this.#redis.set(this.#ucKey(hash), sid(deviceId, rid), 'PX', pxOf(ttlMs), 'NX'),
     );
     return reply === 'OK';
   }
 
   async findUserCode(hash: string): Promise<{ deviceId: string; rid: string } | undefined> {
-    const value = await this.#do(() => this.#redis.get(`${this.#p}uc:${hash}`));
+    const value = await this.#do(() => this.#redis.get(this.#ucKey(hash)));
     return value == null ? undefined : splitSid(value);
   }
 
   async releaseUserCode(hash: string): Promise<void> {
-    await this.#do(() => this.#redis.del(`${this.#p}uc:${hash}`));
+    await this.#do(() => this.#redis.del(this.#ucKey(hash)));
   }
 
   /** SET PX (replaces an earlier value under the same hash). */
@@ -316,8 +323,9 @@ function createResult(reply: unknown, decode: (body: string) => Flow): CreateRes
       return { status: 'exists', flow: decode(body), version };
     }
     if (code === 'limit') return { status: 'limit' };
+    if (code === 'code_taken') return { status: 'code_taken' };
   }
-  throw unexpected('create-2.lua', reply);
+  throw unexpected('create script', reply);
 }
 
 function updateResult(reply: unknown): UpdateResult {

@@ -35,7 +35,7 @@ function load(file: string): LuaScript {
 
 export const scripts = {
   create: load('create-2.lua'),
-  createScheduled: load('create-3.lua'),
+  createScheduled: load('create-4.lua'),
   update: load('update-2.lua'),
   claim: load('claim-1.lua'),
   lease: load('lease-1.lua'),

@@ -1,9 +1,11 @@
---[[ create-3.lua: create-2.lua and the schedule entry in one step, for a single Redis server (not a Cluster: the
-  schedule is a global key in another slot). Mirrors MemoryStore.create (src/store/memory.ts).
+--[[ create-4.lua: create-2.lua, the user-code reservation and the schedule entry in one step, for a single Redis
+  server (not a Cluster: the user-code index and the schedule are global keys in other slots). Mirrors
+  MemoryStore.create (src/store/memory.ts).
 
   KEYS[1]  flow hash        {prefix}f:{deviceId}:rid   fields v (version), s (state), b (codec body)
   KEYS[2]  device live set  {prefix}d:{deviceId}       sorted set rid -> expiresAt of the device's pending flows
   KEYS[3]  schedule         {prefix}sched              sorted set 'deviceId/rid' -> due (ms)
+  KEYS[4]  user-code index  {prefix}uc:<hash>          string 'deviceId/rid' (unused when ARGV[10] is '')
   ARGV[1]  rid
   ARGV[2]  state of the new flow
   ARGV[3]  body (FlowCodec string)
@@ -13,10 +15,13 @@
   ARGV[7]  maxLive: refuse when the device already has this many pending flows not past expiresAt
   ARGV[8]  due (ms), or '' for no schedule entry
   ARGV[9]  schedule member 'deviceId/rid'
+  ARGV[10] '1' to reserve KEYS[4] for this flow (SET NX), '' for no user code
+  ARGV[11] user-code reservation TTL (ms)
 
   Returns  {'created', 1}
            {'exists', version, body}   a flow with this rid is stored: the request is a repeat
            {'limit'}                   the device is at its cap (nothing is scheduled)
+           {'code_taken'}              another live flow holds the user code: nothing was written
   On 'created' and 'exists' the flow is scheduled at ARGV[8] unless it already has an entry (ZADD NX).
 ]]
 local function schedule()
@@ -38,6 +43,12 @@ local expiresAt = tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[7]) then
   return {'limit'}
+end
+
+if ARGV[10] ~= '' then
+  if not redis.call('SET', KEYS[4], ARGV[9], 'NX', 'PX', ARGV[11]) then
+    return {'code_taken'}
+  end
 end
 
 redis.call('HSET', KEYS[1], 'v', 1, 's', ARGV[2], 'b', ARGV[3])
