@@ -115,6 +115,23 @@ function redeemed(): number {
   return upstream.redemptions();
 }
 
+/**
+ * After a kill -9 of the lease holder: the dead holder's poll was dropped, the device got exactly one token that the
+ * upstream accepts, nothing is left scheduled, and the upstream redeemed the device code once.
+ */
+async function expectTakenOverOnce(o: {
+  pollArrivedAt: number;
+  reply: Received;
+  device: TestDevice;
+  redeemedBefore: number;
+}): Promise<void> {
+  expect(upstream.tokenRequests.find((r) => r.arrivedAt === o.pollArrivedAt)?.outcome).toBe('dropped');
+  expect(await userinfo(upstream.idp, String(o.reply.json!['access_token']))).toBe(200);
+  await waitFor(async () => (await redis.zcard('devicegate:sched')) === 0, 2 * LEASE_MS, 'nothing scheduled');
+  expect(authorizedCount(o.device.received, 'r1')).toBe(1);
+  expect(redeemed() - o.redeemedBefore).toBe(1);
+}
+
 beforeAll(async () => {
   redisServer = await startRedis({ appendonly: true });
   redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
@@ -157,15 +174,12 @@ describe('kill -9 of the instance holding a flow', () => {
     const a = await tv.waitForReply({ rid: 'r1', status: 'authorized' }, { timeoutMs: 4 * LEASE_MS });
     measured.push(`kill -9 while pending: ${Date.now() - killedAt} ms from the kill to the device's token`);
 
-    expect(upstream.tokenRequests.find((r) => r.arrivedAt === poll.arrivedAt)?.outcome).toBe('dropped');
-    expect(await userinfo(upstream.idp, String(a.json!['access_token']))).toBe(200);
-    await waitFor(
-      async () => (await redis.zcard('devicegate:sched')) === 0,
-      2 * LEASE_MS,
-      'nothing scheduled',
-    );
-    expect(authorizedCount(tv.received, 'r1')).toBe(1);
-    expect(redeemed() - before).toBe(1);
+    await expectTakenOverOnce({
+      pollArrivedAt: poll.arrivedAt,
+      reply: a,
+      device: tv,
+      redeemedBefore: before,
+    });
 
     // The dead instance is out of the broker's share group at once: every new request is answered (a persistent
     // session would keep it in the group, and Mosquitto would queue its share of requests for it).
@@ -197,15 +211,12 @@ describe('kill -9 of the instance holding a flow', () => {
     const a = await tv.waitForReply({ rid: 'r1', status: 'authorized' }, { timeoutMs: 4 * LEASE_MS });
     measured.push(`kill -9 after approval: ${Date.now() - killedAt} ms from the kill to the device's token`);
 
-    expect(upstream.tokenRequests.find((r) => r.arrivedAt === poll.arrivedAt)?.outcome).toBe('dropped');
-    expect(await userinfo(upstream.idp, String(a.json!['access_token']))).toBe(200);
-    await waitFor(
-      async () => (await redis.zcard('devicegate:sched')) === 0,
-      2 * LEASE_MS,
-      'nothing scheduled',
-    );
-    expect(authorizedCount(tv.received, 'r1')).toBe(1);
-    expect(redeemed() - before).toBe(1);
+    await expectTakenOverOnce({
+      pollArrivedAt: poll.arrivedAt,
+      reply: a,
+      device: tv,
+      redeemedBefore: before,
+    });
   });
 });
 
