@@ -56,8 +56,12 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   return file;
 }
 
-/** Copies a screenshot into the docs (e.g. `docs/images/device-entry.png`). */
+/**
+ * Copies a screenshot into the docs (e.g. `docs/images/device-entry.png`) when `UPDATE_DOC_IMAGES=1`, so a plain
+ * `npm test` leaves the checkout unchanged: `UPDATE_DOC_IMAGES=1 npx vitest run test/e2e/bridge.browser.test.ts`.
+ */
 export async function publishScreenshot(file: string, target: string): Promise<void> {
+  if (process.env.UPDATE_DOC_IMAGES !== '1') return;
   await mkdir(path.dirname(target), { recursive: true });
   await copyFile(file, target);
 }
