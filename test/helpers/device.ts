@@ -8,6 +8,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { devicePassword } from '../../src/core/crypto.ts';
+import type { DeviceReply } from '../../src/core/protocol.ts';
 
 export const DEFAULT_PREFIX = 'devicegate/v1';
 
@@ -400,4 +401,29 @@ export function remainingLength(n: number): Buffer {
 /** A hand-made packet: first header byte, the Remaining Length of `body`, then `body`. */
 export function frame(firstByte: number, body: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from([firstByte]), remainingLength(body.length), body]);
+}
+
+/** A fixed `pending` reply for `rid`, what recording handlers answer when the broker, not the gateway, is under test. */
+export function fixedPendingReply(rid: string): DeviceReply {
+  return {
+    v: 1,
+    rid,
+    status: 'pending',
+    user_code: 'BCDF-GHJK',
+    verification_uri: 'http://127.0.0.1/device',
+    expires_in: 600,
+  };
+}
+
+/** The `rid` of a request payload of any size, or `none` (what recording handlers key their calls by). */
+export function ridOf(payload: Buffer): string {
+  try {
+    const v: unknown = JSON.parse(payload.toString('utf8'));
+    if (typeof v === 'object' && v !== null && typeof (v as { rid?: unknown }).rid === 'string') {
+      return (v as { rid: string }).rid;
+    }
+  } catch {
+    // not JSON
+  }
+  return 'none';
 }

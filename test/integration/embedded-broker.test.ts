@@ -10,7 +10,6 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { devicePassword } from '../../src/core/crypto.ts';
 import { UnavailableError } from '../../src/core/errors.ts';
-import type { DeviceReply } from '../../src/core/protocol.ts';
 import { Metrics } from '../../src/service/metrics.ts';
 import { EmbeddedBroker, MAX_PACKET_BYTES } from '../../src/transport/embedded.ts';
 import { topics } from '../../src/transport/topics.ts';
@@ -19,38 +18,18 @@ import {
   closeAllDevices,
   connectDevice,
   connectRefused,
+  fixedPendingReply,
+  ridOf,
   frame,
   rawConnect,
   rawDevice,
   type RawConnection,
 } from '../helpers/device.ts';
+
 import { waitFor } from '../helpers/procs.ts';
 
 const KEY = 'embedded-broker-test-fleet-key';
 const PREFIX = 'devicegate/v1';
-
-function pending(rid: string): DeviceReply {
-  return {
-    v: 1,
-    rid,
-    status: 'pending',
-    user_code: 'BCDF-GHJK',
-    verification_uri: 'http://127.0.0.1/device',
-    expires_in: 600,
-  };
-}
-
-function ridOf(payload: Buffer): string {
-  try {
-    const v: unknown = JSON.parse(payload.toString('utf8'));
-    if (typeof v === 'object' && v !== null && typeof (v as { rid?: unknown }).rid === 'string') {
-      return (v as { rid: string }).rid;
-    }
-  } catch {
-    // not JSON
-  }
-  return 'none';
-}
 
 /** A pino logger writing JSON lines into `lines`. */
 function capturingLogger(lines: string[]) {
@@ -92,7 +71,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
     calls.push(req);
     if (req.rawAction === 'throw-sync') throw new Error('handler bug (sync)');
     if (req.rawAction === 'reject') return Promise.reject(new Error('handler bug (async)'));
-    return broker.publish(req.deviceId, pending(ridOf(req.payload)));
+    return broker.publish(req.deviceId, fixedPendingReply(ridOf(req.payload)));
   };
   const callsWithRid = (rid: string) => calls.filter((c) => ridOf(c.payload) === rid);
 
@@ -118,7 +97,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
     const tv = await connectDevice({ url, deviceId: 'tv-good', key: KEY });
     const reply = await tv.ask('authorize', { rid: 'r-good', scope: 'openid' });
     expect(reply).toMatchObject({ topic: `${PREFIX}/tv-good/res`, qos: 1, retain: false });
-    expect(reply.json).toEqual(pending('r-good'));
+    expect(reply.json).toEqual(fixedPendingReply('r-good'));
 
     const [call] = callsWithRid('r-good');
     expect(call).toMatchObject({
@@ -130,7 +109,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
     expect(JSON.parse(call!.payload.toString('utf8'))).toEqual({ rid: 'r-good', scope: 'openid' });
 
     // a reply the gateway publishes on its own (scheduler, delivery) arrives the same way
-    await broker.publish('tv-good', pending('r-pushed'));
+    await broker.publish('tv-good', fixedPendingReply('r-pushed'));
     const pushed = await tv.waitForReply({ rid: 'r-pushed' });
     expect(pushed).toMatchObject({ qos: 1, retain: false, dup: false });
 
@@ -250,10 +229,10 @@ describe('EmbeddedBroker, hmac device auth', () => {
     for (const filter of filters) expect(await b.subscribe(filter), filter).toEqual([128]);
     expect(b.closed).toBe(false);
 
-    await broker.publish('tv-victim', pending('r-secret'));
+    await broker.publish('tv-victim', fixedPendingReply('r-secret'));
     await a.waitForReply({ rid: 'r-secret' });
     // a reply to B published after A's is routed after it: once B has it, B would have had A's too
-    await broker.publish('tv-thief', pending('r-barrier'));
+    await broker.publish('tv-thief', fixedPendingReply('r-barrier'));
     await b.waitForReply({ rid: 'r-barrier' });
     expect(b.received.map((r) => r.json?.['rid'])).toEqual(['r-barrier']);
   });
@@ -274,7 +253,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
     // publish until the subscriber (which needs a moment to connect and subscribe) has received one
     await waitFor(
       async () => {
-        await broker.publish('tv-cli', pending('r-cli'));
+        await broker.publish('tv-cli', fixedPendingReply('r-cli'));
         await new Promise((r) => setTimeout(r, 50));
         return done;
       },
@@ -283,7 +262,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
     );
     const { code, stdout } = await sub;
     expect(code).toBe(0);
-    expect(stdout.trim()).toBe(`${PREFIX}/tv-cli/res ${JSON.stringify(pending('r-cli'))}`);
+    expect(stdout.trim()).toBe(`${PREFIX}/tv-cli/res ${JSON.stringify(fixedPendingReply('r-cli'))}`);
 
     const thief = await run('mosquitto_sub', [
       ...cliAuth(broker.port, 'tv-cli-thief'),
@@ -409,7 +388,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
     );
 
     // refused connections leave no session behind, so no Will fires: only the barrier reaches the victim
-    await broker.publish('tv-will-victim', pending('r-will-barrier'));
+    await broker.publish('tv-will-victim', fixedPendingReply('r-will-barrier'));
     await victim.waitForReply({ rid: 'r-will-barrier' });
     expect(victim.received.map((r) => r.json?.['rid'])).toEqual(['r-will-barrier']);
     expect(callsWithRid('r-will')).toEqual([]);
@@ -435,7 +414,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
   it('delivers a reply to an offline device with a persistent session when it comes back', async () => {
     const first = await connectDevice({ url, deviceId: 'tv-sleepy', key: KEY, clean: false });
     await first.end(true);
-    await broker.publish('tv-sleepy', pending('r-queued'));
+    await broker.publish('tv-sleepy', fixedPendingReply('r-queued'));
     const again = await connectDevice({
       url,
       deviceId: 'tv-sleepy',
@@ -529,7 +508,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
       // the broker is up and the bystander, connected all along, still gets its replies
       expect(bystander.closed).toBe(false);
       const reply = await bystander.ask('status', { rid: 'r-still-here' });
-      expect(reply.json).toEqual(pending('r-still-here'));
+      expect(reply.json).toEqual(fixedPendingReply('r-still-here'));
       expect(broker.status().connected).toBe(true);
     });
   });
@@ -546,8 +525,8 @@ describe('EmbeddedBroker, hmac device auth', () => {
   });
 
   it('rejects a reply for a device id outside the contract pattern', async () => {
-    await expect(broker.publish('+', pending('r-x'))).rejects.toThrow(/invalid device id/);
-    await expect(broker.publish('a/b', pending('r-x'))).rejects.toThrow(/invalid device id/);
+    await expect(broker.publish('+', fixedPendingReply('r-x'))).rejects.toThrow(/invalid device id/);
+    await expect(broker.publish('a/b', fixedPendingReply('r-x'))).rejects.toThrow(/invalid device id/);
   });
 
   it('fails to start on a port in use, with UnavailableError', async () => {
@@ -596,7 +575,7 @@ describe('EmbeddedBroker, deviceAuth none', () => {
     });
     await broker.start(async (req) => {
       calls.push(req);
-      await broker.publish(req.deviceId, pending(ridOf(req.payload)));
+      await broker.publish(req.deviceId, fixedPendingReply(ridOf(req.payload)));
     });
     url = `mqtt://127.0.0.1:${broker.port}`;
   });
@@ -642,7 +621,7 @@ describe('EmbeddedBroker.close()', () => {
     await broker.start(async (req) => {
       order.push('handler started');
       await gate;
-      await broker.publish(req.deviceId, pending(ridOf(req.payload)));
+      await broker.publish(req.deviceId, fixedPendingReply(ridOf(req.payload)));
       order.push('handler done');
     });
     const url = `mqtt://127.0.0.1:${broker.port}`;
@@ -661,9 +640,11 @@ describe('EmbeddedBroker.close()', () => {
       release();
       await closing;
       expect(order).toEqual(['handler started', 'handler done', 'closed']);
-      expect((await d.waitForReply({ rid: 'r-slow' })).json).toEqual(pending('r-slow'));
+      expect((await d.waitForReply({ rid: 'r-slow' })).json).toEqual(fixedPendingReply('r-slow'));
       await d.waitForClose();
-      await expect(broker.publish('tv-slow', pending('r-after'))).rejects.toBeInstanceOf(UnavailableError);
+      await expect(broker.publish('tv-slow', fixedPendingReply('r-after'))).rejects.toBeInstanceOf(
+        UnavailableError,
+      );
       await broker.close(); // idempotent
     } finally {
       release();

@@ -10,13 +10,20 @@ import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { devicePassword } from '../../src/core/crypto.ts';
-import type { DeviceReply } from '../../src/core/protocol.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/service/metrics.ts';
 import { ExternalBroker } from '../../src/transport/external.ts';
 import { topics } from '../../src/transport/topics.ts';
 import type { IncomingRequest } from '../../src/transport/types.ts';
-import { closeAllDevices, connectDevice, connectRefused, type TestDevice } from '../helpers/device.ts';
+import {
+  closeAllDevices,
+  connectDevice,
+  connectRefused,
+  fixedPendingReply,
+  ridOf,
+  type TestDevice,
+} from '../helpers/device.ts';
+
 import { stopAll, waitFor } from '../helpers/procs.ts';
 import { type Broker, GATEWAY_PASSWORD, PREFIX, startBroker } from './cluster.ts';
 
@@ -37,25 +44,6 @@ let broker: Broker;
 let transport: ExternalBroker;
 const calls: IncomingRequest[] = [];
 
-function pending(rid: string): DeviceReply {
-  return {
-    v: 1,
-    rid,
-    status: 'pending',
-    user_code: 'BCDF-GHJK',
-    verification_uri: 'http://127.0.0.1/device',
-    expires_in: 600,
-  };
-}
-
-function ridOf(payload: Buffer): string {
-  try {
-    const v = JSON.parse(payload.toString('utf8')) as { rid?: unknown };
-    return typeof v.rid === 'string' ? v.rid : 'none';
-  } catch {
-    return 'none';
-  }
-}
 const callsWithRid = (rid: string) => calls.filter((c) => ridOf(c.payload) === rid);
 
 function device(id: string, extra: Partial<Parameters<typeof connectDevice>[0]> = {}): Promise<TestDevice> {
@@ -89,7 +77,7 @@ beforeAll(async () => {
   transport = newTransport(`devicegate-${randomBytes(8).toString('hex')}`);
   await transport.start(async (req) => {
     calls.push(req);
-    await transport.publish(req.deviceId, pending(ridOf(req.payload)));
+    await transport.publish(req.deviceId, fixedPendingReply(ridOf(req.payload)));
   });
 });
 
@@ -118,10 +106,10 @@ describe('Mosquitto with the shipped ACL', () => {
     for (const filter of filters) await b.subscribe(filter);
     expect(b.closed).toBe(false);
 
-    await transport.publish('tv-victim', pending('r-secret'));
+    await transport.publish('tv-victim', fixedPendingReply('r-secret'));
     await a.waitForReply({ rid: 'r-secret' });
     // published after A's reply by the same client: once B has it, B would have had A's too
-    await transport.publish('tv-thief', pending('r-barrier'));
+    await transport.publish('tv-thief', fixedPendingReply('r-barrier'));
     await b.waitForReply({ rid: 'r-barrier' });
     expect(b.received.map((r) => r.json?.['rid'])).toEqual(['r-barrier']);
   });
@@ -133,7 +121,7 @@ describe('Mosquitto with the shipped ACL', () => {
       await b.subscribe(filter);
     }
     await a.ask('authorize', { rid: 'r-a-req' });
-    await transport.publish('tv-thief', pending('r-barrier-2'));
+    await transport.publish('tv-thief', fixedPendingReply('r-barrier-2'));
     await b.waitForReply({ rid: 'r-barrier-2' });
     expect(b.received.map((r) => r.topic)).toEqual([b.resTopic]);
   });
@@ -245,7 +233,7 @@ describe('Mosquitto with the shipped ACL', () => {
     await d.end();
     const late = await device('tv-retain');
     // a barrier sent after the (re)subscription: a retained reply would have come first
-    await transport.publish('tv-retain', pending('r-ret-barrier'));
+    await transport.publish('tv-retain', fixedPendingReply('r-ret-barrier'));
     await late.waitForReply({ rid: 'r-ret-barrier' });
     expect(late.received.map((m) => m.json?.['rid'])).toEqual(['r-ret-barrier']);
   });
