@@ -59,63 +59,46 @@ export async function approvalToToken(ctx: BenchContext): Promise<ScenarioResult
     offset = await clockOffset(() => admin.now(up));
     direct = await directTokenRoundTrips(up, ctx.quick ? 100 : 300);
 
-    // Bridge
-    let host = await spawnHost('gateway-bridge');
-    try {
-      const started = await host.call<StartedInfo>({
-        op: 'start-gateway',
-        bridge: true,
-        env: gatewayEnv({ redisUrl: redis.proc.url, issuer: up, mode: 'authorization_code' }),
-      });
-      const fleet = await connectFleet({
-        url: started.mqttUrl!,
-        fleetKey: FLEET_KEY,
-        devices: bridgeDevices,
-        idPrefix: 'tvb-',
-      });
+    /** A gateway process in `mode`, a fleet connected to it, `run` measured with the CPU of every process. */
+    const withGateway = async <T>(
+      mode: 'authorization_code' | 'device',
+      devices: number,
+      idPrefix: string,
+      run: (fleet: Fleet, host: Host) => Promise<T>,
+    ): Promise<T> => {
+      const bridgeMode = mode === 'authorization_code';
+      const host = await spawnHost(bridgeMode ? 'gateway-bridge' : 'gateway-relay');
       try {
-        const meter = new CpuMeter({
-          devicegate: host.pid,
-          loadgen: process.pid,
-          redis: redis.proc.pid,
-        }).start();
-        bridge = await runBridge(fleet, host, up, flowsPerDevice, offset.offsetMs);
-        cpu.bridge = meter.stop();
+        const started = await host.call<StartedInfo>({
+          op: 'start-gateway',
+          ...(bridgeMode && { bridge: true }),
+          env: gatewayEnv({ redisUrl: redis.proc.url, issuer: up, mode }),
+        });
+        const fleet = await connectFleet({ url: started.mqttUrl!, fleetKey: FLEET_KEY, devices, idPrefix });
+        try {
+          const meter = new CpuMeter({
+            devicegate: host.pid,
+            loadgen: process.pid,
+            redis: redis.proc.pid,
+          }).start();
+          const result = await run(fleet, host);
+          cpu[bridgeMode ? 'bridge' : 'relay'] = meter.stop();
+          return result;
+        } finally {
+          await fleet.close();
+        }
       } finally {
-        await fleet.close();
+        await host.stop();
       }
-    } finally {
-      await host.stop();
-    }
+    };
 
-    // Relay
+    bridge = await withGateway('authorization_code', bridgeDevices, 'tvb-', (fleet, host) =>
+      runBridge(fleet, host, up, flowsPerDevice, offset.offsetMs),
+    );
     await redis.client.flushall();
-    host = await spawnHost('gateway-relay');
-    try {
-      const started = await host.call<StartedInfo>({
-        op: 'start-gateway',
-        env: gatewayEnv({ redisUrl: redis.proc.url, issuer: up, mode: 'device' }),
-      });
-      const fleet = await connectFleet({
-        url: started.mqttUrl!,
-        fleetKey: FLEET_KEY,
-        devices: relayDevices,
-        idPrefix: 'tvr-',
-      });
-      try {
-        const meter = new CpuMeter({
-          devicegate: host.pid,
-          loadgen: process.pid,
-          redis: redis.proc.pid,
-        }).start();
-        relay = await runRelay(fleet, up, offset.offsetMs);
-        cpu.relay = meter.stop();
-      } finally {
-        await fleet.close();
-      }
-    } finally {
-      await host.stop();
-    }
+    relay = await withGateway('device', relayDevices, 'tvr-', (fleet) =>
+      runRelay(fleet, up, offset.offsetMs),
+    );
   } finally {
     await upstream.stop();
     await redis.close();
