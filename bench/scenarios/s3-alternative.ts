@@ -26,7 +26,7 @@ import type { Socket } from 'node:net';
 import mqtt from 'mqtt';
 import { devicePassword } from '../../src/core/crypto.ts';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger } from '../../src/observability/log.ts';
 import { topics } from '../../src/transport/topics.ts';
 import { parseReply } from '../../firmware-sim/device.ts';
 import { approveDeviceCode, authorizeInBrowserlessFlow } from '../../test/helpers/idp-person.ts';

@@ -6,6 +6,9 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { USER_CODE_SPACE } from '../core/codes.ts';
+import type { UpstreamMode } from '../core/flow.ts';
+
+export type { UpstreamMode };
 
 // eslint-disable-next-line no-control-regex -- NUL is forbidden in MQTT topic names
 const TOPIC_LEVEL = /^[^#+/\u0000]+$/;
@@ -212,8 +215,6 @@ export const configDocs: ReadonlyArray<{ name: string; doc: string; default?: st
   const def = parsed.success && parsed.data !== undefined ? String(parsed.data) : undefined;
   return def === undefined ? { name, doc: e.doc } : { name, doc: e.doc, default: def };
 });
-
-export type UpstreamMode = 'device' | 'authorization_code';
 
 export interface Config {
   readonly production: boolean;

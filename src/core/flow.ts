@@ -1,6 +1,8 @@
 /** The flow record: what the gateway knows about one device authorization request. */
 import type { OAuthErrorCode } from './errors.ts';
-import type { UpstreamMode } from '../config/index.ts';
+
+/** `device`: relay to the upstream's RFC 8628 endpoint; `authorization_code`: bridge to code + PKCE. */
+export type UpstreamMode = 'device' | 'authorization_code';
 
 /**
  * `pending` until a result; then exactly one of the result states; then `acked` once the device confirmed receipt.

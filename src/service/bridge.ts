@@ -8,7 +8,6 @@
  * is exchanged once, by the holder of the flow's lease; the device is told at once.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import * as oauth from 'oauth4webapi';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import { normalizeUserCode } from '../core/codes.ts';
@@ -18,8 +17,9 @@ import { isExpired } from '../core/engine.ts';
 import type { Flow } from '../core/flow.ts';
 import { type FlowStore, GRACE_MS } from '../store/types.ts';
 import type { BridgeUpstream } from '../upstream/types.ts';
-import { FlowService, describe } from './flows.ts';
-import type { Metrics } from './metrics.ts';
+import { FlowService } from './flows.ts';
+import { describe } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
 
 /** Longest time between Approve and the upstream's redirect back. */
 export const MAX_AUTHORIZE_MS = 10 * 60 * 1000;
@@ -79,27 +79,20 @@ export class BridgeFlows {
   async approve(input: string): Promise<{ redirectUrl: string; state: string } | undefined> {
     const flow = await this.lookup(input);
     if (flow === undefined) return undefined;
-    const codeVerifier = oauth.generateRandomCodeVerifier();
-    const nonce = flow.scope.split(' ').includes('openid') ? oauth.generateRandomNonce() : undefined;
+    const state = randomBytes(32).toString('base64url');
+    const request = await this.#d.upstream.authorizationRequest({ state, scope: flow.scope });
     const r = await this.#d.service.mutate(flow.deviceId, flow.rid, {
       type: 'approve',
-      codeVerifier,
-      ...(nonce !== undefined && { nonce }),
+      codeVerifier: request.codeVerifier,
+      ...(request.nonce !== undefined && { nonce: request.nonce }),
     });
     if (r.status !== 'ok' || r.transition.reject !== undefined || !r.transition.changed) return undefined;
     await this.#d.store.releaseUserCode(this.#codeHash(normalizeUserCode(input)!));
-    const state = randomBytes(32).toString('base64url');
     const now = this.#d.clock.now();
     // Kept past expiry (with the record's grace) so a late callback can still tell the device `expired_token`.
     const ttl = Math.max(1000, flow.expiresAt + GRACE_MS - now);
     await this.#d.store.putOnce(this.#stateHash(state), `${flow.deviceId}/${flow.rid}`, ttl);
-    const redirectUrl = this.#d.upstream.authorizationUrl({
-      state,
-      codeChallenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
-      scope: flow.scope,
-      ...(nonce !== undefined && { nonce }),
-    });
-    return { redirectUrl, state };
+    return { redirectUrl: request.url, state };
   }
 
   /** The person denied: the code dies and the device is told `access_denied` at once. `false` if not usable. */

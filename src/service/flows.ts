@@ -32,8 +32,9 @@ import type { RelayUpstream, Upstream } from '../upstream/types.ts';
 import { formatUserCode, generateUserCode } from '../core/codes.ts';
 import type { Keys } from '../core/crypto.ts';
 import { checkDeviceKey, encryptForDevice } from './jwe.ts';
-import type { Metrics } from './metrics.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { DeviceThrottle } from './throttle.ts';
+import { describe } from '../observability/log.ts';
 
 /** Seconds a device is told to wait when a dependency is down. */
 export const RETRY_AFTER_SECONDS = 5;
@@ -536,10 +537,4 @@ function tokenFields(
     ...(token.scope !== undefined && { scope: token.scope }),
     ...(token.id_token !== undefined && { id_token: token.id_token }),
   };
-}
-
-/** An error's class and message for logs: never its cause's payload. */
-export function describe(err: unknown): string {
-  if (err instanceof Error) return `${err.name}: ${err.message}`;
-  return String(err);
 }

@@ -18,8 +18,9 @@ import type { Clock } from '../core/clock.ts';
 import { type PollOutcome, apply, dueAt } from '../core/engine.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { RelayUpstream, Upstream } from '../upstream/types.ts';
-import { FlowService, describe } from './flows.ts';
-import type { Metrics } from './metrics.ts';
+import { FlowService } from './flows.ts';
+import { describe } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
 
 export interface SchedulerOptions {
   store: FlowStore;

@@ -24,7 +24,7 @@ import type { Logger } from 'pino';
 import { checkDevicePassword } from '../core/crypto.ts';
 import { UnavailableError } from '../core/errors.ts';
 import { type DeviceReply, ID_PATTERN } from '../core/protocol.ts';
-import type { Metrics } from '../service/metrics.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { Topics } from './topics.ts';
 import type { DeviceRequestHandler, DeviceTransport, IncomingRequest, TransportStatus } from './types.ts';
 

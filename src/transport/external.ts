@@ -27,7 +27,7 @@ import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { UnavailableError } from '../core/errors.ts';
 import type { DeviceReply } from '../core/protocol.ts';
-import type { Metrics } from '../service/metrics.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { Topics } from './topics.ts';
 import type { DeviceRequestHandler, DeviceTransport, TransportStatus } from './types.ts';
 

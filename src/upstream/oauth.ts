@@ -270,8 +270,11 @@ export function createUpstream(o: UpstreamOptions): UpstreamClient {
     kind: 'authorization_code',
     refresh,
 
-    authorizationUrl({ state, codeChallenge, scope, nonce }) {
+    async authorizationRequest({ state, scope }) {
       const url = new URL(ready().authorization_endpoint!);
+      const codeVerifier = oauth.generateRandomCodeVerifier();
+      const codeChallenge = await oauth.calculatePKCECodeChallenge(codeVerifier);
+      const nonce = scope.split(' ').includes('openid') ? oauth.generateRandomNonce() : undefined;
       const p = url.searchParams;
       p.set('response_type', 'code');
       p.set('client_id', o.clientId);
@@ -281,7 +284,7 @@ export function createUpstream(o: UpstreamOptions): UpstreamClient {
       p.set('code_challenge', codeChallenge);
       p.set('code_challenge_method', 'S256');
       if (nonce !== undefined) p.set('nonce', nonce);
-      return url.href;
+      return { url: url.href, codeVerifier, ...(nonce !== undefined && { nonce }) };
     },
 
     async exchangeCode(callback, expected) {

@@ -18,6 +18,13 @@ export interface DeviceAuthorization {
   interval: number;
 }
 
+/** Bridge mode: what {@link BridgeUpstream.authorizationRequest} hands out. Verifier and nonce are secrets. */
+export interface AuthorizationRequest {
+  url: string;
+  codeVerifier: string;
+  nonce?: string;
+}
+
 /** What both modes offer. */
 export interface RefreshingUpstream {
   /**
@@ -42,8 +49,12 @@ export interface RelayUpstream extends RefreshingUpstream {
 /** Bridge mode: the upstream has authorization code + PKCE. */
 export interface BridgeUpstream extends RefreshingUpstream {
   readonly kind: 'authorization_code';
-  /** The URL the browser is sent to (PKCE S256, `state`, exact redirect URI). */
-  authorizationUrl(params: { state: string; codeChallenge: string; scope: string; nonce?: string }): string;
+  /**
+   * A fresh authorization request (RFC 6749 §4.1.1 with PKCE S256, RFC 7636): the URL the browser is sent to (with
+   * `state` and the exact redirect URI) and the secrets the callback needs back — the PKCE verifier, and an OIDC
+   * nonce when `scope` has `openid`. Throws `UnavailableError` until the upstream is discovered.
+   */
+  authorizationRequest(params: { state: string; scope: string }): Promise<AuthorizationRequest>;
   /**
    * Validates the callback parameters against `state` and exchanges the code (once). Throws `OAuthError` for an
    * error answer (`access_denied` included) and `UnavailableError` when the upstream cannot be reached.

@@ -4,7 +4,7 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
-import type { Metrics } from '../service/metrics.ts';
+import type { Metrics } from '../observability/metrics.ts';
 
 export interface Readiness {
   /** name → check; each resolves to `{ ok, detail }` and must not hang (the caller bounds it). */

@@ -1,6 +1,6 @@
 /** The store conformance suite on the in-memory store, plus what only a fake clock can pin exactly. */
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/core/clock.ts';
+import { FakeClock } from '../helpers/clock.ts';
 import { deriveKeys } from '../../src/core/crypto.ts';
 import { flowCodec } from '../../src/service/codec.ts';
 import { MemoryStore } from '../../src/store/memory.ts';

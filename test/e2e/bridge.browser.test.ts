@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
 import { type Gateway, startGateway } from '../../src/gateway.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger } from '../../src/observability/log.ts';
 import {
   launchBrowser,
   phoneContext,

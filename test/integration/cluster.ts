@@ -17,7 +17,7 @@ import type { IncomingMessage } from 'node:http';
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
 import { scripts } from '../../src/store/redis/scripts.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger } from '../../src/observability/log.ts';
 import { type ManagedProcess, startMosquitto } from '../helpers/procs.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

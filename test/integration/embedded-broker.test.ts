@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { devicePassword } from '../../src/core/crypto.ts';
 import { UnavailableError } from '../../src/core/errors.ts';
-import { Metrics } from '../../src/service/metrics.ts';
+import { Metrics } from '../../src/observability/metrics.ts';
 import { EmbeddedBroker, MAX_PACKET_BYTES } from '../../src/transport/embedded.ts';
 import { topics } from '../../src/transport/topics.ts';
 import type { DeviceRequestHandler, IncomingRequest } from '../../src/transport/types.ts';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
 import { startGateway, type Gateway } from '../../src/gateway.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger } from '../../src/observability/log.ts';
 import { closeAllDevices, connectDevice } from '../helpers/device.ts';
 import { freePort, startRedis, stopAll, waitFor, type ManagedProcess } from '../helpers/procs.ts';
 

@@ -10,7 +10,7 @@ import { loadConfig } from '../../src/config/index.ts';
 import { devicePassword } from '../../src/core/crypto.ts';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
 import { startGateway, type Gateway } from '../../src/gateway.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger } from '../../src/observability/log.ts';
 import { closeAllDevices, connectDevice, type TestDevice } from '../helpers/device.ts';
 import { approveDeviceCode } from '../helpers/idp-person.ts';
 import { freePort, startRedis, stopAll, waitFor } from '../helpers/procs.ts';

@@ -9,7 +9,7 @@ import * as oauth from 'oauth4webapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OAuthError, UnavailableError } from '../../src/core/errors.ts';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger } from '../../src/observability/log.ts';
 import { type UpstreamClient, type UpstreamOptions, createUpstream } from '../../src/upstream/oauth.ts';
 import type { BridgeUpstream, RelayUpstream } from '../../src/upstream/types.ts';
 import { approveDeviceCode, authorizeInBrowserlessFlow } from '../helpers/idp-person.ts';
@@ -104,7 +104,7 @@ describe('discovery', () => {
     await expect(relay.startDeviceAuthorization('openid')).rejects.toBeInstanceOf(UnavailableError);
     await expect(relay.pollDeviceToken('some-device-code')).resolves.toEqual({ kind: 'unreachable' });
     const bridge = bridgeOf(bridgeClient);
-    expect(() => bridge.authorizationUrl({ state: 's', codeChallenge: 'c', scope: 'openid' })).toThrow(
+    await expect(bridge.authorizationRequest({ state: 's', scope: 'openid' })).rejects.toBeInstanceOf(
       UnavailableError,
     );
     await expect(
@@ -511,11 +511,10 @@ describe('bridge mode against the demo IdP', () => {
   });
 
   async function start(scope = 'openid email') {
-    const codeVerifier = oauth.generateRandomCodeVerifier();
     const state = oauth.generateRandomState();
-    const nonce = oauth.generateRandomNonce();
+    const { url, codeVerifier, nonce } = await bridge.authorizationRequest({ state, scope });
+    if (nonce === undefined) throw new Error('an openid scope must get a nonce');
     const codeChallenge = await oauth.calculatePKCECodeChallenge(codeVerifier);
-    const url = bridge.authorizationUrl({ state, codeChallenge, scope, nonce });
     return { codeVerifier, state, nonce, codeChallenge, url };
   }
 

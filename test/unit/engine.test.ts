@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/core/clock.ts';
+import { FakeClock } from '../helpers/clock.ts';
 import {
   apply,
   dueAt,

@@ -27,8 +27,8 @@ import { MAX_USER_CODE_INPUT, USER_CODE_SPACE, formatUserCode, normalizeUserCode
 import type { Keys } from '../../core/crypto.ts';
 import { UnavailableError } from '../../core/errors.ts';
 import type { BridgeFlows } from '../../service/bridge.ts';
-import { describe } from '../../service/flows.ts';
-import type { Metrics } from '../../service/metrics.ts';
+import { describe } from '../../observability/log.ts';
+import type { Metrics } from '../../observability/metrics.ts';
 import { GRACE_MS } from '../../store/types.ts';
 import {
   type ErrorKind,
