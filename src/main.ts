@@ -1,11 +1,15 @@
 /**
- * Entry point: `npm start` / `devicegate`. Reads the environment, starts the gateway, prints where everything
- * listens, and shuts down cleanly on SIGTERM / SIGINT (in-flight work finishes, leases are released, clients are
- * disconnected).
+ * Entry point: `npm start` / `devicegate`. Reads the environment, builds and starts the gateway (with the demo
+ * identity provider when no upstream is configured), prints where everything listens, and shuts down cleanly on
+ * SIGTERM / SIGINT (in-flight work finishes, leases are released, clients are disconnected).
  */
-import { ConfigError, loadConfig } from './config/index.ts';
-import { banner } from './cli/banner.ts';
+import type { Logger } from 'pino';
+import { ConfigError, loadConfig, type Config } from './config/index.ts';
 import { credentialsCommand } from './cli/credentials.ts';
+import { createLogger } from './observability/log.ts';
+
+/** Longest a shutdown may take before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 15_000;
 
 async function main(): Promise<void> {
   const [command, ...args] = process.argv.slice(2);
@@ -21,31 +25,35 @@ async function main(): Promise<void> {
     process.stderr.write('       devicegate credentials [--mosquitto] <deviceId>...\n');
     process.exit(2);
   }
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`devicegate: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const { startGateway } = await import('./gateway.ts');
-  const gateway = await startGateway({ config });
-  process.stdout.write(banner(gateway));
+  const config = configOrExit();
+  const log = createLogger(config.logLevel);
+  const { run } = await import('./run.ts');
+  const running = await run(config, log);
+  process.stdout.write(running.banner);
+  onSignals(log, running.close);
+}
 
+function configOrExit(): Config {
+  try {
+    return loadConfig(process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`devicegate: ${err.message}\n`);
+    process.exit(2);
+  }
+}
+
+function onSignals(log: Logger, close: () => Promise<void>): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    gateway.log.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 15_000);
-    force.unref();
-    gateway.close().then(
+    log.info({ signal }, 'shutting down');
+    setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
+    close().then(
       () => process.exit(0),
       (err: unknown) => {
-        gateway.log.error({ err }, 'shutdown failed');
+        log.error({ err }, 'shutdown failed');
         process.exit(1);
       },
     );

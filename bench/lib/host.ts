@@ -18,17 +18,13 @@ import { Session } from 'node:inspector/promises';
 import { Aedes } from 'aedes';
 import { request } from 'undici';
 import { loadConfig } from '../../src/config/index.ts';
-import { systemClock } from '../../src/core/clock.ts';
-import { deriveKeys } from '../../src/core/crypto.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
-import { startGateway, type Gateway } from '../../src/gateway.ts';
+import { type StartedGateway as Gateway, startGateway } from '../../test/helpers/gateway.ts';
 import { createLogger } from '../../src/observability/log.ts';
-import { BridgeFlows } from '../../src/service/bridge.ts';
+import type { BridgeFlows } from '../../src/service/bridge.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { EmbeddedBroker } from '../../src/transport/embedded.ts';
 import { topics } from '../../src/transport/topics.ts';
-import { createUpstream } from '../../src/upstream/oauth.ts';
-import type { BridgeUpstream } from '../../src/upstream/types.ts';
 import { connectFleet, type Fleet, summarize } from '../../firmware-sim/fleet.ts';
 import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from '../fake-upstream.ts';
 import { nowMs } from './clock.ts';
@@ -118,34 +114,11 @@ async function handle(req: HostRequest): Promise<unknown> {
     case 'start-gateway': {
       const config = loadConfig(req.env);
       const log = createLogger(req.logLevel ?? config.logLevel);
-      gateway = await startGateway({ config, log, writeDemoFile: false });
+      gateway = await startGateway(config, { log });
       if (req.bridge === true) {
-        const secret = req.env.DEVICEGATE_SECRET;
-        const issuer = req.env.DEVICEGATE_UPSTREAM_ISSUER;
-        const clientId = req.env.DEVICEGATE_UPSTREAM_CLIENT_ID;
-        if (secret === undefined || issuer === undefined || clientId === undefined)
-          throw new Error('bridge needs DEVICEGATE_SECRET and an upstream');
-        const clientSecret = req.env.DEVICEGATE_UPSTREAM_CLIENT_SECRET;
-        const client = createUpstream({
-          issuer,
-          clientId,
-          ...(clientSecret !== undefined && { clientSecret }),
-          mode: 'authorization_code',
-          redirectUri: `${gateway.publicUrl}/oauth/callback`,
-          timeoutMs: 5000,
-          allowInsecure: true,
-          log: log.child({ component: 'bench-upstream' }),
-        });
-        await client.discover();
-        bridge = new BridgeFlows({
-          service: gateway.service,
-          store: gateway.store,
-          upstream: client.upstream as BridgeUpstream,
-          keys: deriveKeys(secret),
-          clock: systemClock,
-          metrics: gateway.metrics,
-          log: log.child({ component: 'bench-bridge' }),
-        });
+        if (gateway.bridge === undefined)
+          throw new Error('bridge needs DEVICEGATE_UPSTREAM_MODE=authorization_code');
+        bridge = gateway.bridge;
       }
       return info({ mqttUrl: gateway.mqttUrl, httpUrl: gateway.httpUrl });
     }

@@ -1,16 +1,17 @@
 /** What `npm start` prints: where everything listens and how to try it. */
-import type { Gateway } from '../gateway.ts';
+import type { Demo } from '../demo/launch.ts';
+import type { Addresses, Gateway } from '../gateway/index.ts';
 
-export function banner(g: Gateway): string {
+export function banner(g: Gateway, at: Addresses, demo: Demo | undefined): string {
   const lines = [
     '',
     '  devicegate is running',
     '',
-    `  devices (MQTT)     ${g.mqttUrl}   topics ${g.config.topicPrefix}/{deviceId}/req/+ and /res`,
-    `  web                ${g.publicUrl}/device   (health ${g.httpUrl}/healthz, ${g.httpUrl}/readyz, ${g.httpUrl}/metrics)`,
+    `  devices (MQTT)     ${at.mqttUrl}   topics ${g.config.topicPrefix}/{deviceId}/req/+ and /res`,
+    `  web                ${at.publicUrl}/device   (health ${at.httpUrl}/healthz, ${at.httpUrl}/readyz, ${at.httpUrl}/metrics)`,
     `  upstream           ${g.upstreamIssuer}   (${g.config.mode === 'device' ? 'relay: RFC 8628 device endpoint' : 'bridge: authorization code + PKCE'})`,
   ];
-  if (g.demo !== undefined) {
+  if (demo !== undefined) {
     lines.push(
       '',
       '  ************************************************************************',
@@ -18,7 +19,8 @@ export function banner(g: Gateway): string {
       '  *  Not for production: set DEVICEGATE_UPSTREAM_ISSUER to a real one.     *',
       '  ************************************************************************',
       '',
-      `  demo user          ${g.demo.username} / ${g.demo.password}`,
+      `  demo user          ${demo.idp.username} / ${demo.idp.password}`,
+      ...demo.moves.map((m) => `  note               ${m}`),
       '',
       '  Try it: in a second terminal run',
       '',

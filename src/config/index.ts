@@ -344,9 +344,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   if (e.DEVICEGATE_MQTT_URL === undefined && (e.DEVICEGATE_MQTT_USERNAME ?? e.DEVICEGATE_MQTT_PASSWORD)) {
     problems.push('DEVICEGATE_MQTT_USERNAME: only used with DEVICEGATE_MQTT_URL');
   }
+  const mode: UpstreamMode = e.DEVICEGATE_UPSTREAM_MODE ?? (upstreamSet ? 'device' : 'authorization_code');
+  if (mode === 'authorization_code' && e.DEVICEGATE_HTTP_PORT === 0 && e.DEVICEGATE_PUBLIC_URL === undefined) {
+    // the redirect URI registered at the upstream is built from the public URL before any port is bound
+    problems.push('DEVICEGATE_PUBLIC_URL: required in bridge mode when DEVICEGATE_HTTP_PORT is 0');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const mode: UpstreamMode = e.DEVICEGATE_UPSTREAM_MODE ?? (upstreamSet ? 'device' : 'authorization_code');
   const allowed = new Set(
     (
       e.DEVICEGATE_ALLOWED_SCOPES ?? `${e.DEVICEGATE_DEFAULT_SCOPE} openid profile email offline_access`

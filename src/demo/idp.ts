@@ -6,7 +6,7 @@
  */
 import { createHash, generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type PortFallback, listenWithFallback } from '../net/listen.ts';
 import type { Account, Configuration, KoaContextWithOIDC, Provider, ProviderError } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { memoryAdapterFactory } from './adapter.ts';
@@ -55,6 +55,8 @@ export interface DemoIdpOptions {
   host: string;
   /** 0 picks a free port */
   port: number;
+  /** when `port` is taken, try the following ports (and say which one was used) */
+  portFallback?: PortFallback;
   /** the client's registered redirect URIs (exact match) */
   redirectUris: string[];
   /** `false`: authorization code only, no device authorization endpoint */
@@ -80,15 +82,8 @@ export async function startDemoIdp(o: DemoIdpOptions): Promise<DemoIdp> {
   const clientId = o.clientId ?? DEMO_CLIENT_ID;
   const clientSecret = o.clientSecret ?? randomBytes(24).toString('base64url');
   const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const port = await listenWithFallback(server, o.host, o.port, o.portFallback);
   try {
-    const port = (server.address() as AddressInfo).port;
     const issuer = `http://${urlHost(o.host)}:${port}`;
     const stats: DemoIdpStats = { tokenRequests: 0, redemptions: new Map() };
     const provider = await quietly(async () => {

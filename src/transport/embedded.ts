@@ -25,6 +25,7 @@ import { checkDevicePassword } from '../core/crypto.ts';
 import { UnavailableError } from '../core/errors.ts';
 import { type DeviceReply, ID_PATTERN } from '../core/protocol.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { type PortFallback, listenWithFallback } from '../net/listen.ts';
 import type { Topics } from './topics.ts';
 import type { DeviceRequestHandler, DeviceTransport, IncomingRequest, TransportStatus } from './types.ts';
 
@@ -66,6 +67,8 @@ export interface EmbeddedBrokerOptions {
   host: string;
   /** TCP port; 0 picks a free one (read it from {@link EmbeddedBroker.port} after `start()`) */
   port: number;
+  /** the demo only: when `port` is taken, try the following ports (and say which one was used) */
+  portFallback?: PortFallback | undefined;
   topics: Topics;
   /** `hmac`: password = devicePassword(deviceKey, id). `none`: any valid id, no password (demos only). */
   deviceAuth: 'hmac' | 'none';
@@ -167,13 +170,7 @@ export class EmbeddedBroker implements DeviceTransport {
     const server = createServer({ noDelay: true }, (socket) => this.#accept(broker, socket));
     this.#server = server;
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.#o.port, this.#o.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      this.#port = await listenWithFallback(server, this.#o.host, this.#o.port, this.#o.portFallback);
     } catch (err) {
       this.#server = undefined;
       await new Promise<void>((resolve) => broker.close(resolve));
@@ -188,8 +185,6 @@ export class EmbeddedBroker implements DeviceTransport {
     }
     server.on('error', (err) => this.#o.log.error({ err: err.message }, 'embedded broker listener error'));
     this.#serverClosed = new Promise((resolve) => server.once('close', resolve));
-    const address = server.address();
-    if (typeof address === 'object' && address !== null) this.#port = address.port;
     this.#o.metrics.gauge(
       'devicegate_mqtt_clients',
       'Devices connected to the embedded broker.',

@@ -23,7 +23,8 @@ export interface AppDeps {
 
 const READY_TIMEOUT_MS = 2000;
 
-export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+/** Builds the app; plugins and routes load on `ready()` / `listen()` / the first `inject()`. */
+export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
     // Request lines would carry URLs with user codes and OAuth codes: never logged.
@@ -57,7 +58,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return deps.metrics.render();
   });
 
-  if (deps.register !== undefined) await deps.register(app);
+  if (deps.register !== undefined) void app.register(deps.register);
   return app;
 }
 

@@ -8,7 +8,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
-import { type Gateway, startGateway } from '../../src/gateway.ts';
+import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import {
   launchBrowser,
@@ -53,7 +53,7 @@ beforeAll(async () => {
     DEVICEGATE_DEFAULT_SCOPE: 'openid profile',
     DEVICEGATE_LOG_LEVEL: 'silent',
   });
-  gw = await startGateway({ config, log, writeDemoFile: false });
+  gw = await startGateway(config, { log });
   browser = await launchBrowser();
 }, 60_000);
 

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
-import { startGateway, type Gateway } from '../../src/gateway.ts';
+import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { closeAllDevices, connectDevice } from '../helpers/device.ts';
 import { approveDeviceCode } from '../helpers/idp-person.ts';
@@ -55,7 +55,7 @@ beforeAll(async () => {
     DEVICEGATE_SECRET: 'c'.repeat(40),
     DEVICEGATE_LOG_LEVEL: 'trace',
   });
-  gw = await startGateway({ config, log: createLogger('trace', sink), writeDemoFile: false });
+  gw = await startGateway(config, { log: createLogger('trace', sink) });
 });
 
 afterAll(async () => {

@@ -8,7 +8,7 @@ import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { UnavailableError } from '../../src/core/errors.ts';
-import { startGateway, type Gateway } from '../../src/gateway.ts';
+import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { ExternalBroker } from '../../src/transport/external.ts';
@@ -52,7 +52,7 @@ async function gateway(username: string, extra: Record<string, string> = {}): Pr
     DEVICEGATE_LOG_LEVEL: 'silent',
     ...extra,
   });
-  const g = await startGateway({ config, log, writeDemoFile: false });
+  const g = await startGateway(config, { log });
   gateways.push(g);
   return g;
 }

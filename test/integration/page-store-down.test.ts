@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
-import { startGateway, type Gateway } from '../../src/gateway.ts';
+import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { closeAllDevices, connectDevice } from '../helpers/device.ts';
 import { freePort, startRedis, stopAll, waitFor, type ManagedProcess } from '../helpers/procs.ts';
@@ -66,7 +66,7 @@ beforeAll(async () => {
     DEVICEGATE_SECRET: 'p'.repeat(40),
     DEVICEGATE_LOG_LEVEL: 'silent',
   });
-  gw = await startGateway({ config, log, writeDemoFile: false });
+  gw = await startGateway(config, { log });
 });
 
 afterAll(async () => {

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { devicePassword } from '../../src/core/crypto.ts';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
-import { startGateway, type Gateway } from '../../src/gateway.ts';
+import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { closeAllDevices, connectDevice, type TestDevice } from '../helpers/device.ts';
 import { approveDeviceCode } from '../helpers/idp-person.ts';
@@ -37,7 +37,7 @@ async function gateway(upstream: DemoIdp, extra: Record<string, string> = {}): P
     DEVICEGATE_SECRET: 's'.repeat(40),
     DEVICEGATE_LOG_LEVEL: 'silent',
   });
-  return startGateway({ config, log, writeDemoFile: false });
+  return startGateway(config, { log });
 }
 
 async function device(g: Gateway, id: string): Promise<TestDevice> {

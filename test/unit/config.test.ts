@@ -87,6 +87,21 @@ describe('loadConfig', () => {
     expect(c.mqtt).toMatchObject({ port: 0, portIsDefault: false });
   });
 
+  it('needs a public URL in bridge mode on HTTP port 0 (the redirect URI is fixed before the port is bound)', () => {
+    expect(() => loadConfig({ DEVICEGATE_HTTP_PORT: '0' })).toThrow(
+      /DEVICEGATE_PUBLIC_URL: required in bridge mode/,
+    );
+    expect(loadConfig({ DEVICEGATE_HTTP_PORT: '0', DEVICEGATE_PUBLIC_URL: 'http://gw.test' }).http.port).toBe(
+      0,
+    );
+    const relay = {
+      DEVICEGATE_HTTP_PORT: '0',
+      DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.test',
+      DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+    };
+    expect(loadConfig(relay).mode).toBe('device');
+  });
+
   it('adds the default scope to the allowed scopes', () => {
     const c = loadConfig({
       DEVICEGATE_DEFAULT_SCOPE: 'openid tv:watch',

@@ -1,0 +1,52 @@
+/**
+ * What differs between the two upstream modes, as the composition root sees it. Each mode has a module of its own
+ * (./relay.ts, ./bridge.ts); the root picks one once, from `config.mode`.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Keys } from '../core/crypto.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { BridgeFlows } from '../service/bridge.ts';
+import type { FlowService } from '../service/flows.ts';
+import type { FlowStore } from '../store/types.ts';
+import type { UpstreamClient } from './upstream-shim.ts';
+
+/** What a mode's wiring is given. */
+export interface WiringDeps {
+  config: Config;
+  /** the upstream's issuer, client id and secret (the config's, or the demo identity provider's) */
+  upstream: NonNullable<Config['upstream']>;
+  /** the base URL people and the upstream reach the gateway at (no trailing slash) */
+  publicUrl: string;
+  keys: Keys;
+  clock: Clock;
+  log: Logger;
+  metrics: Metrics;
+}
+
+/** The parts a mode adds once the flow service exists. */
+export interface ModeParts {
+  /** bridge mode: the flows behind the code-entry page */
+  bridge: BridgeFlows | undefined;
+  /** the HTTP routes of the mode (bridge: the page and the OAuth callback; relay: none) */
+  routes(app: FastifyInstance): Promise<void>;
+}
+
+export interface Wiring {
+  readonly upstream: UpstreamClient;
+  /** Builds the rest of the mode around the service and the store. */
+  withService(parts: { service: FlowService; store: FlowStore; redis: Redis | undefined }): ModeParts;
+}
+
+/** Whether plain-http upstream endpoints may be used: the config's word, else loopback outside production. */
+export function allowInsecureUpstream(config: Config, issuer: string): boolean {
+  return config.allowInsecureUpstream ?? (!config.production && isLoopback(issuer));
+}
+
+function isLoopback(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === 'localhost' || host === '[::1]' || host.startsWith('127.');
+}

@@ -1,0 +1,54 @@
+/**
+ * Runs the gateway the way `npm start` does: the demo identity provider first when no upstream is configured, then
+ * the gateway built from the config and started, then (demo only) the state file `npm run sim` reads.
+ */
+import type { Logger } from 'pino';
+import { banner } from './cli/banner.ts';
+import type { Config } from './config/index.ts';
+import { DEMO_DEVICE_KEY } from './core/crypto.ts';
+import { type Demo, startDemo } from './demo/launch.ts';
+import { removeDemoState, writeDemoState } from './demo/state.ts';
+import { type Gateway, buildGateway } from './gateway/index.ts';
+
+export interface Running {
+  readonly gateway: Gateway;
+  readonly banner: string;
+  close(): Promise<void>;
+}
+
+export async function run(config: Config, log: Logger): Promise<Running> {
+  const publicUrl = config.publicUrl ?? `http://localhost:${config.http.port}`;
+  const demo: Demo | undefined =
+    config.upstream === undefined ? await startDemo(config, publicUrl, log) : undefined;
+  const gateway = buildGateway(config, {
+    log,
+    ...(demo !== undefined && { upstream: demo.upstream, mqttPortFallback: demo.mqttPortFallback }),
+  });
+  try {
+    const at = await gateway.start();
+    if (demo !== undefined) {
+      await writeDemoState({
+        mqttUrl: at.mqttUrl,
+        publicUrl: at.publicUrl,
+        topicPrefix: config.topicPrefix,
+        deviceAuth: config.deviceAuth,
+        // only the published demo key is ever written down
+        ...(config.deviceKey === undefined && { deviceKey: DEMO_DEVICE_KEY }),
+      });
+    }
+    return {
+      gateway,
+      banner: banner(gateway, at, demo),
+      async close() {
+        await gateway.close();
+        if (demo !== undefined) {
+          await removeDemoState();
+          await demo.close();
+        }
+      },
+    };
+  } catch (err) {
+    await demo?.close();
+    throw err;
+  }
+}
