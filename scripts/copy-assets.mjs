@@ -1,6 +1,5 @@
-// Copies the non-TypeScript files the gateway reads at run time (Lua scripts, page assets) next to the build.
-import { cpSync, existsSync } from 'node:fs';
+// Copies the non-TypeScript files the gateway reads at run time (the Lua scripts of the Redis store) next to the
+// build, where src/store/redis/scripts.ts looks for them.
+import { cpSync } from 'node:fs';
 
-for (const dir of ['src/store/redis/lua', 'src/web/static']) {
-  if (existsSync(dir)) cpSync(dir, `dist/${dir}`, { recursive: true });
-}
+cpSync('src/store/redis/lua', 'dist/src/store/redis/lua', { recursive: true });
