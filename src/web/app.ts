@@ -53,8 +53,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', 'text/plain; version=0.0.4').header('cache-control', 'no-store');
-    return deps.metrics.render();
+    const text = await deps.metrics.render();
+    reply.header('content-type', deps.metrics.contentType).header('cache-control', 'no-store');
+    return text;
   });
 
   if (deps.register !== undefined) await deps.register(app);
