@@ -70,6 +70,7 @@ function typeOf(value: unknown): string {
   return typeof ctor === 'function' && ctor.name !== '' ? ctor.name : 'object';
 }
 
+/** A JSON-lines logger at `level`, to stdout or `destination`, with the `err` serializer and the redaction above. */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options: LoggerOptions = {
     level,

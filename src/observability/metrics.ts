@@ -39,6 +39,10 @@ function processMetrics(): Registry {
   return registry;
 }
 
+/**
+ * One gateway's metrics. Names (and label names) are checked at compile time against ./metric-table.ts; label
+ * values must stay low-cardinality. `render()` and `value()` are async because prom-client reads metrics so.
+ */
 export class Metrics {
   readonly #registry = new Registry();
   readonly #process = processMetrics();
