@@ -217,7 +217,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       return { outcome: out.outcome, doneAt: nowMs() };
     }
     case 'metrics-text':
-      return gateway?.metrics.render() ?? '';
+      return (await gateway?.metrics.render()) ?? '';
     case 'stop':
       await stopAll();
       return {};

@@ -54,8 +54,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   app.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', 'text/plain; version=0.0.4').header('cache-control', 'no-store');
-    return deps.metrics.render();
+    const text = await deps.metrics.render();
+    reply.header('content-type', deps.metrics.contentType).header('cache-control', 'no-store');
+    return text;
   });
 
   if (deps.register !== undefined) void app.register(deps.register);

@@ -132,7 +132,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
   });
 
   it('refuses wrong, missing and borrowed passwords with "bad username or password"', async () => {
-    const before = metrics.value('devicegate_mqtt_refused_connects_total', { reason: 'bad_password' });
+    const before = await metrics.value('devicegate_mqtt_refused_connects_total', { reason: 'bad_password' });
     const wrong = await connectRefused({ url, deviceId: 'tv-a', password: 'not-the-hmac' });
     expect(wrong.code).toBe(4);
     expect(wrong.message).toMatch(/Bad username or password/);
@@ -143,7 +143,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
     ).toBe(4);
     // a password made with another fleet key
     expect((await connectRefused({ url, deviceId: 'tv-a', key: 'another-fleet-key' })).code).toBe(4);
-    expect(metrics.value('devicegate_mqtt_refused_connects_total', { reason: 'bad_password' })).toBe(
+    expect(await metrics.value('devicegate_mqtt_refused_connects_total', { reason: 'bad_password' })).toBe(
       before + 4,
     );
   });
@@ -279,7 +279,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
   });
 
   it("disconnects device B when it publishes to A's req topic and never hands that request to the handler", async () => {
-    const before = metrics.value('devicegate_mqtt_denied_total', {
+    const before = await metrics.value('devicegate_mqtt_denied_total', {
       op: 'publish',
       reason: 'not_own_request',
     });
@@ -305,9 +305,9 @@ describe('EmbeddedBroker, hmac device auth', () => {
     expect(callsWithRid('r-forged')).toEqual([]);
     expect(callsWithRid('r-forged-cli')).toEqual([]);
     expect(calls.filter((c) => c.deviceId === 'tv-victim')).toEqual([]);
-    expect(metrics.value('devicegate_mqtt_denied_total', { op: 'publish', reason: 'not_own_request' })).toBe(
-      before + 2,
-    );
+    expect(
+      await metrics.value('devicegate_mqtt_denied_total', { op: 'publish', reason: 'not_own_request' }),
+    ).toBe(before + 2);
   });
 
   it.each([
@@ -335,7 +335,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
     await probe.ask('status', { rid: 'r-retain-probe' });
     expect(callsWithRid('r-retained')).toEqual([]);
     expect(
-      metrics.value('devicegate_mqtt_denied_total', { op: 'publish', reason: 'retain' }),
+      await metrics.value('devicegate_mqtt_denied_total', { op: 'publish', reason: 'retain' }),
     ).toBeGreaterThan(0);
   });
 
@@ -383,9 +383,9 @@ describe('EmbeddedBroker, hmac device auth', () => {
       const err = await connectRefused({ url, deviceId: 'tv-willer', key: KEY, will });
       expect(err.code, will.topic.slice(0, 60)).toBe(5);
     }
-    expect(metrics.value('devicegate_mqtt_refused_connects_total', { reason: 'will_not_allowed' })).toBe(
-      wills.length,
-    );
+    expect(
+      await metrics.value('devicegate_mqtt_refused_connects_total', { reason: 'will_not_allowed' }),
+    ).toBe(wills.length);
 
     // refused connections leave no session behind, so no Will fires: only the barrier reaches the victim
     await broker.publish('tv-will-victim', fixedPendingReply('r-will-barrier'));
@@ -464,7 +464,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
 
     it('closes an authenticated device that sends topics of 101 and 1000 levels, or a 1 MB PUBLISH', async () => {
       const bystander = await connectDevice({ url, deviceId: 'tv-bystander', key: KEY });
-      const tooLarge = metrics.value('devicegate_mqtt_dropped_connections_total', {
+      const tooLarge = await metrics.value('devicegate_mqtt_dropped_connections_total', {
         reason: 'packet_too_large',
       });
       const deep = (levels: number) => `${PREFIX}/tv-raw/req/${'a/'.repeat(levels - 4)}a`;
@@ -499,9 +499,9 @@ describe('EmbeddedBroker, hmac device auth', () => {
           what,
         ).toEqual(['connack']);
       }
-      expect(metrics.value('devicegate_mqtt_dropped_connections_total', { reason: 'packet_too_large' })).toBe(
-        tooLarge + 1,
-      );
+      expect(
+        await metrics.value('devicegate_mqtt_dropped_connections_total', { reason: 'packet_too_large' }),
+      ).toBe(tooLarge + 1);
       expect(calls.some((c) => c.payload.length >= 1024 * 1024)).toBe(false);
       expect(calls.filter((c) => c.deviceId === 'tv-raw')).toEqual([]);
 

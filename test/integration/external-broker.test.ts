@@ -94,7 +94,7 @@ describe('external broker transport', () => {
     const second = await gateway('devicegate-2');
     const count = (g: Gateway) =>
       g.metrics.value('devicegate_device_requests_total', { action: 'authorize' });
-    const before = [count(gw), count(second)];
+    const before = [await count(gw), await count(second)];
     try {
       const devices = await Promise.all(SHARE_DEVICES.map((id) => device(id)));
       // each device asks twice with different rids (memory stores: each instance knows only its own flows)
@@ -114,7 +114,7 @@ describe('external broker transport', () => {
         ).toEqual(expect.arrayContaining(['a', 'b']));
         expect(d.received.filter((r) => r.json?.['status'] === 'pending')).toHaveLength(2);
       }
-      const handled = [count(gw) - before[0]!, count(second) - before[1]!];
+      const handled = [(await count(gw)) - before[0]!, (await count(second)) - before[1]!];
       expect(handled[0]! + handled[1]!).toBe(SHARE_DEVICES.length * 2);
       // Mosquitto spreads a share group round-robin: both instances got work
       expect(handled[0]).toBeGreaterThan(0);
@@ -178,7 +178,9 @@ describe('external broker transport', () => {
       await publisher.publishAsync(`${PREFIX}/tv-retainer/req/status`, '{"rid":"r-live"}', { qos: 1 });
       await waitFor(() => seen.length > 0, 5000, 'the live request');
       expect(seen.map((r) => r.payload.toString())).toEqual(['{"rid":"r-live"}']);
-      expect(metrics.value('devicegate_mqtt_denied_total', { op: 'publish', reason: 'retain' })).toBe(1);
+      expect(await metrics.value('devicegate_mqtt_denied_total', { op: 'publish', reason: 'retain' })).toBe(
+        1,
+      );
     } finally {
       await t.close();
       await publisher.endAsync();

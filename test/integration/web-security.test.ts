@@ -761,7 +761,7 @@ describe('one answer for every unusable code (B.21)', () => {
     const expired = await h.startFlow();
     h.clock.advance((CODE_TTL_S + 1) * 1000);
 
-    const failuresBefore = h.metrics.value('devicegate_code_entry_failures_total');
+    const failuresBefore = await h.metrics.value('devicegate_code_entry_failures_total');
     const answers = [];
     for (const code of ['BCDF-GHJK', expired.code, used.code, denied.code]) answers.push(await c.enter(code));
     for (const res of answers) {
@@ -770,7 +770,7 @@ describe('one answer for every unusable code (B.21)', () => {
       expect(res.headers['content-length']).toBe(answers[0]!.headers['content-length']);
     }
     expect(answers[0]!.body).toContain(INVALID_TEXT);
-    expect(h.metrics.value('devicegate_code_entry_failures_total')).toBe(failuresBefore + 4);
+    expect(await h.metrics.value('devicegate_code_entry_failures_total')).toBe(failuresBefore + 4);
     // and the same answer to a decision on a dead code
     const decision = await c.decide(used.code, 'deny');
     expect(decision.statusCode).toBe(400);
@@ -840,7 +840,7 @@ describe('brute force (B.22, RFC 8628 §5.1)', () => {
     }
     const limited = await c.enter(f.code, { 'x-forwarded-for': '198.51.100.99' });
     expect(limited.statusCode).toBe(429);
-    expect(h.metrics.value('devicegate_code_entry_failures_total')).toBe(8);
+    expect(await h.metrics.value('devicegate_code_entry_failures_total')).toBe(8);
     h.clock.advance(60_000);
     expect(isConfirmPage(await c.enter(f.code, { 'x-forwarded-for': '198.51.100.99' }), f.deviceId)).toBe(
       true,
