@@ -15,10 +15,13 @@ import { startDemoIdp, type DemoIdp } from './demo/idp.ts';
 import { createLogger } from './observability/log.ts';
 import { flowCodec } from './service/codec.ts';
 import { BridgeFlows } from './service/bridge.ts';
+import { CodeEntryGuard } from './service/code-entry-guard.ts';
 import { FlowService } from './service/flows.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Scheduler } from './service/scheduler.ts';
+import { MemoryAttemptCounter } from './store/memory-attempts.ts';
 import { MemoryStore } from './store/memory.ts';
+import { RedisAttemptCounter } from './store/redis/attempts.ts';
 import { RedisStore } from './store/redis/index.ts';
 import type { FlowStore } from './store/types.ts';
 import { EmbeddedBroker } from './transport/embedded.ts';
@@ -26,7 +29,7 @@ import { topics } from './transport/topics.ts';
 import type { DeviceTransport } from './transport/types.ts';
 import { createUpstream, type UpstreamClient } from './upstream/oauth.ts';
 import { buildApp, type Readiness } from './web/app.ts';
-import { registerDevicePages } from './web/routes/device.ts';
+import { devicePages } from './web/device-pages.ts';
 
 export interface GatewayOptions {
   config: Config;
@@ -238,20 +241,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
             metrics,
             log: log.child({ component: 'bridge' }),
           });
-          await registerDevicePages(a, {
+          const counter =
+            redis !== undefined
+              ? new RedisAttemptCounter({ redis, keyPrefix: config.keyPrefix })
+              : new MemoryAttemptCounter(clock);
+          await devicePages(a, {
             bridge,
-            keys,
-            config,
+            guard: new CodeEntryGuard({ counter, limits: config.codeEntryLimits, clock }),
             publicUrl,
+            issuer: upstreamConfig.issuer,
+            keys,
+            requestsPerMinute: config.codeEntryLimits.requestsPerMinute,
+            codeTtlSeconds: config.codeTtlSeconds,
             metrics,
             log,
             clock,
-            upstreamIssuer: upstreamConfig.issuer,
-            limits: {
-              perIp: { max: config.codeEntryLimits.perIpPerMinute, windowMs: 60_000 },
-              global: { max: config.codeEntryLimits.globalPerMinute, windowMs: 60_000 },
-            },
-            ...(redis !== undefined && { redis }),
           });
         }
       },

@@ -1,37 +1,36 @@
 /**
- * The bridge-mode web page under attack (SECURITY-CASES B.13–B.22, C.23, C.24, C.28). Real parts: the fastify app
- * (buildApp + registerDevicePages), BridgeFlows over a MemoryStore and a FlowService, the real upstream client
- * (oauth4webapi) against the real demo identity provider (node-oidc-provider, authorization code + PKCE only), and a
- * private redis-server for the cross-instance limits. The only fake is the MQTT transport, which records what would
- * be published to each device (the broker is not under test here).
+ * The bridge-mode web page under attack (docs/security.md, cases B.13–B.22, C.23, C.24, C.28). Real parts: the
+ * fastify app (buildApp + devicePages, limits from loadConfig), BridgeFlows over a MemoryStore and a FlowService, the
+ * real upstream client (oauth4webapi) against the real demo identity provider (node-oidc-provider, authorization code
+ * + PKCE only), the CodeEntryGuard over the memory attempt counter, and a private redis-server for the cross-instance
+ * limits (the Redis attempt counter). The only fake is the MQTT transport, which records what would be published to
+ * each device (the broker is not under test here).
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/index.ts';
+import { type Config, loadConfig } from '../../src/config/index.ts';
 import { FakeClock } from '../helpers/clock.ts';
 import { USER_CODE_SPACE } from '../../src/core/codes.ts';
 import { deriveKeys } from '../../src/core/crypto.ts';
+import { GUESS_TARGET, guessProbability, maxLiveCodes } from '../../src/core/limits.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { BridgeFlows } from '../../src/service/bridge.ts';
+import { CodeEntryGuard } from '../../src/service/code-entry-guard.ts';
 import { flowCodec } from '../../src/service/codec.ts';
 import { FlowService } from '../../src/service/flows.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import { MemoryAttemptCounter } from '../../src/store/memory-attempts.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
+import { RedisAttemptCounter } from '../../src/store/redis/attempts.ts';
 import type { DeviceTransport } from '../../src/transport/types.ts';
 import { type UpstreamClient, createUpstream } from '../../src/upstream/oauth.ts';
 import type { BridgeUpstream } from '../../src/upstream/types.ts';
 import { buildApp } from '../../src/web/app.ts';
-import {
-  type CodeEntryLimits,
-  DEFAULT_LIMITS,
-  guessProbability,
-  maxLiveCodes,
-  registerDevicePages,
-} from '../../src/web/routes/device.ts';
+import { devicePages } from '../../src/web/device-pages.ts';
 import { startRedis, stopAll } from '../helpers/procs.ts';
 
 const PUBLIC_URL = 'http://gateway.test';
@@ -39,12 +38,12 @@ const CALLBACK = `${PUBLIC_URL}/oauth/callback`;
 const SECRET = 'web-security-test-secret-0123456789abcdef';
 const CODE_TTL_S = 600;
 const log = createLogger('silent');
+/** Failed-entry limits per minute (DEVICEGATE_CODE_ENTRY_LIMIT_*), or `defaults` for the ones loadConfig derives. */
+type LimitsEnv = { perIp?: number; global?: number } | 'defaults';
 /** Limits no test reaches unless it means to. */
-const GENEROUS: Partial<CodeEntryLimits> = {
-  perIp: { max: 1000, windowMs: 60_000 },
-  global: { max: 1000, windowMs: 60_000 },
-  requestsPerMinute: 10_000,
-};
+const GENEROUS = { perIp: 1000, global: 1000 } as const;
+/** The live-code count the default limits are documented for (DEVICEGATE_LIVE_CODES' default). */
+const DOCUMENTED_LIVE_CODES = 250;
 
 let idp: DemoIdp;
 let upstreamClient: UpstreamClient;
@@ -79,6 +78,7 @@ interface Published {
 
 interface Harness {
   app: FastifyInstance;
+  config: Config;
   clock: FakeClock;
   store: MemoryStore;
   service: FlowService;
@@ -111,7 +111,9 @@ afterEach(async () => {
 
 async function harness(
   o: {
-    limits?: Partial<CodeEntryLimits>;
+    limits?: LimitsEnv;
+    /** the flood guard's requests per address per minute; default: the config's */
+    requestsPerMinute?: number;
     trustProxy?: string;
     redis?: Redis;
     allowedScopes?: string;
@@ -132,6 +134,7 @@ async function harness(
     DEVICEGATE_CODE_TTL: String(CODE_TTL_S),
     DEVICEGATE_DEFAULT_SCOPE: 'openid',
     DEVICEGATE_REDIS_KEY_PREFIX: o.keyPrefix ?? `dgtest-${randomBytes(4).toString('hex')}:`,
+    ...limitsEnv(o.limits ?? GENEROUS),
     ...(o.allowedScopes !== undefined && { DEVICEGATE_ALLOWED_SCOPES: o.allowedScopes }),
   });
   const keys = deriveKeys(SECRET);
@@ -166,22 +169,31 @@ async function harness(
     readiness: {},
     ...(o.trustProxy !== undefined && { trustProxy: o.trustProxy }),
     register: (a) =>
-      registerDevicePages(a, {
+      devicePages(a, {
         bridge,
-        keys,
-        config,
+        guard: new CodeEntryGuard({
+          counter:
+            o.redis !== undefined
+              ? new RedisAttemptCounter({ redis: o.redis, keyPrefix: config.keyPrefix })
+              : new MemoryAttemptCounter(clock),
+          limits: config.codeEntryLimits,
+          clock,
+        }),
         publicUrl: PUBLIC_URL,
+        issuer: config.upstream?.issuer,
+        keys,
+        requestsPerMinute: o.requestsPerMinute ?? config.codeEntryLimits.requestsPerMinute,
+        codeTtlSeconds: config.codeTtlSeconds,
         metrics,
         log,
         clock,
-        limits: o.limits ?? GENEROUS,
-        ...(o.redis !== undefined && { redis: o.redis }),
       }),
   });
   const responses: LightMyRequestResponse[] = [];
   let n = 0;
   const h: Harness = {
     app,
+    config,
     clock,
     store,
     service,
@@ -217,6 +229,14 @@ async function harness(
   };
   harnesses.push(h);
   return h;
+}
+
+function limitsEnv(limits: LimitsEnv): Record<string, string> {
+  if (limits === 'defaults') return {};
+  return {
+    ...(limits.perIp !== undefined && { DEVICEGATE_CODE_ENTRY_LIMIT_IP: String(limits.perIp) }),
+    ...(limits.global !== undefined && { DEVICEGATE_CODE_ENTRY_LIMIT_GLOBAL: String(limits.global) }),
+  };
 }
 
 /** A browser over `inject`: keeps cookies, sends same-origin form posts, remembers the page's CSRF token. */
@@ -602,7 +622,7 @@ describe('cross-site request forgery (B.14)', () => {
 
 describe('headers on every page (B.15, B.17, B.18)', () => {
   it('entry, confirm, outcome and error pages forbid framing, referrers, caching and scripts', async () => {
-    const h = await harness({ limits: { ...GENEROUS, perIp: { max: 1, windowMs: 60_000 } } });
+    const h = await harness({ limits: { ...GENEROUS, perIp: 1 } });
     const f = await h.startFlow();
     const c = h.client();
     const pages: Array<[string, LightMyRequestResponse]> = [];
@@ -779,20 +799,47 @@ describe('one answer for every unusable code (B.21)', () => {
 });
 
 describe('brute force (B.22, RFC 8628 §5.1)', () => {
-  it('documents defaults that keep the guessing probability below 1e-6 for the stated number of live codes', () => {
+  it('derives default limits (loadConfig) that keep the guessing probability below 1e-6 for the documented live codes', () => {
     expect(USER_CODE_SPACE).toBe(20 ** 8);
-    const perMinute = (DEFAULT_LIMITS.global.max * 60_000) / DEFAULT_LIMITS.global.windowMs;
+    const { perIp, global } = loadConfig({}).codeEntryLimits;
+    const perMinute = (global.max * 60_000) / global.windowMs;
+    expect(guessProbability(perMinute, 600, DOCUMENTED_LIVE_CODES)).toBeLessThanOrEqual(GUESS_TARGET);
     const n = maxLiveCodes(perMinute, 600);
     expect(n).toBe(255);
     expect(guessProbability(perMinute, 600, n)).toBeLessThan(1e-6);
     expect(guessProbability(perMinute, 600, n + 1)).toBeGreaterThanOrEqual(1e-6);
     expect(guessProbability(perMinute, 600, 100)).toBeCloseTo(3.90625e-7, 12);
     expect(guessProbability(10, 600, 1e4)).toBeCloseTo(3.90625e-5, 10);
-    expect(DEFAULT_LIMITS.perIp.max).toBeLessThan(DEFAULT_LIMITS.global.max);
+    expect(perIp.max).toBeLessThan(global.max);
+  });
+
+  it('the page built from the default config refuses the (limit+1)-th failure, per address and globally', async () => {
+    const h = await harness({ limits: 'defaults', trustProxy: '127.0.0.1' });
+    const { perIp, global } = h.config.codeEntryLimits;
+    // a looser derivation fails here before the loop below would take long
+    expect(
+      guessProbability((global.max * 60_000) / global.windowMs, CODE_TTL_S, DOCUMENTED_LIVE_CODES),
+    ).toBeLessThanOrEqual(GUESS_TARGET);
+    const f = await h.startFlow();
+    const c = h.client();
+    const from = (i: number) => ({ 'x-forwarded-for': `198.51.100.${i}` });
+    let failures = 0;
+    let address = 0;
+    while (failures < global.max) {
+      address++;
+      const n = Math.min(perIp.max, global.max - failures);
+      for (let i = 0; i < n; i++) expect((await c.enter('BCDF-GHJK', from(address))).statusCode).toBe(400);
+      failures += n;
+      // the (perIp.max + 1)-th failure of one address is refused, and costs the global budget nothing
+      if (n === perIp.max) expect((await c.enter('BCDF-GHJK', from(address))).statusCode).toBe(429);
+    }
+    // the (global.max + 1)-th failure, from an address that has not tried yet: refused, even with the right code
+    expect((await c.enter(f.code, from(address + 1))).statusCode).toBe(429);
+    expect(h.metrics.value('devicegate_code_entry_failures_total')).toBe(global.max);
   });
 
   it('trips the per-address limit after N failures, ignores forged X-Forwarded-For, and a success does not reset it', async () => {
-    const h = await harness({ limits: { ...GENEROUS, perIp: { max: 5, windowMs: 60_000 } } });
+    const h = await harness({ limits: { ...GENEROUS, perIp: 5 } });
     const f = await h.startFlow();
     const c = h.client({ remoteAddress: '203.0.113.9' });
     const wrong = (i: number) => `BCDF-GH${'JKLMNPQRST'[i]}${'JKLMNPQRST'[i]}`;
@@ -825,7 +872,7 @@ describe('brute force (B.22, RFC 8628 §5.1)', () => {
   it('trips the global limit across many addresses behind a trusted proxy', async () => {
     const h = await harness({
       trustProxy: '127.0.0.1',
-      limits: { ...GENEROUS, perIp: { max: 5, windowMs: 60_000 }, global: { max: 8, windowMs: 60_000 } },
+      limits: { perIp: 5, global: 8 },
     });
     const f = await h.startFlow();
     const c = h.client();
@@ -848,7 +895,7 @@ describe('brute force (B.22, RFC 8628 §5.1)', () => {
   });
 
   it('caps POSTs and callbacks per address and route (flood guard), with the same page and Retry-After', async () => {
-    const h = await harness({ limits: { ...GENEROUS, requestsPerMinute: 3 } });
+    const h = await harness({ requestsPerMinute: 3 });
     const f = await h.startFlow();
     const c = h.client({ remoteAddress: '203.0.113.77' });
     await c.get('/device');
@@ -872,7 +919,7 @@ describe('brute force (B.22, RFC 8628 §5.1)', () => {
     const redisServer = await startRedis();
     const redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     try {
-      const limits = { ...GENEROUS, perIp: { max: 3, windowMs: 60_000 } };
+      const limits = { ...GENEROUS, perIp: 3 };
       const keyPrefix = `dgtest-${randomBytes(4).toString('hex')}:`;
       const a = await harness({ limits, redis, keyPrefix });
       const b = await harness({ limits, redis, keyPrefix });
