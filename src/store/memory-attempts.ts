@@ -16,6 +16,11 @@ export class MemoryAttemptCounter implements AttemptCounter {
     this.#clock = clock;
   }
 
+  /** Counters held, expired ones included until more than 1024 are held (then an add drops the expired ones). */
+  get size(): number {
+    return this.#counts.size;
+  }
+
   async add(key: string, by: 1 | -1, ttlMs: number): Promise<number> {
     const now = this.#clock.now();
     const entry = this.#counts.get(key);
