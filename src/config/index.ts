@@ -5,8 +5,8 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { USER_CODE_SPACE } from '../core/codes.ts';
 import type { UpstreamMode } from '../core/flow.ts';
+import { type CodeEntryLimits, codeEntryLimits } from '../core/limits.ts';
 
 export type { UpstreamMode };
 
@@ -266,28 +266,9 @@ export interface Config {
   readonly demoPort: number;
   /** fastify `trustProxy`: a hop count, or addresses/CIDRs; undefined = X-Forwarded-For ignored */
   readonly trustProxy?: number | string;
-  /** failed code entries per minute (bridge-mode page), RFC 8628 §5.1 */
-  readonly codeEntryLimits: { readonly perIpPerMinute: number; readonly globalPerMinute: number };
+  /** the bridge-mode page's limits on failed code entries (RFC 8628 §5.1), derived in src/core/limits.ts */
+  readonly codeEntryLimits: CodeEntryLimits;
   readonly logLevel: Env['DEVICEGATE_LOG_LEVEL'];
-}
-
-/** The guessing target of RFC 8628 §5.1 the default limits are derived for. */
-export const GUESS_TARGET = 1e-6;
-
-/**
- * Default failed-entry limits: P(guess any of N live codes within a lifetime T) ≈ R·T·N / 20^8 ≤ 10^-6 gives
- * R ≤ 10^-6 · 20^8 / (T · N) per second. With T = 600 s and N = 250: 0.1707/s = 10.24/min → 10 per minute.
- */
-function codeEntryLimits(e: Env): Config['codeEntryLimits'] {
-  const derived = Math.max(
-    1,
-    Math.floor((GUESS_TARGET * USER_CODE_SPACE * 60) / (e.DEVICEGATE_CODE_TTL * e.DEVICEGATE_LIVE_CODES)),
-  );
-  const globalPerMinute = e.DEVICEGATE_CODE_ENTRY_LIMIT_GLOBAL ?? derived;
-  return {
-    globalPerMinute,
-    perIpPerMinute: e.DEVICEGATE_CODE_ENTRY_LIMIT_IP ?? Math.min(5, globalPerMinute),
-  };
 }
 
 /** Raised by {@link loadConfig}; `problems` names every variable that is wrong, all at once. */
@@ -345,7 +326,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     problems.push('DEVICEGATE_MQTT_USERNAME: only used with DEVICEGATE_MQTT_URL');
   }
   const mode: UpstreamMode = e.DEVICEGATE_UPSTREAM_MODE ?? (upstreamSet ? 'device' : 'authorization_code');
-  if (mode === 'authorization_code' && e.DEVICEGATE_HTTP_PORT === 0 && e.DEVICEGATE_PUBLIC_URL === undefined) {
+  if (
+    mode === 'authorization_code' &&
+    e.DEVICEGATE_HTTP_PORT === 0 &&
+    e.DEVICEGATE_PUBLIC_URL === undefined
+  ) {
     // the redirect URI registered at the upstream is built from the public URL before any port is bound
     problems.push('DEVICEGATE_PUBLIC_URL: required in bridge mode when DEVICEGATE_HTTP_PORT is 0');
   }
@@ -413,7 +398,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
         ? Number(e.DEVICEGATE_TRUST_PROXY)
         : e.DEVICEGATE_TRUST_PROXY,
     }),
-    codeEntryLimits: codeEntryLimits(e),
+    codeEntryLimits: codeEntryLimits({
+      ttlSeconds: e.DEVICEGATE_CODE_TTL,
+      liveCodes: e.DEVICEGATE_LIVE_CODES,
+      globalPerMinute: e.DEVICEGATE_CODE_ENTRY_LIMIT_GLOBAL,
+      perIpPerMinute: e.DEVICEGATE_CODE_ENTRY_LIMIT_IP,
+    }),
     logLevel: e.DEVICEGATE_LOG_LEVEL,
   };
   return Object.freeze(config);

@@ -5,7 +5,8 @@
 import { BridgeFlows } from '../service/bridge.ts';
 import { createUpstream } from '../upstream/oauth.ts';
 import { withLifecycle } from './upstream-shim.ts';
-import { registerDevicePages } from '../web/routes/device.ts';
+import { CodeEntryGuard } from '../service/code-entry-guard.ts';
+import { devicePages } from '../web/device-pages.ts';
 import { type Wiring, type WiringDeps, allowInsecureUpstream } from './wiring.ts';
 
 export function bridgeWiring(d: WiringDeps): Wiring {
@@ -26,7 +27,7 @@ export function bridgeWiring(d: WiringDeps): Wiring {
   );
   return {
     upstream: client,
-    withService({ service, store, redis }) {
+    withService({ service, store, attempts }) {
       const upstream = client.upstream;
       if (upstream.kind !== 'authorization_code') throw new Error('bridge wiring needs the bridge upstream');
       const bridge = new BridgeFlows({
@@ -38,23 +39,21 @@ export function bridgeWiring(d: WiringDeps): Wiring {
         metrics: d.metrics,
         log: log.child({ component: 'bridge' }),
       });
+      const guard = new CodeEntryGuard({ counter: attempts, limits: config.codeEntryLimits, clock: d.clock });
       return {
         bridge,
         routes: (app) =>
-          registerDevicePages(app, {
+          devicePages(app, {
             bridge,
-            keys: d.keys,
-            config,
+            guard,
             publicUrl: d.publicUrl,
+            issuer: d.upstream.issuer,
+            keys: d.keys,
+            requestsPerMinute: config.codeEntryLimits.requestsPerMinute,
+            codeTtlSeconds: config.codeTtlSeconds,
             metrics: d.metrics,
             log,
             clock: d.clock,
-            upstreamIssuer: d.upstream.issuer,
-            limits: {
-              perIp: { max: config.codeEntryLimits.perIpPerMinute, windowMs: 60_000 },
-              global: { max: config.codeEntryLimits.globalPerMinute, windowMs: 60_000 },
-            },
-            ...(redis !== undefined && { redis }),
           }),
       };
     },

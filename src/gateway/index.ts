@@ -37,6 +37,8 @@ export interface GatewayOverrides {
   redis?: Redis;
   /** the upstream to use when the config names none (the demo identity provider) */
   upstream?: NonNullable<Config['upstream']>;
+  /** the transport devices talk through, instead of the broker the config names (embedding, tests) */
+  transport?: DeviceTransport;
   /** the demo only: the embedded broker may move off a taken default port, and says so */
   mqttPortFallback?: PortFallback | undefined;
 }
@@ -90,14 +92,10 @@ export function buildGateway(config: Config, overrides: GatewayOverrides = {}): 
   const { store } = opened;
   const wiringDeps = { config, upstream: upstreamConfig, publicUrl, keys, clock, log, metrics };
   const wiring = config.mode === 'device' ? relayWiring(wiringDeps) : bridgeWiring(wiringDeps);
-  const built = buildTransport({
-    config,
-    keys,
-    deviceKey,
-    log,
-    metrics,
-    portFallback: overrides.mqttPortFallback,
-  });
+  const built =
+    overrides.transport === undefined
+      ? buildTransport({ config, keys, deviceKey, log, metrics, portFallback: overrides.mqttPortFallback })
+      : { transport: overrides.transport, url: () => 'the caller’s transport' };
   const { transport } = built;
   const service = new FlowService({
     config,
@@ -110,7 +108,7 @@ export function buildGateway(config: Config, overrides: GatewayOverrides = {}): 
     metrics,
     transport,
   });
-  const mode = wiring.withService({ service, store, redis: opened.redis });
+  const mode = wiring.withService({ service, store, attempts: opened.attempts });
   const scheduler = new Scheduler({
     store,
     service,

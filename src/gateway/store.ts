@@ -6,12 +6,16 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
 import type { Clock } from '../core/clock.ts';
-import type { FlowCodec, FlowStore } from '../store/types.ts';
+import { MemoryAttemptCounter } from '../store/memory-attempts.ts';
 import { MemoryStore } from '../store/memory.ts';
+import { RedisAttemptCounter } from '../store/redis/attempts.ts';
 import { RedisStore } from '../store/redis/index.ts';
+import type { AttemptCounter, FlowCodec, FlowStore } from '../store/types.ts';
 
 export interface OpenedStore {
   store: FlowStore;
+  /** the failed code-entry counters beside the flows: shared by every instance on Redis, per instance in memory */
+  attempts: AttemptCounter;
   /** the Redis client the store uses (borrowed or opened here), when the store is Redis */
   redis: Redis | undefined;
   /** closes the store and the client if it was opened here (a borrowed client stays open) */
@@ -30,13 +34,14 @@ export interface StoreDeps {
 export function openStore({ config, codec, clock, log, redis: borrowed }: StoreDeps): OpenedStore {
   if (config.redis === undefined) {
     const store = new MemoryStore({ codec, clock });
-    return { store, redis: undefined, close: () => store.close() };
+    return { store, attempts: new MemoryAttemptCounter(clock), redis: undefined, close: () => store.close() };
   }
   const redis = borrowed ?? new Redis(config.redis.url, { ...RedisStore.clientOptions(), lazyConnect: true });
   if (borrowed === undefined) reportOutages(redis, log);
   const store = new RedisStore({ redis, keyPrefix: config.redis.keyPrefix, codec });
   return {
     store,
+    attempts: new RedisAttemptCounter({ redis, keyPrefix: config.redis.keyPrefix }),
     redis,
     async close() {
       await store.close();

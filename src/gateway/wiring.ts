@@ -3,7 +3,6 @@
  * (./relay.ts, ./bridge.ts); the root picks one once, from `config.mode`.
  */
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
 import type { Clock } from '../core/clock.ts';
@@ -11,7 +10,7 @@ import type { Keys } from '../core/crypto.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { BridgeFlows } from '../service/bridge.ts';
 import type { FlowService } from '../service/flows.ts';
-import type { FlowStore } from '../store/types.ts';
+import type { AttemptCounter, FlowStore } from '../store/types.ts';
 import type { UpstreamClient } from './upstream-shim.ts';
 
 /** What a mode's wiring is given. */
@@ -38,7 +37,7 @@ export interface ModeParts {
 export interface Wiring {
   readonly upstream: UpstreamClient;
   /** Builds the rest of the mode around the service and the store. */
-  withService(parts: { service: FlowService; store: FlowStore; redis: Redis | undefined }): ModeParts;
+  withService(parts: { service: FlowService; store: FlowStore; attempts: AttemptCounter }): ModeParts;
 }
 
 /** Whether plain-http upstream endpoints may be used: the config's word, else loopback outside production. */

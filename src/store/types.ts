@@ -114,3 +114,17 @@ export interface FlowCodec {
   encode(flow: Flow): string;
   decode(deviceId: string, rid: string, stored: string): Flow;
 }
+
+/**
+ * Counters with a lifetime, behind the code-entry page's failed-entry limits (src/service/code-entry-guard.ts).
+ * `MemoryAttemptCounter` counts for one instance; `RedisAttemptCounter` for every instance on one Redis.
+ */
+export interface AttemptCounter {
+  /**
+   * Adds `by` to the counter `key` and returns its count after the change. Atomic: of concurrent adds (from every
+   * instance sharing the counter) each one counts and each sees a different count. The counter lives `ttlMs` after
+   * its last change; a count that drops to 0 or below may be forgotten. Throws {@link UnavailableError} when the
+   * counter cannot be reached.
+   */
+  add(key: string, by: 1 | -1, ttlMs: number): Promise<number>;
+}

@@ -1,6 +1,6 @@
 /**
- * The HTTP surface (DESIGN §3) as a fastify instance. `buildApp` only builds; the gateway listens. Routes for the
- * code-entry page and the OAuth callback are registered by bridge mode (./routes/).
+ * The HTTP surface (docs/architecture.md) as a fastify instance. `buildApp` only builds; the gateway listens. The
+ * code-entry pages and the OAuth callback are registered by bridge mode (./device-pages.ts).
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';

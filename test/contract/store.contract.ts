@@ -9,7 +9,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.ts';
 import type { Flow, FlowState } from '../../src/core/flow.ts';
-import type { FlowStore } from '../../src/store/types.ts';
+import type { AttemptCounter, FlowStore } from '../../src/store/types.ts';
 import { waitFor } from '../helpers/procs.ts';
 
 /** A clock the test can move forward. */
@@ -633,6 +633,63 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
 
     it('ping resolves while the store is reachable', async () => {
       await expect(store.ping()).resolves.toBeUndefined();
+    });
+  });
+}
+
+export interface CounterUnderTest {
+  counter: AttemptCounter;
+  clock: MovableClock;
+  /** Frees what the factory made (keys); called after every test. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Registers the conformance suite of the attempt counter (`AttemptCounter` in src/store/types.ts) for one
+ * implementation. `makeCounter` is called before every test and must return a counter with no counts. Expiry is the
+ * implementation's own time (the memory counter's clock; Redis server time), so the expiry check moves the clock and
+ * waits in real time.
+ */
+export function attemptCounterConformance(name: string, makeCounter: () => Promise<CounterUnderTest>): void {
+  describe(`attempt counter conformance: ${name}`, () => {
+    let made: CounterUnderTest;
+
+    beforeEach(async () => {
+      made = await makeCounter();
+    });
+
+    afterEach(async () => {
+      await made.cleanup();
+    });
+
+    it('returns the count after each change; -1 takes one back; keys count apart', async () => {
+      const { counter } = made;
+      expect(await counter.add('a', 1, MINUTE)).toBe(1);
+      expect(await counter.add('a', 1, MINUTE)).toBe(2);
+      expect(await counter.add('b', 1, MINUTE)).toBe(1);
+      expect(await counter.add('a', -1, MINUTE)).toBe(1);
+      expect(await counter.add('a', -1, MINUTE)).toBe(0);
+      expect(await counter.add('a', 1, MINUTE)).toBe(1);
+      expect(await counter.add('b', 1, MINUTE)).toBe(2);
+    });
+
+    it('counts every one of concurrent adds, each seeing a different count', async () => {
+      const counts = await Promise.all(Array.from({ length: 20 }, () => made.counter.add('c', 1, MINUTE)));
+      expect(counts.sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    });
+
+    it('forgets a count ttlMs after its last change, and not before', async () => {
+      const { counter, clock } = made;
+      const ttlMs = 300;
+      await counter.add('e', 1, ttlMs);
+      await counter.add('e', 1, ttlMs);
+      expect(await counter.add('e', 1, ttlMs)).toBe(3);
+      // each change restarts the lifetime: halfway through, the count is still there
+      clock.advance(ttlMs / 2);
+      expect(await counter.add('e', 1, ttlMs)).toBe(4);
+      clock.advance(ttlMs + 1);
+      await new Promise((resolve) => setTimeout(resolve, ttlMs + 100));
+      expect(await counter.add('e', 1, ttlMs)).toBe(1);
     });
   });
 }

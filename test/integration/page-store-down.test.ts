@@ -1,6 +1,7 @@
 /**
- * Bridge mode with Redis down (SECURITY-CASES F.47): the code-entry page answers 503 with Retry-After instead of
- * hanging or pretending the code is wrong, devices get `temporarily_unavailable`, and both recover when Redis is back.
+ * Bridge mode with Redis down (docs/security.md, case F.47): the code-entry page answers 503 with Retry-After
+ * instead of hanging or pretending the code is wrong, devices get `temporarily_unavailable`, and both recover when
+ * Redis is back.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';

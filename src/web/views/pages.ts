@@ -22,7 +22,7 @@ export function isResult(value: unknown): value is Result {
 /** What every page shows around its content. */
 export interface Frame {
   /** host of the upstream identity provider (RFC 8628 §5.3: say where the person will sign in) */
-  issuerHost: string | undefined;
+  issuerHost: string;
   t?: Text;
 }
 
@@ -50,9 +50,7 @@ function layout(frame: Frame, title: string, body: Html): string {
 
 function signInLine(frame: Frame): Html {
   const t = frame.t ?? defaultText;
-  return frame.issuerHost === undefined
-    ? html`<p class="muted">${t.signInAtUnknown}</p>`
-    : html`<p class="muted issuer">${t.signInAt(frame.issuerHost)}</p>`;
+  return html`<p class="muted issuer">${t.signInAt(frame.issuerHost)}</p>`;
 }
 
 export interface EntryView {

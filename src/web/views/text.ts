@@ -9,7 +9,6 @@ export const en = {
 
   // Shared
   signInAt: (host: string) => `You will sign in at ${host}.`,
-  signInAtUnknown: 'You will sign in at your identity provider.',
   startAgain: 'Enter a code',
   footer: 'devicegate connects devices to your account. Never enter a code that someone sent you.',
 

@@ -1,0 +1,102 @@
+/**
+ * Bridge mode's web surface (docs/architecture.md): the code-entry page, the confirm step, the decision, the OAuth
+ * callback and the outcome page. The flow logic is in BridgeFlows and the failed-entry limits in CodeEntryGuard;
+ * this scope does HTTP: headers, cookies, forms, CSRF, the flood guard, and one file per route in ./routes/.
+ *
+ * Rules it enforces (docs/security.md, "web page"; RFC 8628 §5; RFC 9700):
+ * - pages carry no script, cannot be framed or cached, and leak no URL through a referrer
+ *   (./plugins/security-headers.ts);
+ * - every POST is a form of declared fields (./plugins/forms.ts) and passes the CSRF checks (./plugins/csrf.ts);
+ * - `?user_code=` only pre-fills the input: the person always submits it and then confirms (RFC 8628 §5.4);
+ * - one answer (status and body) for unknown, expired, used and denied codes; failed entries are limited per client
+ *   address and globally (RFC 8628 §5.1, src/core/limits.ts);
+ * - every POST that changes state answers 303, never 307 (RFC 9700 §4.12);
+ * - `state` travels in an HttpOnly, SameSite=Lax, path-scoped cookie and is checked by BridgeFlows.callback.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock.ts';
+import type { Keys } from '../core/crypto.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { BridgeFlows } from '../service/bridge.ts';
+import type { CodeEntryGuard } from '../service/code-entry-guard.ts';
+import { GRACE_MS } from '../store/types.ts';
+import { pageErrorHandler } from './errors.ts';
+import { cookies } from './plugins/cookies.ts';
+import { CsrfSessions } from './plugins/csrf.ts';
+import { floodGuard } from './plugins/flood-guard.ts';
+import { forms } from './plugins/forms.ts';
+import { FormTargets, securityHeaders } from './plugins/security-headers.ts';
+import { callbackRoute } from './routes/callback.ts';
+import { codeEntryRoute } from './routes/code-entry.ts';
+import type { PageContext } from './routes/context.ts';
+import { decisionRoute } from './routes/decision.ts';
+import { doneRoute } from './routes/done.ts';
+import { entryPageRoute } from './routes/entry-page.ts';
+import { notAllowedRoutes } from './routes/not-allowed.ts';
+import { staticRoutes } from './routes/static.ts';
+import type { Frame } from './views/pages.ts';
+import { useZod } from './zod.ts';
+
+export interface DevicePagesDeps {
+  bridge: BridgeFlows;
+  /** the failed-entry limits (RFC 8628 §5.1) */
+  guard: CodeEntryGuard;
+  /** the effective public base URL (no trailing slash): the only origin POSTs are accepted from */
+  publicUrl: string;
+  /** the upstream issuer, named on every page (RFC 8628 §5.3) */
+  issuer: string;
+  keys: Keys;
+  /** the flood guard: POSTs (and callbacks) per client address per minute on each form route */
+  requestsPerMinute: number;
+  /** a flow's lifetime; the `state` cookie lives no longer (plus the store's grace period) */
+  codeTtlSeconds: number;
+  metrics: Metrics;
+  log: Logger;
+  /** time for "asked 3 minutes ago" */
+  clock: Clock;
+}
+
+/**
+ * Registers `GET /device`, `POST /device`, `POST /device/decision`, `GET /oauth/callback`, `GET /device/done` and the
+ * stylesheet and icon, in their own encapsulated scope (the headers, form parser, cookies and limits apply to these
+ * routes only). Other methods on these paths answer 405.
+ */
+export async function devicePages(app: FastifyInstance, deps: DevicePagesDeps): Promise<void> {
+  const publicUrl = new URL(deps.publicUrl);
+  const secure = publicUrl.protocol === 'https:';
+  const frame: Frame = { issuerHost: new URL(deps.issuer).host };
+  const formTargets = new FormTargets(deps.issuer);
+  const ctx: PageContext = {
+    bridge: deps.bridge,
+    guard: deps.guard,
+    csrf: new CsrfSessions({ cookieSecret: deps.keys.cookieSecret, publicOrigin: publicUrl.origin, secure }),
+    formTargets,
+    frame,
+    publicOrigin: publicUrl.origin,
+    secure,
+    stateCookieMaxAge: deps.codeTtlSeconds + Math.ceil(GRACE_MS / 1000),
+    requestsPerMinute: deps.requestsPerMinute,
+    metrics: deps.metrics,
+    log: deps.log,
+    clock: deps.clock,
+  };
+
+  await app.register(async (plain) => {
+    const scope = useZod(plain);
+    await scope.register(forms, {});
+    await scope.register(cookies, { secret: deps.keys.cookieSecret });
+    await scope.register(securityHeaders, { formTargets, secure });
+    await scope.register(floodGuard, { requestsPerMinute: deps.requestsPerMinute });
+    scope.decorateRequest('csrfSession', '');
+    scope.setErrorHandler(pageErrorHandler(frame, deps.log));
+
+    staticRoutes(scope);
+    entryPageRoute(scope, ctx);
+    codeEntryRoute(scope, ctx);
+    decisionRoute(scope, ctx);
+    callbackRoute(scope, ctx);
+    doneRoute(scope, ctx);
+    notAllowedRoutes(scope, ctx);
+  });
+}
