@@ -56,8 +56,6 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-const DISCOVERY_RETRY_MS = [500, 1000, 2000, 5000, 10_000];
-
 /** Starts a gateway. On failure everything started so far is closed again before the error is thrown. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { config } = options;
@@ -134,6 +132,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       allowInsecure:
         config.allowInsecureUpstream ?? (!config.production && isLoopback(upstreamConfig.issuer)),
       log: log.child({ component: 'upstream' }),
+      clock,
     });
     if (new URL(upstreamConfig.issuer).protocol === 'http:') {
       log.warn(
@@ -141,9 +140,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         'the upstream is plain http: tokens cross the network unencrypted',
       );
     }
-    const discovery = discoverWithRetry(upstreamClient, log);
-    closers.push(async () => discovery.cancel());
-    if (demo !== undefined) await discovery.done;
+    upstreamClient.start();
+    closers.push(async () => upstreamClient.close());
+    if (demo !== undefined) await upstreamClient.ready();
 
     // Flow service, transport, scheduler
     const service = new FlowService({
@@ -311,35 +310,6 @@ function warnAboutDemoKnobs(config: Config, log: Logger): void {
   if (config.secret === undefined) {
     log.warn('DEVICEGATE_SECRET is unset: a random secret is used; pending flows do not survive a restart.');
   }
-}
-
-function discoverWithRetry(client: UpstreamClient, log: Logger): { done: Promise<void>; cancel(): void } {
-  let cancelled = false;
-  let timer: NodeJS.Timeout | undefined;
-  const done = (async () => {
-    for (let attempt = 0; !cancelled; attempt++) {
-      try {
-        await client.discover();
-        return;
-      } catch (err) {
-        const wait = DISCOVERY_RETRY_MS[Math.min(attempt, DISCOVERY_RETRY_MS.length - 1)]!;
-        log.warn(
-          { err: err instanceof Error ? err.message : String(err), retryInMs: wait },
-          'upstream discovery failed',
-        );
-        await new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, wait);
-        });
-      }
-    }
-  })();
-  return {
-    done,
-    cancel() {
-      cancelled = true;
-      clearTimeout(timer);
-    },
-  };
 }
 
 function isLoopback(url: string): boolean {
