@@ -14,6 +14,7 @@ import { type Clock, type Timers, systemClock, systemTimers } from '../core/cloc
 import type { UpstreamMode } from '../core/flow.ts';
 import { bridgeUpstream } from './bridge.ts';
 import { Discovery } from './discovery.ts';
+import type { HttpContext } from './exchange.ts';
 import { boundedFetch, fromFetch } from './http.ts';
 import { relayUpstream } from './relay.ts';
 import type { UpstreamContext } from './tokens.ts';
@@ -65,7 +66,7 @@ export interface UpstreamClient {
 
 /** Builds the upstream client for one issuer and mode. Nothing is fetched until {@link UpstreamClient.start}. */
 export function createUpstream(o: UpstreamOptions): UpstreamClient {
-  const http = {
+  const http: HttpContext = {
     fetch: o.fetch !== undefined ? fromFetch(o.fetch) : boundedFetch(),
     timeoutMs: o.timeoutMs,
     allowInsecure: o.allowInsecure,
