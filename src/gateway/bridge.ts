@@ -4,36 +4,20 @@
  */
 import { BridgeFlows } from '../service/bridge.ts';
 import { createUpstream } from '../upstream/oauth.ts';
-import { withLifecycle } from './upstream-shim.ts';
 import { CodeEntryGuard } from '../service/code-entry-guard.ts';
 import { devicePages } from '../web/device-pages.ts';
-import { type Wiring, type WiringDeps, allowInsecureUpstream } from './wiring.ts';
+import { type Wiring, type WiringDeps, upstreamOptions } from './wiring.ts';
 
 export function bridgeWiring(d: WiringDeps): Wiring {
   const { config, log } = d;
-  const client = withLifecycle(
-    createUpstream({
-      issuer: d.upstream.issuer,
-      clientId: d.upstream.clientId,
-      ...(d.upstream.clientSecret !== undefined && { clientSecret: d.upstream.clientSecret }),
-      mode: 'authorization_code',
-      redirectUri: `${d.publicUrl}/oauth/callback`,
-      timeoutMs: config.upstreamTimeoutMs,
-      defaultIntervalSeconds: config.pollIntervalSeconds,
-      allowInsecure: allowInsecureUpstream(config, d.upstream.issuer),
-      log: log.child({ component: 'upstream' }),
-    }),
-    log,
-  );
+  const client = createUpstream({ ...upstreamOptions(d), mode: 'authorization_code' });
   return {
     upstream: client,
     withService({ service, store, attempts }) {
-      const upstream = client.upstream;
-      if (upstream.kind !== 'authorization_code') throw new Error('bridge wiring needs the bridge upstream');
       const bridge = new BridgeFlows({
         service,
         store,
-        upstream,
+        upstream: client.upstream,
         keys: d.keys,
         clock: d.clock,
         metrics: d.metrics,

@@ -19,7 +19,7 @@ import { FlowService } from '../service/flows.ts';
 import { Scheduler } from '../service/scheduler.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { DeviceTransport } from '../transport/types.ts';
-import type { UpstreamClient } from './upstream-shim.ts';
+import type { UpstreamClient } from '../upstream/oauth.ts';
 import { buildApp } from '../web/app.ts';
 import { bridgeWiring } from './bridge.ts';
 import { Closers } from './closers.ts';

@@ -2,7 +2,7 @@
 import type { Config } from '../config/index.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { DeviceTransport } from '../transport/types.ts';
-import type { UpstreamClient } from './upstream-shim.ts';
+import type { UpstreamClient } from '../upstream/oauth.ts';
 import type { Readiness } from '../web/app.ts';
 
 export function readiness(d: {

@@ -11,7 +11,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { BridgeFlows } from '../service/bridge.ts';
 import type { FlowService } from '../service/flows.ts';
 import type { AttemptCounter, FlowStore } from '../store/types.ts';
-import type { UpstreamClient } from './upstream-shim.ts';
+import type { UpstreamClient, UpstreamOptions } from '../upstream/oauth.ts';
 
 /** What a mode's wiring is given. */
 export interface WiringDeps {
@@ -40,8 +40,24 @@ export interface Wiring {
   withService(parts: { service: FlowService; store: FlowStore; attempts: AttemptCounter }): ModeParts;
 }
 
+/** The upstream client's options both modes share. */
+export function upstreamOptions(d: WiringDeps): Omit<UpstreamOptions, 'mode'> {
+  const { config, upstream } = d;
+  return {
+    issuer: upstream.issuer,
+    clientId: upstream.clientId,
+    ...(upstream.clientSecret !== undefined && { clientSecret: upstream.clientSecret }),
+    redirectUri: `${d.publicUrl}/oauth/callback`,
+    timeoutMs: config.upstreamTimeoutMs,
+    defaultIntervalSeconds: config.pollIntervalSeconds,
+    allowInsecure: allowInsecureUpstream(config, upstream.issuer),
+    clock: d.clock,
+    log: d.log.child({ component: 'upstream' }),
+  };
+}
+
 /** Whether plain-http upstream endpoints may be used: the config's word, else loopback outside production. */
-export function allowInsecureUpstream(config: Config, issuer: string): boolean {
+function allowInsecureUpstream(config: Config, issuer: string): boolean {
   return config.allowInsecureUpstream ?? (!config.production && isLoopback(issuer));
 }
 

@@ -1,7 +1,7 @@
 /**
- * The upstream client (src/upstream/oauth.ts) against real servers over real HTTP: the demo identity provider
+ * The upstream client (src/upstream/) against real servers over real HTTP: the demo identity provider
  * (node-oidc-provider) for the protocol, and a tiny fake authorization server for the faults a real one will not
- * produce on demand (SECURITY-CASES §G 50–55).
+ * produce on demand (docs/security.md). test/unit/upstream-exchange.test.ts covers every classification on fake time.
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -83,9 +83,11 @@ describe('discovery', () => {
   it('finds the demo IdP and reports the endpoints the mode needs', async () => {
     const idp = await startIdp({ deviceFlow: true });
     const c = client({ issuer: idp.issuer, mode: 'device', clientSecret: idp.clientSecret });
-    expect(c.status().ready).toBe(false);
-    await c.discover();
+    expect(c.status()).toEqual({ ready: false, detail: 'discovery has not finished yet' });
+    c.start();
+    await c.ready();
     expect(c.status()).toEqual({ ready: true, detail: expect.stringContaining(`${idp.issuer}/device/auth`) });
+    c.close();
   });
 
   it('fails cleanly when nothing listens: not ready, and every method says the upstream is unavailable', async () => {

@@ -1,0 +1,139 @@
+/**
+ * Relay mode: the upstream has an RFC 8628 device authorization endpoint, and the gateway passes the flow through —
+ * it starts the device authorization and polls the token endpoint on the device's behalf.
+ */
+import * as oauth from 'oauth4webapi';
+import { UnavailableError } from '../core/errors.ts';
+import { asPollResult, discard, exchange, orThrow } from './exchange.ts';
+import { type UpstreamContext, refresh, tokenSet } from './tokens.ts';
+import type { DeviceAuthorization, RelayUpstream } from './types.ts';
+
+/** RFC 8628 §3.2: the poll interval when the upstream sends none. */
+export const DEFAULT_INTERVAL_S = 5;
+/** Longest poll interval accepted from an upstream; longer ones are cut to this. */
+export const MAX_INTERVAL_S = 60;
+/** Longest device-code lifetime accepted from an upstream; longer ones are cut to this. */
+export const MAX_EXPIRES_IN_S = 1800;
+/** Sanity limits on device authorization values (they travel to devices over MQTT, 4 KiB per message). */
+const MAX_USER_CODE_LENGTH = 64;
+const MAX_URI_LENGTH = 1024;
+const MAX_DEVICE_CODE_LENGTH = 4096;
+
+/**
+ * The relay upstream. `defaultIntervalSeconds` is the poll interval when the upstream sends none (default
+ * {@link DEFAULT_INTERVAL_S}).
+ */
+export function relayUpstream(
+  ctx: UpstreamContext,
+  defaultIntervalSeconds = DEFAULT_INTERVAL_S,
+): RelayUpstream {
+  return {
+    kind: 'device',
+    refresh: (refreshToken) => refresh(ctx, refreshToken),
+
+    async startDeviceAuthorization(scope) {
+      const as = ctx.metadata.require();
+      const result = await exchange(
+        ctx,
+        'device_authorization',
+        (options) =>
+          oauth.deviceAuthorizationRequest(
+            as,
+            ctx.client,
+            ctx.clientAuth,
+            scope === '' ? {} : { scope },
+            options,
+          ),
+        async (res) => oauth.processDeviceAuthorizationResponse(as, ctx.client, await withDeviceAliases(res)),
+      );
+      return deviceAuthorization(orThrow('device_authorization', result), defaultIntervalSeconds);
+    },
+
+    async pollDeviceToken(deviceCode) {
+      const as = ctx.metadata.current();
+      if (as === undefined) return { kind: 'unreachable' };
+      const result = await exchange(
+        ctx,
+        'token_poll',
+        (options) => oauth.deviceCodeGrantRequest(as, ctx.client, ctx.clientAuth, deviceCode, options),
+        async (res) => tokenSet(await oauth.processDeviceCodeResponse(as, ctx.client, res)),
+      );
+      return asPollResult(result);
+    },
+  };
+}
+
+/**
+ * Google answers `verification_url` instead of RFC 8628's `verification_uri`; accepted only when the standard name is
+ * absent. A non-positive `interval` is dropped (the default applies) instead of failing the whole answer.
+ */
+async function withDeviceAliases(res: Response): Promise<Response> {
+  if (res.status !== 200) return res;
+  let body: unknown;
+  try {
+    body = await res.clone().json();
+  } catch {
+    return res; // oauth4webapi reports it
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return res;
+  const json = body as Record<string, unknown>;
+  let changed = false;
+  if (json.verification_uri === undefined && typeof json.verification_url === 'string') {
+    json.verification_uri = json.verification_url;
+    changed = true;
+  }
+  if (typeof json.interval === 'number' && json.interval <= 0) {
+    delete json.interval;
+    changed = true;
+  }
+  if (!changed) return res;
+  await discard(res);
+  return new Response(JSON.stringify(json), { status: res.status, headers: res.headers });
+}
+
+/** RFC 8628 §3.2 values, checked and clamped. */
+function deviceAuthorization(
+  da: oauth.DeviceAuthorizationResponse,
+  defaultInterval: number,
+): DeviceAuthorization {
+  const expiresIn = Math.floor(da.expires_in);
+  if (!(expiresIn >= 1)) throw unusable('expires_in');
+  const interval =
+    da.interval === undefined || da.interval < 1
+      ? defaultInterval
+      : Math.min(MAX_INTERVAL_S, Math.ceil(da.interval));
+  const userCode = da.user_code;
+  if (userCode.length === 0 || userCode.length > MAX_USER_CODE_LENGTH || hasControlChars(userCode)) {
+    throw unusable('user_code');
+  }
+  if (da.device_code.length === 0 || da.device_code.length > MAX_DEVICE_CODE_LENGTH)
+    throw unusable('device_code');
+  if (!isWebUrl(da.verification_uri)) throw unusable('verification_uri');
+  const result: DeviceAuthorization = {
+    deviceCode: da.device_code,
+    userCode,
+    verificationUri: da.verification_uri,
+    expiresIn: Math.min(expiresIn, MAX_EXPIRES_IN_S),
+    interval,
+  };
+  if (da.verification_uri_complete !== undefined && isWebUrl(da.verification_uri_complete)) {
+    result.verificationUriComplete = da.verification_uri_complete;
+  }
+  return result;
+}
+
+function unusable(member: string): UnavailableError {
+  return new UnavailableError('upstream', `the device authorization response has an unusable ${member}`);
+}
+
+function hasControlChars(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+function isWebUrl(value: string): boolean {
+  return value.length <= MAX_URI_LENGTH && URL.canParse(value) && /^https?:$/.test(new URL(value).protocol);
+}

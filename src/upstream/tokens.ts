@@ -1,0 +1,44 @@
+/**
+ * What both modes share once the upstream is discovered: the gateway's client at the upstream, the token set the
+ * gateway keeps from a token response, and the RFC 6749 §6 refresh.
+ */
+import * as oauth from 'oauth4webapi';
+import type { TokenSet } from '../core/flow.ts';
+import type { MetadataSource } from './discovery.ts';
+import { type HttpContext, exchange, orThrow } from './exchange.ts';
+
+/** Everything a mode's upstream needs to talk to the upstream. */
+export interface UpstreamContext extends HttpContext {
+  readonly client: oauth.Client;
+  /** `client_secret_basic` when the gateway has a secret, else `none` (a public client) */
+  readonly clientAuth: oauth.ClientAuth;
+  readonly metadata: MetadataSource;
+}
+
+/** RFC 6749 §6: a fresh token set from a refresh token; throws `OAuthError` or `UnavailableError`. */
+export async function refresh(ctx: UpstreamContext, refreshToken: string): Promise<TokenSet> {
+  const as = ctx.metadata.require();
+  const result = await exchange(
+    ctx,
+    'refresh',
+    (options) => oauth.refreshTokenGrantRequest(as, ctx.client, ctx.clientAuth, refreshToken, options),
+    async (res) => tokenSet(await oauth.processRefreshTokenResponse(as, ctx.client, res)),
+  );
+  return orThrow('refresh', result);
+}
+
+/** RFC 6749 §5.1 members the gateway keeps. */
+export function tokenSet(t: oauth.TokenEndpointResponse): TokenSet {
+  const token: TokenSet = {
+    access_token: t.access_token,
+    // oauth4webapi lowercases the (case-insensitive) type; devices get the RFC spelling back.
+    token_type: t.token_type === 'bearer' ? 'Bearer' : t.token_type === 'dpop' ? 'DPoP' : t.token_type,
+  };
+  if (typeof t.expires_in === 'number' && Number.isFinite(t.expires_in) && t.expires_in >= 0) {
+    token.expires_in = Math.floor(t.expires_in);
+  }
+  if (typeof t.scope === 'string') token.scope = t.scope;
+  if (typeof t.id_token === 'string') token.id_token = t.id_token;
+  if (typeof t.refresh_token === 'string') token.refresh_token = t.refresh_token;
+  return token;
+}
