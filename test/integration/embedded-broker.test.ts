@@ -7,7 +7,8 @@
 import { execFile } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import MemoryPersistence from 'aedes-persistence/asyncPersistence.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { devicePassword } from '../../src/core/crypto.ts';
 import { UnavailableError } from '../../src/core/errors.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
@@ -424,6 +425,35 @@ describe('EmbeddedBroker, hmac device auth', () => {
     });
     const reply = await again.waitForReply({ rid: 'r-queued' });
     expect(reply).toMatchObject({ topic: `${PREFIX}/tv-sleepy/res`, qos: 1, retain: false });
+  });
+
+  it('keeps no outgoing queue for clean-session devices that acknowledge replies; a persistent session still has one', async () => {
+    // The in-memory persistence creates a queue entry for any client id its outgoingClearMessageId sees and never
+    // drops it; DevicePersistence must keep clean-session clients (every PUBACK) away from it.
+    const clears = vi.spyOn(MemoryPersistence.prototype, 'outgoingClearMessageId');
+    try {
+      const clients = () => Number(/, (\d+) clients$/.exec(broker.status().detail)?.[1]);
+      const before = clients();
+      const fleet = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => connectDevice({ url, deviceId: `tv-clean-${i}`, key: KEY })),
+      );
+      const replies = await Promise.all(fleet.map((d, i) => d.ask('status', { rid: `r-clean-${i}` })));
+      expect(replies.every((r) => r.qos === 1)).toBe(true);
+      await Promise.all(fleet.map((d) => d.end(true)));
+      // aedes handles a client's packets in order: its PUBACKs before the DISCONNECT that ends it
+      await waitFor(() => clients() <= before, 5000, 'the clean-session devices to be gone');
+
+      const kept = await connectDevice({ url, deviceId: 'tv-kept', key: KEY, clean: false });
+      await kept.ask('status', { rid: 'r-kept' });
+      await waitFor(
+        () => clears.mock.calls.some(([client]) => client.id === 'tv-kept'),
+        5000,
+        'the persistent session to clear its acknowledged reply',
+      );
+      expect(clears.mock.calls.filter(([client]) => client.id.startsWith('tv-clean-'))).toEqual([]);
+    } finally {
+      clears.mockRestore();
+    }
   });
 
   describe('raw-socket abuse: the socket is closed, the broker and other devices carry on', () => {
