@@ -1,12 +1,13 @@
 /**
  * Runs device requests through the handler with bounded concurrency, for both transports. A request that finds every
- * slot taken waits (in arrival order) and is told when it gets one, so the transport can hold back the broker's
- * acknowledgement until then: the broker, not this process, keeps what cannot be processed yet.
+ * slot taken waits (in arrival order) and is told when it gets one, so the transport can hold the broker back until
+ * then (external: the PUBACK, and the broker keeps the request; embedded: aedes' `published` callback, and aedes stops
+ * reading that device's connection).
  */
 import { describe, type Logger } from '../observability/log.ts';
 import type { DeviceRequestHandler, IncomingRequest } from './types.ts';
 
-/** Requests processed at once per transport; more wait, unacknowledged, until a slot is free. */
+/** Handler calls running at once per transport; more requests wait until a slot is free. */
 export const MAX_IN_FLIGHT = 256;
 
 export class RequestDispatcher {

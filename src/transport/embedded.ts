@@ -6,11 +6,15 @@
  * The broker's hooks (authenticate, authorizePublish, authorizeSubscribe, authorizeForward) apply the rules of
  * `acl.ts` and only translate its decisions into aedes' answers: CONNACK return codes, a closed connection for a
  * refused publish, SUBACK 0x80 for a refused subscription, no delivery for a refused forward. They fail closed.
+ *
  * A frame guard (`frame-guard.ts`) on each socket closes it when an MQTT packet announces more than
  * {@link MAX_PACKET_BYTES}, before the bytes are buffered or parsed; payloads below it on a device's own topic reach
  * the handler, which answers `invalid_request` when they exceed the 4 KiB of the contract.
- * Requests go through a {@link RequestDispatcher} bounded at {@link MAX_IN_FLIGHT}: a request that finds no free slot
- * is acknowledged to aedes (and so to its device, whose next packets wait) only when it gets one.
+ *
+ * Requests go through a {@link RequestDispatcher} bounded at {@link MAX_IN_FLIGHT}. aedes sends a request's PUBACK
+ * before the `published` hook, so the bound cannot hold the acknowledgement back as in external mode; instead the hook
+ * completes only once the request has a slot, and aedes reads nothing more from that device's connection meanwhile.
+ *
  * Sessions live in {@link DevicePersistence}, aedes' in-memory persistence without its per-client leak.
  *
  * aedes 1.x speaks MQTT 3.1 and 3.1.1 only: an MQTT 5 CONNECT gets CONNACK return code 1 ("unacceptable protocol

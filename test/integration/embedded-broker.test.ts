@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { devicePassword } from '../../src/core/crypto.ts';
 import { UnavailableError } from '../../src/core/errors.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import { MAX_IN_FLIGHT } from '../../src/transport/dispatcher.ts';
 import { EmbeddedBroker, MAX_PACKET_BYTES } from '../../src/transport/embedded.ts';
 import { topics } from '../../src/transport/topics.ts';
 import type { DeviceRequestHandler, IncomingRequest } from '../../src/transport/types.ts';
@@ -676,6 +677,53 @@ describe('EmbeddedBroker.close()', () => {
         UnavailableError,
       );
       await broker.close(); // idempotent
+    } finally {
+      release();
+      await broker.close();
+    }
+  });
+});
+
+describe('EmbeddedBroker request bound', () => {
+  it(`runs at most ${MAX_IN_FLIGHT} handlers at once; a flooding device waits for slots, then every request is handled`, async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let running = 0;
+    let peak = 0;
+    const handled: string[] = [];
+    const broker = new EmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      topics: topics(PREFIX),
+      deviceAuth: 'hmac',
+      deviceKey: KEY,
+      log: pino({ level: 'silent' }),
+      metrics: new Metrics(),
+    });
+    await broker.start(async (req) => {
+      running += 1;
+      peak = Math.max(peak, running);
+      await gate;
+      handled.push(ridOf(req.payload));
+      running -= 1;
+    });
+    try {
+      const d = await connectDevice({
+        url: `mqtt://127.0.0.1:${broker.port}`,
+        deviceId: 'tv-flood',
+        key: KEY,
+      });
+      const total = MAX_IN_FLIGHT + 44;
+      for (let i = 0; i < total; i++) {
+        d.client.publish(d.reqTopic('status'), JSON.stringify({ rid: `r-flood-${i}` }), { qos: 1 });
+      }
+      await waitFor(() => running === MAX_IN_FLIGHT, 5000, 'every handler slot to be taken');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(running).toBe(MAX_IN_FLIGHT);
+      release();
+      await waitFor(() => handled.length === total, 5000, 'every request to be handled');
+      expect(peak).toBe(MAX_IN_FLIGHT);
+      expect(new Set(handled).size).toBe(total);
     } finally {
       release();
       await broker.close();
