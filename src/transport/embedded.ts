@@ -40,7 +40,6 @@ import {
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import { guardFrames } from './frame-guard.ts';
 import { DevicePersistence } from './persistence.ts';
-import type { Topics } from './topics.ts';
 import type { DeviceRequestHandler, DeviceTransport, IncomingRequest, TransportStatus } from './types.ts';
 
 /** Largest MQTT packet (Remaining Length) a client may send; a larger one closes its connection unread. */
@@ -67,23 +66,18 @@ const AEDES_LIMITS = {
 /** Topic levels a client may use; the contract needs the prefix's levels plus three. aedes' ceiling is 100. */
 const MIN_TOPIC_LEVELS = 16;
 
-export interface EmbeddedBrokerOptions {
+/** `topics`, `deviceAuth` and `deviceKey` are the access rules' inputs ({@link AclPolicy}). */
+export interface EmbeddedBrokerOptions extends AclPolicy {
   /** interface to listen on */
   host: string;
   /** TCP port; 0 picks a free one (read it from {@link EmbeddedBroker.port} after `start()`) */
   port: number;
-  topics: Topics;
-  /** `hmac`: password = devicePassword(deviceKey, id). `none`: any valid id, no password (demos only). */
-  deviceAuth: 'hmac' | 'none';
-  /** the fleet key device passwords derive from */
-  deviceKey: string;
   log: Logger;
   metrics: Metrics;
 }
 
 export class EmbeddedBroker implements DeviceTransport {
   readonly #o: EmbeddedBrokerOptions;
-  readonly #acl: AclPolicy;
   readonly #maxTopicLevels: number;
   #broker: Aedes | undefined;
   #server: Server | undefined;
@@ -94,11 +88,10 @@ export class EmbeddedBroker implements DeviceTransport {
   #closed: Promise<void> | undefined;
   readonly #sockets = new Set<Socket>();
   /** the Will of each CONNECT, seen in `preConnect` and judged in `authenticate` (which is not given the packet) */
-  readonly #wills = new WeakMap<Client, ConnectPacket['will'] | null>();
+  readonly #wills = new WeakMap<Client, NonNullable<ConnectPacket['will']>>();
 
   constructor(options: EmbeddedBrokerOptions) {
     this.#o = options;
-    this.#acl = { topics: options.topics, deviceAuth: options.deviceAuth, deviceKey: options.deviceKey };
     this.#port = options.port;
     const prefixLevels = options.topics.prefix.split('/').length;
     this.#maxTopicLevels = Math.min(100, Math.max(MIN_TOPIC_LEVELS, prefixLevels + 3));
@@ -113,12 +106,28 @@ export class EmbeddedBroker implements DeviceTransport {
   async start(handler: DeviceRequestHandler): Promise<void> {
     if (this.#broker !== undefined) throw new Error('EmbeddedBroker already started');
     this.#dispatcher = new RequestDispatcher(handler, { limit: MAX_IN_FLIGHT, log: this.#o.log });
+    const broker = await this.#createBroker();
+    this.#broker = broker;
+    await this.#listen(broker);
+    this.#o.metrics.gauge(
+      'devicegate_mqtt_clients',
+      'Devices connected to the embedded broker.',
+      () => this.#broker?.connectedClients ?? 0,
+    );
+    this.#o.log.info(
+      { host: this.#o.host, port: this.#port, deviceAuth: this.#o.deviceAuth },
+      'embedded MQTT broker listening',
+    );
+  }
+
+  /** aedes with the limits, the session store and the hooks that apply `acl.ts`; its events are logged. */
+  async #createBroker(): Promise<Aedes> {
     const broker = await Aedes.createBroker({
       ...AEDES_LIMITS,
       maxTopicLevels: this.#maxTopicLevels,
       persistence: new DevicePersistence(),
       preConnect: (client, packet, done) => {
-        this.#wills.set(client, packet.will ?? null);
+        if (packet.will !== undefined && packet.will !== null) this.#wills.set(client, packet.will);
         done(null, true);
       },
       authenticate: (client, username, password, done) => {
@@ -128,28 +137,29 @@ export class EmbeddedBroker implements DeviceTransport {
         done(Object.assign(new Error(decision.reason), { returnCode }), false);
       },
       authorizePublish: (client, packet, done) => {
-        const decision = decidePublish(this.#acl, client?.id, packet);
+        const decision = decidePublish(this.#o, client?.id, packet);
         if (decision.allow) return done(null);
         this.#deny('publish', decision.reason, client?.id, packet.topic);
         done(new Error(`publish refused: ${decision.reason}`));
       },
       authorizeSubscribe: (client, sub, done) => {
-        const decision = decideSubscribe(this.#acl, client.id, sub.topic);
+        const decision = decideSubscribe(this.#o, client.id, sub.topic);
         if (decision.allow) return done(null, sub);
         this.#deny('subscribe', decision.reason, client.id, sub.topic);
         // a null subscription is aedes' way to answer SUBACK 0x80 (failure) and keep the connection
         done(null, null);
       },
       authorizeForward: (client, packet) => {
-        const decision = decideForward(this.#acl, client.id, packet.topic);
+        const decision = decideForward(this.#o, client.id, packet.topic);
         if (decision.allow) return packet;
         this.#deny('forward', decision.reason, client.id, packet.topic);
         return null;
       },
       published: (packet, client: Client | null, done) => {
-        // broker-originated publishes (replies, $SYS) have no client and are never requests
-        if (client === null || this.#closing || !this.#onPublished(packet, client, () => done(null)))
-          done(null);
+        // broker-originated publishes (replies, $SYS) have no client and are never requests; a request completes
+        // the hook only once it has a processing slot
+        if (client !== null && !this.#closing && this.#onPublished(packet, client, () => done(null))) return;
+        done(null);
       },
     });
     // aedes emits 'error' for persistence failures; its typings omit the event, an unhandled one would crash
@@ -168,8 +178,11 @@ export class EmbeddedBroker implements DeviceTransport {
     broker.on('connectionError', (_client, err) =>
       this.#o.log.debug({ err: err.message }, 'connection closed before CONNECT completed'),
     );
-    this.#broker = broker;
+    return broker;
+  }
 
+  /** Listens for devices; on failure closes `broker` and rejects with `UnavailableError`. */
+  async #listen(broker: Aedes): Promise<void> {
     const server = createServer({ noDelay: true }, (socket) => this.#accept(broker, socket));
     this.#server = server;
     try {
@@ -196,15 +209,6 @@ export class EmbeddedBroker implements DeviceTransport {
     this.#serverClosed = new Promise((resolve) => server.once('close', resolve));
     const address = server.address();
     if (typeof address === 'object' && address !== null) this.#port = address.port;
-    this.#o.metrics.gauge(
-      'devicegate_mqtt_clients',
-      'Devices connected to the embedded broker.',
-      () => this.#broker?.connectedClients ?? 0,
-    );
-    this.#o.log.info(
-      { host: this.#o.host, port: this.#port, deviceAuth: this.#o.deviceAuth },
-      'embedded MQTT broker listening',
-    );
   }
 
   /**
@@ -286,9 +290,9 @@ export class EmbeddedBroker implements DeviceTransport {
     username: string | undefined,
     password: Buffer | undefined,
   ): Decision<ConnectRefusal> {
-    const will = this.#wills.get(client) ?? undefined;
+    const will = this.#wills.get(client);
     this.#wills.delete(client);
-    const decision = decideConnect(this.#acl, { clientId: client.id, username, password, will });
+    const decision = decideConnect(this.#o, { clientId: client.id, username, password, will });
     if (!decision.allow) {
       this.#o.metrics.inc('devicegate_mqtt_refused_connects_total', { reason: decision.reason });
       this.#o.log.debug(
