@@ -38,12 +38,13 @@ export class RequestDispatcher {
 
   /**
    * Hands `request` to the handler now if a slot is free, else once one is. `onSlot` is called (synchronously) when
-   * the request gets its slot, just before the handler runs. Never throws; a handler that throws or rejects is logged.
+   * the request gets its slot, right after the handler was called. Never throws; a handler that throws or rejects is
+   * logged.
    */
   dispatch(request: IncomingRequest, onSlot?: () => void): void {
     const start = () => {
-      onSlot?.();
       this.#run(request);
+      onSlot?.();
     };
     if (this.#inFlight.size < this.#limit) start();
     else this.#waiting.push(start);

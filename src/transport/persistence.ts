@@ -3,10 +3,10 @@
  *
  * aedes answers every PUBACK with `outgoingClearMessageId`, and the in-memory persistence creates an empty queue for
  * the client id when it has none and never deletes it — also for clean sessions, whose queue is never used. Every
- * device that ever acknowledged a reply would leave an entry (~100 B) behind for the life of the process (bench
- * scenario 4). Only a client that ever had a message queued or updated (a persistent session) can have anything to
- * clear, so for every other client the call answers what the persistence would answer (nothing found) without
- * creating the entry.
+ * device that ever acknowledged a reply would leave an entry (~100 B) behind for the life of the process (measured by
+ * bench/scenarios/s4-pending-scale.ts). Only a client that ever had a message queued or updated (a persistent
+ * session) can have anything to clear, so for every other client the call answers what the persistence would answer
+ * (nothing found) without creating the entry.
  */
 import MemoryPersistence from 'aedes-persistence/asyncPersistence.js';
 
