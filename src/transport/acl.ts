@@ -25,7 +25,10 @@ export type Decision<Reason extends string> =
 const ALLOW = { allow: true } as const;
 const deny = <Reason extends string>(reason: Reason): Decision<Reason> => ({ allow: false, reason });
 
-/** CONNACK return codes (MQTT 3.1.1 §3.2.2.3) a refused CONNECT is answered with: 4 bad credentials, 5 not authorized. */
+/**
+ * CONNACK return codes (MQTT 3.1.1 §3.2.2.3) a refused CONNECT is answered with (aedes passes them through from
+ * `authenticate`): 4 bad user name or password, 5 not authorized.
+ */
 export const CONNACK_RETURN_CODE: Readonly<Record<ConnectRefusal, 4 | 5>> = {
   bad_username: 4,
   bad_password: 4,
