@@ -28,13 +28,12 @@ import type { Logger } from 'pino';
 import { UnavailableError } from '../core/errors.ts';
 import type { DeviceReply } from '../core/protocol.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import type { Topics } from './topics.ts';
 import type { DeviceRequestHandler, DeviceTransport, TransportStatus } from './types.ts';
 
 /** The share group when none is given (tests, a single instance). */
 export const SHARE_GROUP = 'devicegate';
-/** Requests processed at once per instance; more wait (unacknowledged) at the broker. */
-const MAX_IN_FLIGHT = 256;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 
@@ -60,14 +59,13 @@ export class ExternalBroker implements DeviceTransport {
   readonly #o: ExternalBrokerOptions;
   readonly #clientId: string;
   #client: MqttClient | undefined;
-  #handler: DeviceRequestHandler | undefined;
+  /** requests processed at once are bounded at {@link MAX_IN_FLIGHT}; more wait, unacknowledged, at the broker */
+  #dispatcher: RequestDispatcher | undefined;
   #connected = false;
   #closing = false;
   #attempt = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #lastError = '';
-  readonly #inFlight = new Set<Promise<void>>();
-  readonly #waiting: Array<() => void> = [];
   /** Settles the first `start()`: subscribed, or the first connection error. */
   #first: { resolve(): void; reject(err: Error): void } | undefined;
 
@@ -87,7 +85,7 @@ export class ExternalBroker implements DeviceTransport {
 
   /** Connects and subscribes; resolves once the subscription is in place. Reconnects by itself afterwards. */
   async start(handler: DeviceRequestHandler): Promise<void> {
-    this.#handler = handler;
+    this.#dispatcher = new RequestDispatcher(handler, { limit: MAX_IN_FLIGHT, log: this.#o.log });
     const client = mqtt.connect(this.#o.url, {
       clientId: this.#clientId,
       ...(this.#o.username !== undefined && { username: this.#o.username }),
@@ -170,37 +168,24 @@ export class ExternalBroker implements DeviceTransport {
 
   #onMessage(packet: IPublishPacket, done: (err?: Error) => void): void {
     const parsed = this.#o.topics.parseRequest(packet.topic);
+    const dispatcher = this.#dispatcher;
     // A live publish reaches an existing subscription with retain 0 (MQTT-3.3.1-9); retain 1 is a stored copy the
     // broker replays on every (re)subscribe, not a request a device sent now.
-    if (parsed === undefined || this.#handler === undefined || this.#closing || packet.retain) {
+    if (parsed === undefined || dispatcher === undefined || this.#closing || packet.retain) {
       if (packet.retain)
         this.#o.metrics.inc('devicegate_mqtt_denied_total', { op: 'publish', reason: 'retain' });
       done();
       return;
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    const run = async () => {
-      try {
-        await this.#handler!({
-          deviceId: parsed.deviceId,
-          action: parsed.action,
-          rawAction: parsed.rawAction,
-          payload,
-        });
-      } catch (err) {
-        this.#o.log.error({ deviceId: parsed.deviceId, err: String(err) }, 'request handler failed');
-      }
+    const request = {
+      deviceId: parsed.deviceId,
+      action: parsed.action,
+      rawAction: parsed.rawAction,
+      payload,
     };
-    const start = () => {
-      const p = run().finally(() => {
-        this.#inFlight.delete(p);
-        this.#waiting.shift()?.();
-      });
-      this.#inFlight.add(p);
-      done();
-    };
-    if (this.#inFlight.size < MAX_IN_FLIGHT) start();
-    else this.#waiting.push(start);
+    // PUBACK once the request has a slot: until then the broker keeps it (and a crash loses at most those in flight)
+    dispatcher.dispatch(request, () => done());
   }
 
   async publish(deviceId: string, reply: DeviceReply): Promise<void> {
@@ -230,8 +215,7 @@ export class ExternalBroker implements DeviceTransport {
     const client = this.#client;
     if (client === undefined) return;
     if (this.#connected) await client.unsubscribeAsync(this.subscription).catch(() => undefined);
-    for (const start of this.#waiting.splice(0)) start();
-    await Promise.allSettled(this.#inFlight);
+    await this.#dispatcher?.drain();
     this.#connected = false;
     await client.endAsync();
   }

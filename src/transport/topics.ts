@@ -1,4 +1,4 @@
-/** Topic names of the device contract (DESIGN §2). The only place that builds or parses them. */
+/** Topic names of the device contract (docs/architecture.md). The only place that builds or parses them. */
 import { type DeviceAction, ID_PATTERN, isDeviceAction } from '../core/protocol.ts';
 
 export interface Topics {

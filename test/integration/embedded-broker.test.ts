@@ -7,10 +7,12 @@
 import { execFile } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import MemoryPersistence from 'aedes-persistence/asyncPersistence.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { devicePassword } from '../../src/core/crypto.ts';
 import { UnavailableError } from '../../src/core/errors.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import { MAX_IN_FLIGHT } from '../../src/transport/dispatcher.ts';
 import { EmbeddedBroker, MAX_PACKET_BYTES } from '../../src/transport/embedded.ts';
 import { topics } from '../../src/transport/topics.ts';
 import type { DeviceRequestHandler, IncomingRequest } from '../../src/transport/types.ts';
@@ -426,6 +428,35 @@ describe('EmbeddedBroker, hmac device auth', () => {
     expect(reply).toMatchObject({ topic: `${PREFIX}/tv-sleepy/res`, qos: 1, retain: false });
   });
 
+  it('keeps no outgoing queue for clean-session devices that acknowledge replies; a persistent session still has one', async () => {
+    // The in-memory persistence creates a queue entry for any client id its outgoingClearMessageId sees and never
+    // drops it; DevicePersistence must keep clean-session clients (every PUBACK) away from it.
+    const clears = vi.spyOn(MemoryPersistence.prototype, 'outgoingClearMessageId');
+    try {
+      const clients = () => Number(/, (\d+) clients$/.exec(broker.status().detail)?.[1]);
+      const before = clients();
+      const fleet = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => connectDevice({ url, deviceId: `tv-clean-${i}`, key: KEY })),
+      );
+      const replies = await Promise.all(fleet.map((d, i) => d.ask('status', { rid: `r-clean-${i}` })));
+      expect(replies.every((r) => r.qos === 1)).toBe(true);
+      await Promise.all(fleet.map((d) => d.end(true)));
+      // aedes handles a client's packets in order: its PUBACKs before the DISCONNECT that ends it
+      await waitFor(() => clients() <= before, 5000, 'the clean-session devices to be gone');
+
+      const kept = await connectDevice({ url, deviceId: 'tv-kept', key: KEY, clean: false });
+      await kept.ask('status', { rid: 'r-kept' });
+      await waitFor(
+        () => clears.mock.calls.some(([client]) => client.id === 'tv-kept'),
+        5000,
+        'the persistent session to clear its acknowledged reply',
+      );
+      expect(clears.mock.calls.filter(([client]) => client.id.startsWith('tv-clean-'))).toEqual([]);
+    } finally {
+      clears.mockRestore();
+    }
+  });
+
   describe('raw-socket abuse: the socket is closed, the broker and other devices carry on', () => {
     const hello = () => ({
       cmd: 'publish' as const,
@@ -646,6 +677,53 @@ describe('EmbeddedBroker.close()', () => {
         UnavailableError,
       );
       await broker.close(); // idempotent
+    } finally {
+      release();
+      await broker.close();
+    }
+  });
+});
+
+describe('EmbeddedBroker request bound', () => {
+  it(`runs at most ${MAX_IN_FLIGHT} handlers at once; a flooding device waits for slots, then every request is handled`, async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let running = 0;
+    let peak = 0;
+    const handled: string[] = [];
+    const broker = new EmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      topics: topics(PREFIX),
+      deviceAuth: 'hmac',
+      deviceKey: KEY,
+      log: pino({ level: 'silent' }),
+      metrics: new Metrics(),
+    });
+    await broker.start(async (req) => {
+      running += 1;
+      peak = Math.max(peak, running);
+      await gate;
+      handled.push(ridOf(req.payload));
+      running -= 1;
+    });
+    try {
+      const d = await connectDevice({
+        url: `mqtt://127.0.0.1:${broker.port}`,
+        deviceId: 'tv-flood',
+        key: KEY,
+      });
+      const total = MAX_IN_FLIGHT + 44;
+      for (let i = 0; i < total; i++) {
+        d.client.publish(d.reqTopic('status'), JSON.stringify({ rid: `r-flood-${i}` }), { qos: 1 });
+      }
+      await waitFor(() => running === MAX_IN_FLIGHT, 5000, 'every handler slot to be taken');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(running).toBe(MAX_IN_FLIGHT);
+      release();
+      await waitFor(() => handled.length === total, 5000, 'every request to be handled');
+      expect(peak).toBe(MAX_IN_FLIGHT);
+      expect(new Set(handled).size).toBe(total);
     } finally {
       release();
       await broker.close();
