@@ -2,9 +2,7 @@
  * Composition root: builds every part from the config, starts them in order, and closes what it started in reverse.
  * Nothing else in the gateway listens on a port or opens a connection of its own.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -12,6 +10,7 @@ import type { Config } from './config/index.ts';
 import { type Clock, systemClock } from './core/clock.ts';
 import { DEMO_DEVICE_KEY, deriveKeys, randomSecret } from './core/crypto.ts';
 import { startDemoIdp, type DemoIdp } from './demo/idp.ts';
+import { writeDemoState } from './demo/state.ts';
 import { createLogger } from './observability/log.ts';
 import { flowCodec } from './service/codec.ts';
 import { BridgeFlows } from './service/bridge.ts';
@@ -261,7 +260,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const httpUrl = `http://${displayHost(config.http.host)}:${httpPort}`;
 
     if (options.writeDemoFile ?? demo !== undefined) {
-      await writeDemoFile({
+      await writeDemoState({
         mqttUrl,
         publicUrl,
         topicPrefix: config.topicPrefix,
@@ -382,12 +381,4 @@ async function portOrFallback(host: string, port: number, log: Logger, what: str
     }
   }
   return freePort(host);
-}
-
-/** Where the demo listens, for `npm run sim` on the same machine. Holds only demo (public) values. */
-export const DEMO_FILE = path.join('.devicegate', 'demo.json');
-
-async function writeDemoFile(info: Record<string, string>): Promise<void> {
-  await mkdir(path.dirname(DEMO_FILE), { recursive: true });
-  await writeFile(DEMO_FILE, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
 }
