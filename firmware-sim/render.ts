@@ -5,7 +5,7 @@
 import qrcode from 'qrcode-terminal';
 import { DEMO_STATE_FILE } from '../src/demo/state.ts';
 import type { ConnectionSettings } from './args.ts';
-import type { SimReply } from './device.ts';
+import type { SimReply } from './replies.ts';
 
 /** A short, non-secret fingerprint of a token: its first 6 characters and its length. */
 export function fingerprint(token: string): string {

@@ -6,7 +6,9 @@
 import { systemClock, systemTimers, type TimerHandle } from '../src/core/clock.ts';
 import { type DeviceArgs, EXIT } from './args.ts';
 import type { CliIo } from './cli.ts';
-import { SimDevice, SimError, type SimReply, randomRid } from './device.ts';
+import { SimError } from './connection.ts';
+import { SimDevice } from './device.ts';
+import { type SimReply, randomRid } from './replies.ts';
 import { authorizedLines, keyHint, minutes, pendingLines, redact, whereFrom } from './render.ts';
 
 /** Seconds of grace after `expires_in` before the device gives up on hearing `expired_token` from the gateway. */
@@ -72,7 +74,9 @@ class Session {
   }
 
   onReply(r: SimReply): void {
-    if (this.settled) return;
+    // after the final answer, the same result sent again (persistent session and req/status after a reconnect) is
+    // not news: the ack may still be on its way
+    if (this.settled || this.answered) return;
     // a persistent session may hand over replies to an earlier run's requests: not ours, skip them
     if (r.rid !== undefined && r.rid !== this.rid) return;
     if (this.args.json) this.io.stdout.write(`${JSON.stringify(redact(r))}\n`);

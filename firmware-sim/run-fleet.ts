@@ -4,7 +4,7 @@
  */
 import { EXIT, type FleetArgs } from './args.ts';
 import type { CliIo } from './cli.ts';
-import { SimError } from './device.ts';
+import { SimError } from './connection.ts';
 import {
   type Fleet,
   type LatencySummary,

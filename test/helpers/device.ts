@@ -1,12 +1,14 @@
 /**
- * Test devices. `connectDevice` is an mqtt.js device with the credential of DESIGN §2 (username = client id =
- * device id, password = devicePassword(key, id)) that subscribes to its own `res` topic and records every message it
- * gets; `request`/`ask`/`waitForReply` drive the contract. `rawConnect` is a bare TCP socket speaking hand-made or
+ * Test devices. `connectDevice` is the device client of firmware-sim/connection.ts (the fleet credential: username =
+ * client id = device id, password = devicePassword(key, id); every part overridable to test refusals) that subscribes
+ * to its own `res` topic and records every message it gets, raw, so tests can also send what a real device never
+ * would; `request`/`ask`/`waitForReply` drive the contract. `rawConnect` is a bare TCP socket speaking hand-made or
  * mqtt-packet-generated packets, for protocol abuse. Call `closeAllDevices()` in afterEach/afterAll.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, IClientPublishOptions, MqttClient } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
+import { SimError, connacked, openDeviceClient } from '../../firmware-sim/connection.ts';
 import { devicePassword } from '../../src/core/crypto.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 
@@ -95,31 +97,26 @@ export type ConnectError = Error & { code?: number };
 
 /**
  * Connects a device. Resolves once CONNACK (rc 0) arrived and, unless `subscribe: false`, its own `res` subscription
- * was granted. Rejects with the broker's refusal (`code` = CONNACK return code), or when the socket closes first.
- * Never reconnects.
+ * was granted. Rejects with a {@link ConnectError}: the broker's refusal (`code` = CONNACK return code), or the socket
+ * closing first. Never reconnects.
  */
 export async function connectDevice(o: DeviceOptions): Promise<TestDevice> {
   const prefix = o.prefix ?? DEFAULT_PREFIX;
-  const username = o.username === undefined ? o.deviceId : o.username;
-  const password =
-    o.password === undefined
-      ? o.key !== undefined
-        ? devicePassword(o.key, o.deviceId)
-        : undefined
-      : o.password;
-  const client = mqtt.connect(o.url, {
-    clientId: o.clientId ?? o.deviceId,
-    ...(username !== null && { username }),
-    ...(password !== null && password !== undefined && { password }),
-    protocolVersion: o.protocolVersion ?? 4,
+  const connectTimeout = o.connectTimeoutMs ?? 5000;
+  const client = openDeviceClient({
+    url: o.url,
+    deviceId: o.deviceId,
+    ...(o.key !== undefined && { fleetKey: o.key }),
+    ...(o.password !== undefined && { password: o.password }),
+    ...(o.username !== undefined && { username: o.username }),
+    ...(o.clientId !== undefined && { clientId: o.clientId }),
+    ...(o.protocolVersion !== undefined && { protocolVersion: o.protocolVersion }),
+    ...(o.will !== undefined && { will: o.will }),
     clean: o.clean ?? true,
     keepalive: o.keepalive ?? 30,
     reconnectPeriod: 0,
-    connectTimeout: o.connectTimeoutMs ?? 5000,
-    ...(o.will !== undefined && { will: o.will }),
+    connectTimeout,
   });
-  // without TCP_NODELAY a device's PUBACK followed by its next PUBLISH waits ~40 ms for Nagle + delayed ACK
-  (client.stream as Partial<Socket>).setNoDelay?.(true);
   const received: Received[] = [];
   const waiters = new Set<() => void>();
   let closed = false;
@@ -142,30 +139,13 @@ export async function connectDevice(o: DeviceOptions): Promise<TestDevice> {
   // errors after connect (e.g. the broker closing the socket) are observed through `closed`
   client.on('error', () => {});
 
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error('no CONNACK in time')), (o.connectTimeoutMs ?? 5000) + 500);
-    function cleanup() {
-      clearTimeout(timer);
-      client.off('connect', ok);
-      client.off('error', fail);
-      client.off('close', closedEarly);
-    }
-    function ok() {
-      cleanup();
-      resolve();
-    }
-    function fail(err: ConnectError) {
-      cleanup();
-      client.end(true);
-      reject(err);
-    }
-    function closedEarly() {
-      fail(new Error('connection closed before CONNACK'));
-    }
-    client.once('connect', ok);
-    client.once('error', fail);
-    client.once('close', closedEarly);
-  });
+  try {
+    await connacked(client, o.url, connectTimeout + 500);
+  } catch (err) {
+    // the broker's refusal as mqtt.js reports it (its message, `code` = return code); otherwise the SimError's story
+    if (err instanceof SimError && !(err.cause instanceof Error)) throw new Error(err.message);
+    throw err instanceof SimError ? err.cause : err;
+  }
 
   const resTopic = `${prefix}/${o.deviceId}/res`;
   const matches = (r: Received, m: ReplyMatch | undefined): boolean => {

@@ -1,6 +1,6 @@
 /**
  * The firmware simulator against a REAL aedes broker with a small in-test responder that answers like the gateway
- * (DESIGN §2): pending, then authorized (or denied) when the test says so. The gateway itself is not involved.
+ * (docs/architecture.md): pending, then authorized (or denied) when the test says so. The gateway itself is not involved.
  * Covers SimDevice (happy path, refused credentials, resume after a dropped socket with and without a persistent
  * session, JWE), fleet mode, and the CLI both in-process and as a child process (exit codes, no full token printed).
  */
@@ -19,7 +19,8 @@ import type { DeviceReply } from '../../src/core/protocol.ts';
 import { topics } from '../../src/transport/topics.ts';
 import { EXIT } from '../../firmware-sim/args.ts';
 import { runCli } from '../../firmware-sim/cli.ts';
-import { type ConnectionEvent, SimDevice, SimError } from '../../firmware-sim/device.ts';
+import { SimError } from '../../firmware-sim/connection.ts';
+import { type ConnectionEvent, SimDevice } from '../../firmware-sim/device.ts';
 import { connectFleet, runRoundTrips } from '../../firmware-sim/fleet.ts';
 import { writeDemoState } from '../../src/demo/state.ts';
 import { waitFor } from '../helpers/procs.ts';

@@ -18,7 +18,7 @@ import {
 import { runCli } from '../../firmware-sim/cli.ts';
 import { fingerprint, redact } from '../../firmware-sim/render.ts';
 import { percentile, summarize } from '../../firmware-sim/fleet.ts';
-import { parseReply, randomRid } from '../../firmware-sim/device.ts';
+import { parseReply, randomRid } from '../../firmware-sim/replies.ts';
 import { ID_PATTERN } from '../../src/core/protocol.ts';
 
 let empty: string;
