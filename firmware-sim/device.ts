@@ -5,11 +5,12 @@
  * for the state of every flow it still waits on (`req/status`), so a result published while it was away is not lost.
  * With `encrypt: true` it sends an ECDH-ES P-256 public key and decrypts the `jwe` the gateway answers with.
  */
-import { type CryptoKey, type JWK, compactDecrypt, exportJWK, generateKeyPair } from 'jose';
+import type { CryptoKey, JWK } from 'jose';
 import type { MqttClient } from 'mqtt';
 import { type TimerHandle, systemTimers } from '../src/core/clock.ts';
-import { type AuthorizedReply, ID_PATTERN } from '../src/core/protocol.ts';
+import { ID_PATTERN } from '../src/core/protocol.ts';
 import { type Topics, topics } from '../src/transport/topics.ts';
+import { decryptReply, generateDeviceKeys } from './encryption.ts';
 import { SimError, connacked, connectError, openDeviceClient, setNoDelay } from './connection.ts';
 import { type ReplyStatus, type SimReply, parseReply, randomRid } from './replies.ts';
 
@@ -51,9 +52,6 @@ export type ReplyMatch = ReplyStatus | readonly ReplyStatus[] | ((reply: SimRepl
 
 /** `lost`: the connection dropped (mqtt.js keeps reconnecting); `reconnected`: CONNACK again after a loss. */
 export type ConnectionEvent = 'lost' | 'reconnected';
-
-/** The token fields a JWE carries: those of an `authorized` reply (src/core/protocol.ts). */
-type TokenFields = Omit<AuthorizedReply, 'v' | 'rid' | 'status' | 'jwe'>;
 
 const HISTORY_RIDS = 64;
 const DEFAULT_WAIT_MS = 30_000;
@@ -123,14 +121,7 @@ export class SimDevice {
   async connect(): Promise<void> {
     if (this.#client !== undefined) throw new Error('connect() was already called');
     const o = this.#o;
-    if (o.encrypt === true && this.#keys === undefined) {
-      const { privateKey, publicKey } = await generateKeyPair('ECDH-ES', { crv: 'P-256' });
-      const jwk = await exportJWK(publicKey);
-      this.#keys = {
-        privateKey,
-        publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, use: 'enc' } as JWK,
-      };
-    }
+    if (o.encrypt === true && this.#keys === undefined) this.#keys = await generateDeviceKeys();
     const connectTimeout = o.connectTimeout ?? 10_000;
     const client = openDeviceClient({
       url: o.url,
@@ -329,7 +320,7 @@ export class SimDevice {
     let reply: SimReply = parsed;
     if (parsed.status === 'authorized' && parsed.jwe !== undefined && this.#keys !== undefined) {
       try {
-        reply = await this.#decrypt(parsed, parsed.jwe, this.#keys.privateKey);
+        reply = await decryptReply(parsed, parsed.jwe, this.#keys.privateKey);
       } catch (err) {
         const e = new SimError('decrypt_failed', `the JWE for ${parsed.rid} did not decrypt`, {
           rid: parsed.rid,
@@ -346,16 +337,6 @@ export class SimDevice {
       }
     }
     this.#deliver(reply);
-  }
-
-  async #decrypt(reply: AuthorizedReply, jwe: string, key: CryptoKey): Promise<SimReply> {
-    const { plaintext } = await compactDecrypt(jwe, key, {
-      keyManagementAlgorithms: ['ECDH-ES'],
-      contentEncryptionAlgorithms: ['A256GCM'],
-    });
-    const fields = JSON.parse(new TextDecoder().decode(plaintext)) as TokenFields;
-    const { jwe: _jwe, ...rest } = reply;
-    return { ...rest, ...fields, v: reply.v, rid: reply.rid, status: 'authorized', encrypted: true };
   }
 
   #deliver(reply: SimReply): void {
