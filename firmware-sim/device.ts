@@ -1,18 +1,18 @@
 /**
- * A simulated device speaking the MQTT contract of DESIGN §2: it connects with the fleet credential (username =
+ * A simulated device speaking the MQTT device contract (docs/architecture.md): it connects with the fleet credential (username =
  * client id = device id, password = devicePassword(fleetKey, deviceId)), subscribes to its own `res` topic, sends
  * `req/authorize` / `status` / `ack` / `cancel`, and hands every reply to its listeners. After a reconnect it asks
  * for the state of every flow it still waits on (`req/status`), so a result published while it was away is not lost.
  * With `encrypt: true` it sends an ECDH-ES P-256 public key and decrypts the `jwe` the gateway answers with.
  */
-import { randomBytes } from 'node:crypto';
-import type { Socket } from 'node:net';
-import { type CryptoKey, type JWK, compactDecrypt, exportJWK, generateKeyPair } from 'jose';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { devicePassword } from '../src/core/crypto.ts';
-import type { AuthorizedReply, DeviceReply } from '../src/core/protocol.ts';
+import type { CryptoKey, JWK } from 'jose';
+import type { MqttClient } from 'mqtt';
+import { type TimerHandle, systemTimers } from '../src/core/clock.ts';
 import { ID_PATTERN } from '../src/core/protocol.ts';
 import { type Topics, topics } from '../src/transport/topics.ts';
+import { decryptReply, generateDeviceKeys } from './encryption.ts';
+import { SimError, connacked, connectError, openDeviceClient, setNoDelay } from './connection.ts';
+import { type ReplyStatus, type SimReply, parseReply, randomRid } from './replies.ts';
 
 export const DEFAULT_TOPIC_PREFIX = 'devicegate/v1';
 
@@ -20,14 +20,12 @@ export interface SimDeviceOptions {
   /** `mqtt://host:port` (or `mqtts://`, `ws://`) */
   url: string;
   deviceId: string;
-  /** the fleet key the device's password is derived from (DESIGN §2) */
+  /** the fleet key the device's password is derived from */
   fleetKey: string;
   /** overrides the derived password (to test refusals) */
   password?: string;
   /** default `devicegate/v1` */
   topicPrefix?: string;
-  /** MQTT 3.1.1: aedes 1.x speaks nothing newer */
-  protocolVersion?: 4;
   /** default false: a persistent session, so a reply published while the device is offline is queued for it */
   clean?: boolean;
   /** ms between reconnect attempts (default 1000; 0 = never reconnect) */
@@ -50,120 +48,10 @@ export interface AuthorizeOptions {
   device?: { name?: string; model?: string; firmware?: string };
 }
 
-export type ReplyStatus = DeviceReply['status'];
-
-/**
- * A reply as the device sees it. An `authorized` reply that arrived as JWE and was decrypted carries the token
- * fields, no `jwe`, and `encrypted: true`.
- */
-export type SimReply = DeviceReply & { readonly encrypted?: true };
-
 export type ReplyMatch = ReplyStatus | readonly ReplyStatus[] | ((reply: SimReply) => boolean);
 
 /** `lost`: the connection dropped (mqtt.js keeps reconnecting); `reconnected`: CONNACK again after a loss. */
 export type ConnectionEvent = 'lost' | 'reconnected';
-
-export type SimErrorCode =
-  | 'unreachable'
-  | 'connect_timeout'
-  | 'refused_protocol'
-  | 'refused_identifier'
-  | 'refused_server_unavailable'
-  | 'refused_credentials'
-  | 'refused_not_authorized'
-  | 'subscribe_refused'
-  | 'not_connected'
-  | 'reply_timeout'
-  | 'bad_reply'
-  | 'decrypt_failed'
-  | 'closed';
-
-/** Everything the simulator itself reports (as opposed to the gateway's `status: "error"` replies). */
-export class SimError extends Error {
-  readonly code: SimErrorCode;
-  /** the CONNACK return code, for `refused_*` */
-  readonly returnCode: number | undefined;
-  /** the request the error is about, when there is one */
-  readonly rid: string | undefined;
-
-  constructor(
-    code: SimErrorCode,
-    message: string,
-    extra: { returnCode?: number; rid?: string; cause?: unknown } = {},
-  ) {
-    super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
-    this.name = 'SimError';
-    this.code = code;
-    this.returnCode = extra.returnCode;
-    this.rid = extra.rid;
-  }
-}
-
-const REFUSALS: Record<number, [SimErrorCode, string]> = {
-  1: ['refused_protocol', 'the broker refused the protocol version (the device speaks MQTT 3.1.1)'],
-  2: ['refused_identifier', 'the broker refused the client id'],
-  3: ['refused_server_unavailable', 'the broker is unavailable'],
-  4: ['refused_credentials', 'bad username or password: check the fleet key and the device id'],
-  5: ['refused_not_authorized', 'not authorized: check the fleet key and the device id'],
-};
-
-/**
- * Turns what mqtt.js reports on a failed connect into a {@link SimError}: a CONNACK refusal (`code` 1–5 or an
- * MQTT 5 reason code) or a socket error (`ECONNREFUSED`, ...).
- */
-export function connectError(err: unknown, url: string): SimError {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'number') {
-    const known = REFUSALS[code];
-    if (known !== undefined)
-      return new SimError(known[0], `${url}: ${known[1]}`, { returnCode: code, cause: err });
-    return new SimError('refused_not_authorized', `${url}: connection refused (code ${code})`, {
-      returnCode: code,
-      cause: err,
-    });
-  }
-  const text = err instanceof Error ? err.message : String(err);
-  return new SimError('unreachable', `cannot reach ${url}: ${text}`, { cause: err });
-}
-
-/** Turns TCP_NODELAY on for a TCP socket (without it every round trip waits ~40 ms for Nagle + delayed ACK). */
-export function setNoDelay(client: MqttClient): void {
-  const stream = client.stream as Partial<Socket> | undefined;
-  if (typeof stream?.setNoDelay === 'function') stream.setNoDelay(true);
-}
-
-/** A fresh request id matching `^[A-Za-z0-9._-]{1,64}$`. */
-export function randomRid(): string {
-  return `r-${randomBytes(9).toString('base64url')}`;
-}
-
-/** Parses a `res` payload; `undefined` when it is not a reply of the contract. */
-export function parseReply(payload: Uint8Array): DeviceReply | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(Buffer.from(payload).toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return undefined;
-  const r = json as Record<string, unknown>;
-  if (r['rid'] !== undefined && typeof r['rid'] !== 'string') return undefined;
-  switch (r['status']) {
-    case 'pending':
-      return typeof r['user_code'] === 'string' && typeof r['verification_uri'] === 'string'
-        ? (json as DeviceReply)
-        : undefined;
-    case 'authorized':
-      return typeof r['rid'] === 'string' ? (json as DeviceReply) : undefined;
-    case 'error':
-      return typeof r['error'] === 'string' ? (json as DeviceReply) : undefined;
-    default:
-      return undefined;
-  }
-}
-
-/** The token fields a JWE carries (DESIGN §2). */
-type TokenFields = Omit<AuthorizedReply, 'v' | 'rid' | 'status' | 'jwe'>;
 
 const HISTORY_RIDS = 64;
 const DEFAULT_WAIT_MS = 30_000;
@@ -173,7 +61,7 @@ interface Waiter {
   match: (r: SimReply) => boolean;
   resolve: (r: SimReply) => void;
   reject: (e: SimError) => void;
-  timer: NodeJS.Timeout;
+  timer: TimerHandle;
 }
 
 /**
@@ -233,61 +121,37 @@ export class SimDevice {
   async connect(): Promise<void> {
     if (this.#client !== undefined) throw new Error('connect() was already called');
     const o = this.#o;
-    if (o.encrypt === true && this.#keys === undefined) {
-      const { privateKey, publicKey } = await generateKeyPair('ECDH-ES', { crv: 'P-256' });
-      const jwk = await exportJWK(publicKey);
-      this.#keys = {
-        privateKey,
-        publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y, use: 'enc' } as JWK,
-      };
-    }
+    if (o.encrypt === true && this.#keys === undefined) this.#keys = await generateDeviceKeys();
     const connectTimeout = o.connectTimeout ?? 10_000;
-    const options: IClientOptions = {
-      clientId: o.deviceId,
-      username: o.deviceId,
-      password: o.password ?? devicePassword(o.fleetKey, o.deviceId),
-      protocolVersion: o.protocolVersion ?? 4,
+    const client = openDeviceClient({
+      url: o.url,
+      deviceId: o.deviceId,
+      fleetKey: o.fleetKey,
+      ...(o.password !== undefined && { password: o.password }),
       clean: o.clean ?? false,
       keepalive: o.keepalive ?? 60,
       reconnectPeriod: o.reconnectPeriod ?? 1000,
       connectTimeout,
-    };
-    const client = mqtt.connect(o.url, options);
-    this.#client = client;
-    let connecting: ((err: SimError) => void) | undefined;
-    // mqtt.js emits 'error' for refused CONNACKs and socket errors; without a listener Node would throw.
-    client.on('error', (err) => {
-      const e = connectError(err, o.url);
-      if (connecting !== undefined) connecting(e);
-      // while reconnecting, socket errors show as 'lost' / 'reconnected'; a refusal ends the retries: report it
-      else if (e.returnCode !== undefined) this.#emitError(e);
     });
-    client.on('connect', () => this.#onConnect());
+    this.#client = client;
+    // mqtt.js emits 'error' for refused CONNACKs and socket errors; without a listener Node would throw. Before the
+    // first CONNACK `connacked` reports them; while reconnecting, socket errors show as 'lost' / 'reconnected', and
+    // a refusal ends the retries: report it.
+    client.on('error', (err) => {
+      if (!this.#everConnected) return;
+      const e = connectError(err, o.url);
+      if (e.returnCode !== undefined) this.#emitError(e);
+    });
     client.on('close', () => this.#onClose());
     client.on('message', (topic, payload) => {
       if (topic === this.topics.response(this.deviceId)) this.#enqueue(payload);
     });
 
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => fail(new SimError('connect_timeout', `${o.url}: no CONNACK within ${connectTimeout} ms`)),
-          connectTimeout,
-        );
-        const ok = () => {
-          clearTimeout(timer);
-          connecting = undefined;
-          resolve();
-        };
-        const fail = (e: SimError) => {
-          clearTimeout(timer);
-          client.off('connect', ok);
-          connecting = undefined;
-          reject(e);
-        };
-        connecting = fail;
-        client.once('connect', ok);
-      });
+      await connacked(client, o.url, connectTimeout);
+      this.#online = true;
+      this.#everConnected = true;
+      client.on('connect', () => this.#onReconnect());
       try {
         await client.subscribeAsync(this.topics.response(this.deviceId), { qos: 1 });
       } catch (err) {
@@ -390,7 +254,7 @@ export class SimDevice {
         match: test,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        timer: systemTimers.setTimeout(() => {
           this.#waiters.delete(waiter);
           reject(
             new SimError('reply_timeout', `no matching reply for ${rid} within ${timeoutMs} ms`, { rid }),
@@ -405,7 +269,7 @@ export class SimDevice {
   async close(): Promise<void> {
     this.#closed = true;
     for (const w of this.#waiters) {
-      clearTimeout(w.timer);
+      systemTimers.clear(w.timer);
       w.reject(new SimError('closed', 'the device is closed', { rid: w.rid }));
     }
     this.#waiters.clear();
@@ -422,16 +286,12 @@ export class SimDevice {
     });
   }
 
-  #onConnect(): void {
+  #onReconnect(): void {
     if (this.#client !== undefined) setNoDelay(this.#client);
     this.#online = true;
-    if (!this.#everConnected) {
-      this.#everConnected = true;
-      return;
-    }
     for (const cb of this.#connectionListeners) cb('reconnected');
-    // Resume (DESIGN §2 "Delivery"): ask for every flow still waited on; a result published while the device was
-    // away comes back even when the broker kept no session for it.
+    // Resume (docs/architecture.md, "Delivery"): ask for every flow still waited on; a result published while the
+    // device was away comes back even when the broker kept no session for it.
     for (const rid of this.#waiting) {
       this.status(rid).catch((err: unknown) =>
         this.#emitError(new SimError('not_connected', `status for ${rid} not sent`, { rid, cause: err })),
@@ -460,7 +320,7 @@ export class SimDevice {
     let reply: SimReply = parsed;
     if (parsed.status === 'authorized' && parsed.jwe !== undefined && this.#keys !== undefined) {
       try {
-        reply = await this.#decrypt(parsed, parsed.jwe, this.#keys.privateKey);
+        reply = await decryptReply(parsed, parsed.jwe, this.#keys.privateKey);
       } catch (err) {
         const e = new SimError('decrypt_failed', `the JWE for ${parsed.rid} did not decrypt`, {
           rid: parsed.rid,
@@ -468,7 +328,7 @@ export class SimDevice {
         });
         for (const w of this.#waiters) {
           if (w.rid !== parsed.rid) continue;
-          clearTimeout(w.timer);
+          systemTimers.clear(w.timer);
           this.#waiters.delete(w);
           w.reject(e);
         }
@@ -477,16 +337,6 @@ export class SimDevice {
       }
     }
     this.#deliver(reply);
-  }
-
-  async #decrypt(reply: AuthorizedReply, jwe: string, key: CryptoKey): Promise<SimReply> {
-    const { plaintext } = await compactDecrypt(jwe, key, {
-      keyManagementAlgorithms: ['ECDH-ES'],
-      contentEncryptionAlgorithms: ['A256GCM'],
-    });
-    const fields = JSON.parse(new TextDecoder().decode(plaintext)) as TokenFields;
-    const { jwe: _jwe, ...rest } = reply;
-    return { ...rest, ...fields, v: reply.v, rid: reply.rid, status: 'authorized', encrypted: true };
   }
 
   #deliver(reply: SimReply): void {
@@ -505,7 +355,7 @@ export class SimDevice {
       list.push(reply);
       for (const w of this.#waiters) {
         if (w.rid !== rid || !w.match(reply)) continue;
-        clearTimeout(w.timer);
+        systemTimers.clear(w.timer);
         this.#waiters.delete(w);
         w.resolve(reply);
       }

@@ -5,11 +5,13 @@
  * record the latency, repeat) and reports throughput, latency percentiles and the replies by status.
  */
 import { randomBytes } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
-import { devicePassword } from '../src/core/crypto.ts';
-import type { DeviceReply } from '../src/core/protocol.ts';
+import type { MqttClient } from 'mqtt';
+import type { DeviceAction, DeviceReply } from '../src/core/protocol.ts';
+import { systemTimers } from '../src/core/clock.ts';
 import { type Topics, topics } from '../src/transport/topics.ts';
-import { DEFAULT_TOPIC_PREFIX, SimError, connectError, parseReply, setNoDelay } from './device.ts';
+import { SimError, connacked, connectError, openDeviceClient } from './connection.ts';
+import { DEFAULT_TOPIC_PREFIX } from './device.ts';
+import { parseReply } from './replies.ts';
 
 export interface RoundTripOptions {
   /** requests each device sends (closed loop); with `durationMs` too, whichever ends first */
@@ -150,11 +152,10 @@ export async function connectFleet(o: FleetOptions): Promise<Fleet> {
 
   const connectOne = async (id: string): Promise<Member> => {
     const t0 = performance.now();
-    const client = mqtt.connect(o.url, {
-      clientId: id,
-      username: id,
-      password: devicePassword(o.fleetKey, id),
-      protocolVersion: 4,
+    const client = openDeviceClient({
+      url: o.url,
+      deviceId: id,
+      fleetKey: o.fleetKey,
       clean: true,
       keepalive: 60,
       reconnectPeriod: 0,
@@ -176,25 +177,10 @@ export async function connectFleet(o: FleetOptions): Promise<Fleet> {
       for (const done of member.waiting.values()) done(new Error('connection lost'));
       member.waiting.clear();
     });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new SimError('connect_timeout', `${id}: no CONNACK within ${timeoutMs} ms`));
-      }, timeoutMs + 500);
-      client.once('connect', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      client.on('error', (err) => {
-        clearTimeout(timer);
-        reject(connectError(err, o.url));
-      });
-      client.once('close', () => {
-        clearTimeout(timer);
-        reject(new SimError('unreachable', `${id}: the connection closed before CONNACK`));
-      });
-    });
+    // after CONNACK a socket error is followed by 'close', which fails the round trip in flight
+    client.on('error', () => {});
+    await connacked(client, o.url, timeoutMs + 500);
     latencies.push(performance.now() - t0);
-    setNoDelay(client);
     try {
       await client.subscribeAsync(resTopic, { qos: 1 });
     } catch (err) {
@@ -236,6 +222,29 @@ export async function connectFleet(o: FleetOptions): Promise<Fleet> {
   return fleet;
 }
 
+/** Publishes `{prefix}/{id}/req/{action}` (QoS 1) for one fleet device; resolves once the broker acknowledged it. */
+export async function sendRequest(
+  fleet: Fleet,
+  device: FleetDevice,
+  action: DeviceAction,
+  body: object,
+): Promise<void> {
+  await device.client.publishAsync(fleet.topics.request(device.id, action), JSON.stringify(body), { qos: 1 });
+}
+
+/**
+ * Calls `cb` with every well-formed reply on the device's `res` topic, synchronously on arrival (so a caller can
+ * timestamp it), in addition to the round-trip bookkeeping of {@link runRoundTrips}.
+ */
+export function onFleetReply(fleet: Fleet, device: FleetDevice, cb: (reply: DeviceReply) => void): void {
+  const resTopic = fleet.topics.response(device.id);
+  device.client.on('message', (topic, payload) => {
+    if (topic !== resTopic) return;
+    const reply = parseReply(payload);
+    if (reply !== undefined) cb(reply);
+  });
+}
+
 /**
  * Runs the closed loop on every device of `fleet` until `requestsPerDevice` round trips each or `durationMs`,
  * whichever comes first, and summarizes the round trips started after `warmupMs`. Never throws for a failed round
@@ -258,22 +267,21 @@ export async function runRoundTrips(fleet: Fleet, o: RoundTripOptions = {}): Pro
   let errors = 0;
   let lastDone = measureFrom;
 
-  const once = (m: Member, rid: string, payload: string): Promise<DeviceReply> =>
+  const once = (m: Member, rid: string, body: object): Promise<DeviceReply> =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = systemTimers.setTimeout(() => {
         m.waiting.delete(rid);
         reject(new SimError('reply_timeout', `${m.id}: no reply for ${rid} within ${timeoutMs} ms`, { rid }));
       }, timeoutMs);
       m.waiting.set(rid, (r) => {
-        clearTimeout(timer);
+        systemTimers.clear(timer);
         if (r instanceof Error) reject(r);
         else resolve(r);
       });
-      m.client.publish(fleet.topics.request(m.id, 'authorize'), payload, { qos: 1 }, (err) => {
-        if (err === undefined || err === null) return;
+      sendRequest(fleet, m, 'authorize', body).catch((err: unknown) => {
         const done = m.waiting.get(rid);
         m.waiting.delete(rid);
-        done?.(err);
+        done?.(err instanceof Error ? err : new Error(String(err)));
       });
     });
 
@@ -281,7 +289,7 @@ export async function runRoundTrips(fleet: Fleet, o: RoundTripOptions = {}): Pro
     for (let seq = 0; o.requestsPerDevice === undefined || seq < o.requestsPerDevice; seq++) {
       if (o.signal?.aborted === true || performance.now() >= deadline || !m.client.connected) return;
       const rid = `${runTag}.${index}.${seq}`;
-      const body = JSON.stringify({ rid, ...(o.scope !== undefined && { scope: o.scope }) });
+      const body = { rid, ...(o.scope !== undefined && { scope: o.scope }) };
       const t0 = performance.now();
       const counted = t0 >= measureFrom;
       try {
@@ -297,12 +305,7 @@ export async function runRoundTrips(fleet: Fleet, o: RoundTripOptions = {}): Pro
           }
         }
         if (cancel && reply.status === 'pending') {
-          m.client.publish(
-            fleet.topics.request(m.id, 'cancel'),
-            JSON.stringify({ rid }),
-            { qos: 1 },
-            () => {},
-          );
+          sendRequest(fleet, m, 'cancel', { rid }).catch(() => {});
         }
       } catch {
         if (counted) {

@@ -1,10 +1,9 @@
 /**
- * Helpers for scenarios that follow whole flows on fleet devices (firmware-sim fleet mode): publish a request and
- * collect every reply of that rid with its arrival time, and the admin calls of the fake upstream.
+ * Helpers for scenarios that follow whole flows on fleet devices, thin over the fleet client of firmware-sim/fleet.ts:
+ * publish a request, collect every reply of a rid with its arrival time; and the admin calls of the fake upstream.
  */
 import { request } from 'undici';
-import type { FleetDevice, Fleet } from '../../firmware-sim/fleet.ts';
-import { parseReply } from '../../firmware-sim/device.ts';
+import { type FleetDevice, type Fleet, onFleetReply, sendRequest } from '../../firmware-sim/fleet.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import type { FakeUpstreamReport } from '../fake-upstream.ts';
 import { nowMs } from './clock.ts';
@@ -24,12 +23,8 @@ export class ReplyTap {
   readonly #waiters: Array<{ match(r: DeviceReply): boolean; resolve(r: TimedReply): void }> = [];
 
   constructor(device: FleetDevice, fleet: Fleet) {
-    const topic = fleet.topics.response(device.id);
-    device.client.on('message', (t, payload) => {
-      if (t !== topic) return;
+    onFleetReply(fleet, device, (reply) => {
       const at = nowMs();
-      const reply = parseReply(payload);
-      if (reply === undefined) return;
       const i = this.#waiters.findIndex((w) => w.match(reply));
       if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve({ reply, at });
       else this.#buffered.push({ reply, at });
@@ -65,11 +60,7 @@ export function send(
   action: 'authorize' | 'ack' | 'status',
   body: object,
 ): Promise<void> {
-  return new Promise((resolve, reject) => {
-    device.client.publish(fleet.topics.request(device.id, action), JSON.stringify(body), { qos: 1 }, (err) =>
-      err ? reject(err) : resolve(),
-    );
-  });
+  return sendRequest(fleet, device, action, body);
 }
 
 /** The fake upstream's admin calls. */

@@ -28,7 +28,7 @@ import { devicePassword } from '../../src/core/crypto.ts';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { topics } from '../../src/transport/topics.ts';
-import { parseReply } from '../../firmware-sim/device.ts';
+import { parseReply } from '../../firmware-sim/replies.ts';
 import { approveDeviceCode, authorizeInBrowserlessFlow } from '../../test/helpers/idp-person.ts';
 import { freePort } from '../../test/helpers/procs.ts';
 import { nowMs, sleep } from '../lib/clock.ts';

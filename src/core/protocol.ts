@@ -23,6 +23,7 @@ const label = z
   .min(1)
   .max(64)
   .regex(/^[^\p{Cc}\p{Cf}\p{Co}\p{Cs}]+$/u, 'must be printable text');
+/** Space-separated scope tokens (RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`). */
 const scope = z
   .string()
   .max(512)
@@ -30,6 +31,24 @@ const scope = z
     /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/,
     'scope must be space-separated scope tokens',
   );
+
+/** True when `value` is a `scope` the gateway accepts in `req/authorize` (tokens per RFC 6749 §3.3, ≤ 512 chars). */
+export function isScope(value: string): boolean {
+  return scope.safeParse(value).success;
+}
+
+/** True when `value` is a device label (`device.name` / `model` / `firmware`): 1–64 printable characters. */
+export function isDeviceLabel(value: string): boolean {
+  return label.safeParse(value).success;
+}
+
+/** The URL schemes a device (and the gateway as a client) may reach an MQTT broker with. */
+export const MQTT_URL_PROTOCOLS = ['mqtt:', 'mqtts:', 'tcp:', 'tls:', 'ws:', 'wss:'] as const;
+
+/** True when `url` is a URL whose scheme is one of {@link MQTT_URL_PROTOCOLS}. */
+export function isMqttUrl(url: string): boolean {
+  return URL.canParse(url) && (MQTT_URL_PROTOCOLS as readonly string[]).includes(new URL(url).protocol);
+}
 
 /** A public key the token is encrypted to (RFC 7517). Only public members; private ones are refused. */
 const publicJwk = z

@@ -5,11 +5,13 @@
  * run beside anything), and both processes run in a scratch directory so the demo file stays out of the checkout.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_STATE_FILE } from '../../src/demo/state.ts';
 import { launchBrowser, phoneContext } from '../helpers/browser.ts';
 import { freePort, waitFor } from '../helpers/procs.ts';
 
@@ -107,5 +109,7 @@ describe('the demo of the README', () => {
       gateway.proc.once('exit', (c) => resolve(c)),
     );
     expect(gwExit).toBe(0);
+    // and takes its state file along, so no simulator is sent to a broker that is gone
+    expect(existsSync(path.join(dir, DEMO_STATE_FILE))).toBe(false);
   });
 });

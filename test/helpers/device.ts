@@ -1,14 +1,14 @@
 /**
- * Test devices. `connectDevice` is an mqtt.js device with the credential of DESIGN §2 (username = client id =
- * device id, password = devicePassword(key, id)) that subscribes to its own `res` topic and records every message it
- * gets; `request`/`ask`/`waitForReply` drive the contract. `rawConnect` is a bare TCP socket speaking hand-made or
- * mqtt-packet-generated packets, for protocol abuse. Call `closeAllDevices()` in afterEach/afterAll.
+ * Test devices. `connectDevice` is the device client of firmware-sim/connection.ts (the fleet credential: username =
+ * client id = device id, password = devicePassword(key, id); every part overridable to test refusals) that subscribes
+ * to its own `res` topic and records every message it gets, raw, so tests can also send what a real device never
+ * would; `request`/`ask`/`waitForReply` drive the contract. Raw sockets for protocol abuse are in raw.ts. Call
+ * `closeAllDevices()` in afterEach/afterAll (it closes the raw connections too).
  */
-import { connect as netConnect, type Socket } from 'node:net';
-import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
-import mqttPacket, { type Packet } from 'mqtt-packet';
-import { devicePassword } from '../../src/core/crypto.ts';
+import type { IClientOptions, IClientPublishOptions, MqttClient } from 'mqtt';
+import { SimError, connacked, openDeviceClient } from '../../firmware-sim/connection.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
+import { closeAllRaw } from './raw.ts';
 
 export const DEFAULT_PREFIX = 'devicegate/v1';
 
@@ -86,8 +86,7 @@ const open = new Set<TestDevice>();
 export async function closeAllDevices(): Promise<void> {
   await Promise.allSettled([...open].map((d) => d.end()));
   open.clear();
-  for (const r of raws) r.destroy();
-  raws.clear();
+  closeAllRaw();
 }
 
 /** A connect failure: `code` is the CONNACK return code (or reason code), when the broker sent one. */
@@ -95,35 +94,55 @@ export type ConnectError = Error & { code?: number };
 
 /**
  * Connects a device. Resolves once CONNACK (rc 0) arrived and, unless `subscribe: false`, its own `res` subscription
- * was granted. Rejects with the broker's refusal (`code` = CONNACK return code), or when the socket closes first.
- * Never reconnects.
+ * was granted. Rejects with a {@link ConnectError}: the broker's refusal (`code` = CONNACK return code), or the socket
+ * closing first. Never reconnects.
  */
 export async function connectDevice(o: DeviceOptions): Promise<TestDevice> {
-  const prefix = o.prefix ?? DEFAULT_PREFIX;
-  const username = o.username === undefined ? o.deviceId : o.username;
-  const password =
-    o.password === undefined
-      ? o.key !== undefined
-        ? devicePassword(o.key, o.deviceId)
-        : undefined
-      : o.password;
-  const client = mqtt.connect(o.url, {
-    clientId: o.clientId ?? o.deviceId,
-    ...(username !== null && { username }),
-    ...(password !== null && password !== undefined && { password }),
-    protocolVersion: o.protocolVersion ?? 4,
+  const connectTimeout = o.connectTimeoutMs ?? 5000;
+  const client = openDeviceClient({
+    url: o.url,
+    deviceId: o.deviceId,
+    ...(o.key !== undefined && { fleetKey: o.key }),
+    ...(o.password !== undefined && { password: o.password }),
+    ...(o.username !== undefined && { username: o.username }),
+    ...(o.clientId !== undefined && { clientId: o.clientId }),
+    ...(o.protocolVersion !== undefined && { protocolVersion: o.protocolVersion }),
+    ...(o.will !== undefined && { will: o.will }),
     clean: o.clean ?? true,
     keepalive: o.keepalive ?? 30,
     reconnectPeriod: 0,
-    connectTimeout: o.connectTimeoutMs ?? 5000,
-    ...(o.will !== undefined && { will: o.will }),
+    connectTimeout,
   });
-  // without TCP_NODELAY a device's PUBACK followed by its next PUBLISH waits ~40 ms for Nagle + delayed ACK
-  (client.stream as Partial<Socket>).setNoDelay?.(true);
-  const received: Received[] = [];
-  const waiters = new Set<() => void>();
-  let closed = false;
-  const onClose = new Set<() => void>();
+  const rec = record(client);
+  try {
+    await connacked(client, o.url, connectTimeout + 500);
+  } catch (err) {
+    // the broker's refusal as mqtt.js reports it (its message, `code` = return code); otherwise the SimError's story
+    if (err instanceof SimError && !(err.cause instanceof Error)) throw new Error(err.message);
+    throw err instanceof SimError ? err.cause : err;
+  }
+  const device = testDevice(o, client, rec);
+  open.add(device);
+  if (o.subscribe ?? true) {
+    const granted = await device.subscribe(device.resTopic, 1);
+    if (granted[0] === 128)
+      throw new Error(`${o.deviceId}: subscription to its own ${device.resTopic} was refused`);
+  }
+  return device;
+}
+
+/** What a test device has seen: every message, and whether the connection closed. */
+interface Recording {
+  readonly received: Received[];
+  /** called after every message */
+  readonly waiters: Set<() => void>;
+  /** called once the connection closed */
+  readonly onClose: Set<() => void>;
+  closed: boolean;
+}
+
+function record(client: MqttClient): Recording {
+  const rec: Recording = { received: [], waiters: new Set(), onClose: new Set(), closed: false };
   client.on('message', (topic, payload, packet) => {
     let json: Record<string, unknown> | undefined;
     try {
@@ -132,58 +151,81 @@ export async function connectDevice(o: DeviceOptions): Promise<TestDevice> {
     } catch {
       // not JSON: json stays undefined
     }
-    received.push({ topic, payload, json, qos: packet.qos, retain: packet.retain, dup: packet.dup });
-    for (const w of waiters) w();
+    rec.received.push({ topic, payload, json, qos: packet.qos, retain: packet.retain, dup: packet.dup });
+    for (const w of rec.waiters) w();
   });
   client.on('close', () => {
-    closed = true;
-    for (const w of onClose) w();
+    rec.closed = true;
+    for (const w of rec.onClose) w();
   });
   // errors after connect (e.g. the broker closing the socket) are observed through `closed`
   client.on('error', () => {});
+  return rec;
+}
 
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error('no CONNACK in time')), (o.connectTimeoutMs ?? 5000) + 500);
-    function cleanup() {
-      clearTimeout(timer);
-      client.off('connect', ok);
-      client.off('error', fail);
-      client.off('close', closedEarly);
-    }
-    function ok() {
-      cleanup();
-      resolve();
-    }
-    function fail(err: ConnectError) {
-      cleanup();
-      client.end(true);
-      reject(err);
-    }
-    function closedEarly() {
-      fail(new Error('connection closed before CONNACK'));
-    }
-    client.once('connect', ok);
-    client.once('error', fail);
-    client.once('close', closedEarly);
+function matches(r: Received, m: ReplyMatch | undefined): boolean {
+  if (m === undefined) return true;
+  if (typeof m === 'function') return m(r);
+  if (m.rid !== undefined && r.json?.['rid'] !== m.rid) return false;
+  if (m.status !== undefined && r.json?.['status'] !== m.status) return false;
+  return true;
+}
+
+function waitForMessage(
+  id: string,
+  rec: Recording,
+  match: ReplyMatch | undefined,
+  opts: { timeoutMs?: number; from?: number },
+): Promise<Received> {
+  const from = opts.from ?? 0;
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  return new Promise((resolve, reject) => {
+    const look = () => {
+      for (let i = from; i < rec.received.length; i++) {
+        const r = rec.received[i]!;
+        if (matches(r, match)) {
+          clearTimeout(timer);
+          rec.waiters.delete(look);
+          resolve(r);
+          return;
+        }
+      }
+    };
+    const timer = setTimeout(() => {
+      rec.waiters.delete(look);
+      reject(new Error(`${id}: no matching reply within ${timeoutMs} ms (got ${rec.received.length})`));
+    }, timeoutMs);
+    rec.waiters.add(look);
+    look();
   });
+}
 
-  const resTopic = `${prefix}/${o.deviceId}/res`;
-  const matches = (r: Received, m: ReplyMatch | undefined): boolean => {
-    if (m === undefined) return true;
-    if (typeof m === 'function') return m(r);
-    if (m.rid !== undefined && r.json?.['rid'] !== m.rid) return false;
-    if (m.status !== undefined && r.json?.['status'] !== m.status) return false;
-    return true;
-  };
+function waitForClose(id: string, rec: Recording, timeoutMs: number): Promise<void> {
+  if (rec.closed) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      rec.onClose.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      rec.onClose.delete(done);
+      reject(new Error(`${id}: connection still open after ${timeoutMs} ms`));
+    }, timeoutMs);
+    rec.onClose.add(done);
+  });
+}
 
+function testDevice(o: DeviceOptions, client: MqttClient, rec: Recording): TestDevice {
+  const prefix = o.prefix ?? DEFAULT_PREFIX;
   const device: TestDevice = {
     id: o.deviceId,
     client,
-    received,
+    received: rec.received,
     get closed() {
-      return closed;
+      return rec.closed;
     },
-    resTopic,
+    resTopic: `${prefix}/${o.deviceId}/res`,
     reqTopic: (action) => `${prefix}/${o.deviceId}/req/${action}`,
     async publish(topic, payload, opts) {
       await client.publishAsync(topic, payload, { qos: 1, ...opts });
@@ -192,33 +234,9 @@ export async function connectDevice(o: DeviceOptions): Promise<TestDevice> {
       const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
       await device.publish(device.reqTopic(action), payload, opts);
     },
-    waitForReply(match, opts = {}) {
-      const from = opts.from ?? 0;
-      const timeoutMs = opts.timeoutMs ?? 5000;
-      return new Promise((resolve, reject) => {
-        const look = () => {
-          for (let i = from; i < received.length; i++) {
-            const r = received[i]!;
-            if (matches(r, match)) {
-              clearTimeout(timer);
-              waiters.delete(look);
-              resolve(r);
-              return;
-            }
-          }
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(look);
-          reject(
-            new Error(`${o.deviceId}: no matching reply within ${timeoutMs} ms (got ${received.length})`),
-          );
-        }, timeoutMs);
-        waiters.add(look);
-        look();
-      });
-    },
+    waitForReply: (match, opts = {}) => waitForMessage(o.deviceId, rec, match, opts),
     async ask(action, body, opts = {}) {
-      const from = received.length;
+      const from = rec.received.length;
       await device.request(action, body);
       return device.waitForReply(
         { rid: body.rid, ...(opts.status !== undefined && { status: opts.status }) },
@@ -236,31 +254,12 @@ export async function connectDevice(o: DeviceOptions): Promise<TestDevice> {
         throw err;
       }
     },
-    waitForClose(timeoutMs = 5000) {
-      if (closed) return Promise.resolve();
-      return new Promise((resolve, reject) => {
-        const done = () => {
-          clearTimeout(timer);
-          onClose.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          onClose.delete(done);
-          reject(new Error(`${o.deviceId}: connection still open after ${timeoutMs} ms`));
-        }, timeoutMs);
-        onClose.add(done);
-      });
-    },
+    waitForClose: (timeoutMs = 5000) => waitForClose(o.deviceId, rec, timeoutMs),
     async end(graceful = false) {
       open.delete(device);
       await client.endAsync(!graceful);
     },
   };
-  open.add(device);
-  if (o.subscribe ?? true) {
-    const granted = await device.subscribe(resTopic, 1);
-    if (granted[0] === 128) throw new Error(`${o.deviceId}: subscription to its own ${resTopic} was refused`);
-  }
   return device;
 }
 
@@ -273,134 +272,6 @@ export async function connectRefused(o: DeviceOptions): Promise<ConnectError> {
     return err as ConnectError;
   }
   throw new Error(`${o.deviceId}: the connection was accepted`);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Raw sockets
-
-export interface RawConnection {
-  readonly socket: Socket;
-  /** packets the broker sent, parsed */
-  readonly packets: Packet[];
-  /** true once the broker closed the socket (or it was destroyed) */
-  readonly closed: boolean;
-  /** Sends an mqtt-packet object (generated as MQTT 3.1.1 unless `protocolVersion` says otherwise) or raw bytes. */
-  send(packet: Packet | Uint8Array, opts?: { protocolVersion?: 3 | 4 | 5 }): void;
-  /** The first packet of that type the broker sent (already or within `timeoutMs`, default 5000). */
-  waitForPacket(cmd: Packet['cmd'], timeoutMs?: number): Promise<Packet>;
-  /** Resolves once the broker closes the socket; rejects after `timeoutMs` (default 5000). */
-  waitForClose(timeoutMs?: number): Promise<void>;
-  destroy(): void;
-}
-
-const raws = new Set<RawConnection>();
-
-/** Opens a TCP connection to a broker and parses what it sends back. Nothing is sent yet. */
-export function rawConnect(port: number, host = '127.0.0.1'): Promise<RawConnection> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ port, host, noDelay: true });
-    const packets: Packet[] = [];
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
-    const listeners = new Set<() => void>();
-    let closed = false;
-    parser.on('packet', (p) => {
-      packets.push(p);
-      for (const l of listeners) l();
-    });
-    parser.on('error', () => {});
-    socket.on('data', (buf) => parser.parse(buf));
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      closed = true;
-      for (const l of listeners) l();
-    });
-    const wait = <T>(check: () => T | undefined, timeoutMs: number, what: string): Promise<T> =>
-      new Promise((res, rej) => {
-        const look = () => {
-          const v = check();
-          if (v === undefined) return;
-          clearTimeout(timer);
-          listeners.delete(look);
-          res(v);
-        };
-        const timer = setTimeout(() => {
-          listeners.delete(look);
-          rej(new Error(`raw connection: ${what} did not happen within ${timeoutMs} ms`));
-        }, timeoutMs);
-        listeners.add(look);
-        look();
-      });
-    const conn: RawConnection = {
-      socket,
-      packets,
-      get closed() {
-        return closed;
-      },
-      send(packet, opts) {
-        if (closed || socket.destroyed) return;
-        const bytes =
-          packet instanceof Uint8Array
-            ? packet
-            : mqttPacket.generate(packet, { protocolVersion: opts?.protocolVersion ?? 4 });
-        socket.write(bytes);
-      },
-      waitForPacket(cmd, timeoutMs = 5000) {
-        return wait(() => packets.find((p) => p.cmd === cmd), timeoutMs, `a ${cmd} packet`);
-      },
-      waitForClose(timeoutMs = 5000) {
-        return wait(() => (closed ? true : undefined), timeoutMs, 'close').then(() => undefined);
-      },
-      destroy() {
-        socket.destroy();
-        raws.delete(conn);
-      },
-    };
-    raws.add(conn);
-    socket.once('connect', () => resolve(conn));
-    socket.once('error', reject);
-  });
-}
-
-/** A raw connection that has sent an authenticated CONNECT (HMAC of `key`, or `password`) and got CONNACK rc 0. */
-export async function rawDevice(
-  port: number,
-  deviceId: string,
-  auth: { key: string } | { password: string },
-): Promise<RawConnection> {
-  const conn = await rawConnect(port);
-  conn.send({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clientId: deviceId,
-    clean: true,
-    keepalive: 30,
-    username: deviceId,
-    password: Buffer.from('key' in auth ? devicePassword(auth.key, deviceId) : auth.password),
-  });
-  const connack = await conn.waitForPacket('connack');
-  if (connack.cmd !== 'connack' || connack.returnCode !== 0) {
-    conn.destroy();
-    throw new Error(`${deviceId}: raw CONNECT refused`);
-  }
-  return conn;
-}
-
-/** MQTT Remaining Length encoding (1–4 bytes, MQTT 3.1.1 §2.2.3). */
-export function remainingLength(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    out.push(byte);
-  } while (n > 0);
-  return Buffer.from(out);
-}
-
-/** A hand-made packet: first header byte, the Remaining Length of `body`, then `body`. */
-export function frame(firstByte: number, body: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from([firstByte]), remainingLength(body.length), body]);
 }
 
 /** A fixed `pending` reply for `rid`, what recording handlers answer when the broker, not the gateway, is under test. */

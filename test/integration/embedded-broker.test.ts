@@ -22,11 +22,8 @@ import {
   connectRefused,
   fixedPendingReply,
   ridOf,
-  frame,
-  rawConnect,
-  rawDevice,
-  type RawConnection,
 } from '../helpers/device.ts';
+import { frame, rawConnect, rawDevice, type RawConnection } from '../helpers/raw.ts';
 
 import { waitFor } from '../helpers/procs.ts';
 

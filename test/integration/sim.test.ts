@@ -1,12 +1,12 @@
 /**
  * The firmware simulator against a REAL aedes broker with a small in-test responder that answers like the gateway
- * (DESIGN §2): pending, then authorized (or denied) when the test says so. The gateway itself is not involved.
+ * (docs/architecture.md): pending, then authorized (or denied) when the test says so. The gateway itself is not involved.
  * Covers SimDevice (happy path, refused credentials, resume after a dropped socket with and without a persistent
  * session, JWE), fleet mode, and the CLI both in-process and as a child process (exit codes, no full token printed).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { type AddressInfo, type Server, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,12 +14,15 @@ import { fileURLToPath } from 'node:url';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { CompactEncrypt, type JWK, importJWK } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { checkDevicePassword } from '../../src/core/crypto.ts';
+import { DEMO_DEVICE_KEY, checkDevicePassword } from '../../src/core/crypto.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { topics } from '../../src/transport/topics.ts';
-import { EXIT, runCli } from '../../firmware-sim/cli.ts';
-import { type ConnectionEvent, SimDevice, SimError } from '../../firmware-sim/device.ts';
+import { EXIT } from '../../firmware-sim/args.ts';
+import { runCli } from '../../firmware-sim/cli.ts';
+import { SimError } from '../../firmware-sim/connection.ts';
+import { type ConnectionEvent, SimDevice } from '../../firmware-sim/device.ts';
 import { connectFleet, runRoundTrips } from '../../firmware-sim/fleet.ts';
+import { writeDemoState } from '../../src/demo/state.ts';
 import { waitFor } from '../helpers/procs.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -68,7 +71,10 @@ class Responder {
     const r = new Responder(broker, server);
     broker.authenticate = (client, username, password, done) => {
       const ok =
-        username === client.id && username !== undefined && checkDevicePassword(KEY, username, password);
+        username === client.id &&
+        username !== undefined &&
+        // devices named demo-* belong to the demo fleet, whose key the demo state file carries
+        checkDevicePassword(username.startsWith('demo-') ? DEMO_DEVICE_KEY : KEY, username, password);
       const answer = () => {
         if (ok) return done(null, true);
         const err = new Error('bad username or password') as AuthenticateError;
@@ -516,18 +522,18 @@ describe('CLI', () => {
     responder.autoApprove = true;
     const dir = await mkdtemp(path.join(tmpdir(), 'dg-sim-demo-'));
     dirs.push(dir);
-    await mkdir(path.join(dir, '.devicegate'));
-    await writeFile(
-      path.join(dir, '.devicegate', 'demo.json'),
-      JSON.stringify({
+    await writeDemoState(
+      {
         mqttUrl: responder.url,
+        publicUrl: 'http://localhost:8080',
         topicPrefix: 'devicegate/v1',
         deviceAuth: 'hmac',
-        deviceKey: KEY,
-      }),
+        deviceKey: DEMO_DEVICE_KEY,
+      },
+      dir,
     );
     const c = capture(dir);
-    expect(await runCli(['--id', 'tv-json', '--json', '--rid', 'json-1'], c.io)).toBe(EXIT.ok);
+    expect(await runCli(['--id', 'demo-tv-json', '--json', '--rid', 'json-1'], c.io)).toBe(EXIT.ok);
     const lines = c.out
       .join('')
       .trim()
@@ -540,7 +546,7 @@ describe('CLI', () => {
     expect(lines[1]?.['access_token']).toBe(`${token.slice(0, 6)}… (${token.length} chars)`);
     expect(c.out.join('')).not.toContain(token);
     expect(c.err.join('')).toContain('Authorized ✓');
-    await waitFor(() => responder.seen('tv-json', 'ack', 'json-1').length === 1, 5000, 'the ack');
+    await waitFor(() => responder.seen('demo-tv-json', 'ack', 'json-1').length === 1, 5000, 'the ack');
   });
 
   it('in-process: says the connection was lost, resumes with req/status, and still ends authorized', async () => {

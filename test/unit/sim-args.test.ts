@@ -13,18 +13,18 @@ import {
   EXIT,
   type SimArgs,
   UsageError,
-  fingerprint,
   parseSimArgs,
-  redact,
-  runCli,
-} from '../../firmware-sim/cli.ts';
+} from '../../firmware-sim/args.ts';
+import { runCli } from '../../firmware-sim/cli.ts';
+import { fingerprint, redact } from '../../firmware-sim/render.ts';
 import { percentile, summarize } from '../../firmware-sim/fleet.ts';
-import { parseReply, randomRid } from '../../firmware-sim/device.ts';
+import { parseReply, randomRid } from '../../firmware-sim/replies.ts';
 import { ID_PATTERN } from '../../src/core/protocol.ts';
 
 let empty: string;
 let withDemo: string;
 let badDemo: string;
+let foreignKeyDemo: string;
 const dirs: string[] = [];
 
 async function tempDir(demo?: string): Promise<string> {
@@ -45,10 +45,19 @@ beforeAll(async () => {
       publicUrl: 'http://localhost:8080',
       topicPrefix: 'demo/v9',
       deviceAuth: 'hmac',
-      deviceKey: 'key-from-demo-file',
+      deviceKey: DEMO_DEVICE_KEY,
     }),
   );
   badDemo = await tempDir('{ not json');
+  foreignKeyDemo = await tempDir(
+    JSON.stringify({
+      mqttUrl: 'mqtt://127.0.0.1:18999',
+      publicUrl: 'http://localhost:8080',
+      topicPrefix: 'demo/v9',
+      deviceAuth: 'hmac',
+      deviceKey: 'a-real-fleet-key',
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -146,7 +155,7 @@ describe('parseSimArgs: one device', () => {
     const a = asDevice(await parse(['--id', 'tv-1'], { cwd: withDemo }));
     expect(a.conn).toEqual({
       url: 'mqtt://127.0.0.1:18999',
-      fleetKey: 'key-from-demo-file',
+      fleetKey: DEMO_DEVICE_KEY,
       topicPrefix: 'demo/v9',
       urlFrom: 'demo-file',
       keyFrom: 'demo-file',
@@ -179,6 +188,12 @@ describe('parseSimArgs: one device', () => {
 
   it('reports a demo file that is not JSON as a usage error', async () => {
     await expect(parse(['--id', 'tv-1'], { cwd: badDemo })).rejects.toThrow(/demo\.json is not JSON/);
+  });
+
+  it('refuses a demo file that carries any key but the published demo key', async () => {
+    const err = await parse(['--id', 'tv-1'], { cwd: foreignKeyDemo }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as UsageError).message).toMatch(/demo\.json is not a demo state file \("deviceKey"/);
   });
 
   it('returns help for --help and -h', async () => {
