@@ -13,11 +13,11 @@ import { type Clock, systemClock } from './core/clock.ts';
 import { DEMO_DEVICE_KEY, deriveKeys, randomSecret } from './core/crypto.ts';
 import { startDemoIdp, type DemoIdp } from './demo/idp.ts';
 import { createLogger } from './observability/log.ts';
-import { flowCodec } from './service/codec.ts';
 import { BridgeFlows } from './service/bridge.ts';
-import { FlowService } from './service/flows.ts';
+import { createFlowService, type FlowService } from './service/flows.ts';
 import { Metrics } from './observability/metrics.ts';
 import { Scheduler } from './service/scheduler.ts';
+import { flowCodec } from './store/codec.ts';
 import { MemoryStore } from './store/memory.ts';
 import { RedisStore } from './store/redis/index.ts';
 import type { FlowStore } from './store/types.ts';
@@ -145,20 +145,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     closers.push(async () => discovery.cancel());
     if (demo !== undefined) await discovery.done;
 
-    // Flow service, transport, scheduler
-    const service = new FlowService({
-      config,
-      publicUrl,
-      clock,
-      store,
-      upstream: upstreamClient.upstream,
-      keys,
-      log: log.child({ component: 'flows' }),
-      metrics,
-    });
+    // Transport, flow service, scheduler
     const t = topics(config.topicPrefix);
     let transport: DeviceTransport;
-    let mqttUrl: string;
+    /** where devices connect; the embedded broker knows its port once it listens */
+    let mqttUrlOf: () => string;
     if (config.mqtt.kind === 'embedded') {
       const mqttPort = config.mqtt.portIsDefault
         ? await portOrFallback(config.mqtt.host, config.mqtt.port, log, 'embedded MQTT broker')
@@ -173,9 +164,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         metrics,
       });
       transport = broker;
-      service.transport = transport;
-      await transport.start(service.handleRequest);
-      mqttUrl = `mqtt://${displayHost(config.mqtt.host)}:${broker.port}`;
+      const host = config.mqtt.host;
+      mqttUrlOf = () => `mqtt://${displayHost(host)}:${broker.port}`;
     } else {
       const { ExternalBroker } = await import('./transport/external.ts');
       transport = new ExternalBroker({
@@ -189,15 +179,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         log: log.child({ component: 'mqtt' }),
         metrics,
       });
-      service.transport = transport;
-      await transport.start(service.handleRequest);
-      mqttUrl = config.mqtt.url;
+      const url = config.mqtt.url;
+      mqttUrlOf = () => url;
     }
+    const service = createFlowService({
+      config,
+      publicUrl,
+      clock,
+      store,
+      upstream: upstreamClient.upstream,
+      keys,
+      log: log.child({ component: 'flows' }),
+      metrics,
+      channel: transport,
+    });
+    await transport.start(service.handleRequest);
+    const mqttUrl = mqttUrlOf();
     closers.push(() => transport.close());
 
     const scheduler = new Scheduler({
       store,
-      service,
+      service: service.updater,
       upstream: upstreamClient.upstream,
       clock,
       log: log.child({ component: 'scheduler' }),
@@ -230,7 +232,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       register: async (a) => {
         if (upstreamClient.upstream.kind === 'authorization_code') {
           const bridge = new BridgeFlows({
-            service,
+            updater: service.updater,
             store,
             upstream: upstreamClient.upstream,
             keys,

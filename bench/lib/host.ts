@@ -138,7 +138,7 @@ async function handle(req: HostRequest): Promise<unknown> {
         });
         await client.discover();
         bridge = new BridgeFlows({
-          service: gateway.service,
+          updater: gateway.service.updater,
           store: gateway.store,
           upstream: client.upstream as BridgeUpstream,
           keys: deriveKeys(secret),

@@ -8,14 +8,14 @@ import {
   secondsLeft,
   SLOW_DOWN_STEP_SECONDS,
 } from '../../src/core/engine.ts';
-import type { Flow } from '../../src/core/flow.ts';
+import type { BridgeFlow, RelayFlow } from '../../src/core/flow.ts';
 import { stateRank } from '../../src/core/flow.ts';
 
 const clock = new FakeClock(Date.UTC(2026, 10, 27, 12, 0, 0));
 const T0 = clock.now();
 const TOKEN = { access_token: 'at-123', token_type: 'Bearer', expires_in: 3600, scope: 'openid' };
 
-function relayFlow(over: Partial<Flow> = {}): Flow {
+function relayFlow(over: Partial<RelayFlow> = {}): RelayFlow {
   return {
     deviceId: 'tv-1',
     rid: 'r1',
@@ -32,11 +32,19 @@ function relayFlow(over: Partial<Flow> = {}): Flow {
   };
 }
 
-function bridgeFlow(over: Partial<Flow> = {}): Flow {
-  const f = relayFlow({ mode: 'authorization_code', secrets: { userCode: 'WDJB-MJHT' }, ...over });
-  delete f.nextPollAt;
-  delete f.verificationUri;
-  return f;
+function bridgeFlow(over: Partial<BridgeFlow> = {}): BridgeFlow {
+  return {
+    deviceId: 'tv-1',
+    rid: 'r1',
+    mode: 'authorization_code',
+    state: 'pending',
+    scope: 'openid',
+    createdAt: T0,
+    expiresAt: T0 + 600_000,
+    interval: 5,
+    secrets: { userCode: 'WDJB-MJHT' },
+    ...over,
+  };
 }
 
 describe('expiry edges (RFC 8628 §3.2: valid up to and including expires_in)', () => {
