@@ -219,11 +219,7 @@ function applyWith<F extends Flow>(
     case 'fail':
       if (flow.state !== 'pending') return unchanged(flow);
       return changedTo(
-        rules.finish(
-          flow,
-          event.code === 'access_denied' ? 'denied' : event.code === 'expired_token' ? 'expired' : 'failed',
-          { code: event.code, description: event.description },
-        ),
+        rules.finish(flow, failedState(event.code), { code: event.code, description: event.description }),
         true,
       );
 
@@ -231,6 +227,11 @@ function applyWith<F extends Flow>(
       if (stateRank(flow.state) !== 1 || flow.deliveredAt !== undefined) return unchanged(flow);
       return changedTo({ ...flow, deliveredAt: now }, false);
   }
+}
+
+/** The state an upstream refusal ends a flow in. */
+function failedState(code: OAuthErrorCode): FlowState {
+  return code === 'access_denied' ? 'denied' : code === 'expired_token' ? 'expired' : 'failed';
 }
 
 function applyPoll(flow: RelayFlow, outcome: PollOutcome, now: number): Transition<RelayFlow> {
