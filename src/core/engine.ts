@@ -2,7 +2,7 @@
  * The flow state machine. Pure: `(flow, event, now) → transition`. No I/O, no clock of its own; the caller stores the
  * new flow atomically (compare-and-set on the version) and carries out the effects.
  */
-import type { Flow, TokenSet } from './flow.ts';
+import type { BridgeFlow, Flow, FlowError, FlowState, RelayFlow, TokenSet } from './flow.ts';
 import { stateRank } from './flow.ts';
 import { type OAuthErrorCode, OAuthError, invalidRequest } from './errors.ts';
 
@@ -48,9 +48,9 @@ export type FlowEvent =
   /** The result was handed to the broker. */
   | { type: 'delivered' };
 
-export interface Transition {
-  /** The flow after the event (the same object when nothing changed). */
-  flow: Flow;
+export interface Transition<F extends Flow = Flow> {
+  /** The flow after the event (the same object when nothing changed; always of the input's mode). */
+  flow: F;
   /** Whether `flow` differs from the input and must be stored. */
   changed: boolean;
   /** Send the device the current view of the flow (pending / authorized / error). */
@@ -64,34 +64,11 @@ export function isExpired(flow: Flow, now: number): boolean {
   return now > flow.expiresAt;
 }
 
-const unchanged = (flow: Flow, notify = false, reject?: OAuthError): Transition =>
-  reject === undefined ? { flow, changed: false, notify } : { flow, changed: false, notify, reject };
-const changedTo = (flow: Flow, notify: boolean): Transition => ({ flow, changed: true, notify });
-
-function finish(flow: Flow, state: Flow['state'], error?: Flow['error'], token?: TokenSet): Flow {
-  const s = flow.secrets;
-  // Flows are never mutated: secrets that lose nothing and gain nothing are shared rather than copied (so the store's
-  // codec can tell they are unchanged and need not seal them again).
-  let secrets = s;
-  if (
-    token !== undefined ||
-    s.deviceCode !== undefined ||
-    s.codeVerifier !== undefined ||
-    s.nonce !== undefined ||
-    s.verificationUriComplete !== undefined
-  ) {
-    secrets = { ...s };
-    delete secrets.deviceCode;
-    delete secrets.codeVerifier;
-    delete secrets.nonce;
-    delete secrets.verificationUriComplete;
-    if (token !== undefined) secrets.token = token;
-  }
-  const next: Flow = { ...flow, state, secrets };
-  delete next.nextPollAt;
-  delete next.failures;
-  if (error !== undefined) next.error = error;
-  return next;
+function unchanged<F extends Flow>(flow: F, notify = false, reject?: OAuthError): Transition<F> {
+  return reject === undefined ? { flow, changed: false, notify } : { flow, changed: false, notify, reject };
+}
+function changedTo<F extends Flow>(flow: F, notify: boolean): Transition<F> {
+  return { flow, changed: true, notify };
 }
 
 const expiredError = {
@@ -99,16 +76,92 @@ const expiredError = {
   description: 'the user code expired before it was approved',
 } as const;
 
+/** What differs between the modes: which secrets and fields a result drops, and the mode-only events. */
+interface ModeRules<F extends Flow> {
+  /** The flow with a result: its upstream secrets and schedule dropped, the token (if any) kept. */
+  finish(flow: F, state: FlowState, error?: FlowError, token?: TokenSet): F;
+  /** Relay mode: the upstream answered a poll. */
+  poll(flow: F, outcome: PollOutcome, now: number): Transition<F>;
+  /** Bridge mode: the person approved. */
+  approve(flow: F, event: Extract<FlowEvent, { type: 'approve' }>, now: number): Transition<F>;
+}
+
+const codeUsed = () => invalidRequest('this code was already used');
+
+const relayRules: ModeRules<RelayFlow> = {
+  finish(flow, state, error, token) {
+    const { nextPollAt: _poll, failures: _failures, ...rest } = flow;
+    const s = flow.secrets;
+    // Flows are never mutated: secrets that lose nothing and gain nothing are shared rather than copied (so the
+    // store's codec can tell they are unchanged and need not seal them again).
+    let secrets = s;
+    if (token !== undefined || s.deviceCode !== undefined || s.verificationUriComplete !== undefined) {
+      secrets = { userCode: s.userCode, ...(s.token !== undefined && { token: s.token }) };
+      if (token !== undefined) secrets.token = token;
+    }
+    return { ...rest, state, secrets, ...(error !== undefined && { error }) };
+  },
+  poll(flow, outcome, now) {
+    if (flow.state !== 'pending') return unchanged(flow);
+    return applyPoll(flow, outcome, now);
+  },
+  // Relay flows have no code of the gateway's to approve: the person approves at the upstream.
+  approve: (flow) => unchanged(flow, false, codeUsed()),
+};
+
+const bridgeRules: ModeRules<BridgeFlow> = {
+  finish(flow, state, error, token) {
+    const s = flow.secrets;
+    let secrets = s; // shared when unchanged, as in relay mode
+    if (token !== undefined || s.codeVerifier !== undefined || s.nonce !== undefined) {
+      secrets = { userCode: s.userCode, ...(s.token !== undefined && { token: s.token }) };
+      if (token !== undefined) secrets.token = token;
+    }
+    return { ...flow, state, secrets, ...(error !== undefined && { error }) };
+  },
+  // Bridge flows are never polled: the upstream's answer comes back through the callback (`token` / `fail`).
+  poll: (flow) => unchanged(flow),
+  approve(flow, event, now) {
+    if (flow.state !== 'pending' || flow.approvedAt !== undefined) return unchanged(flow, false, codeUsed());
+    return changedTo(
+      {
+        ...flow,
+        approvedAt: now,
+        secrets: {
+          ...flow.secrets,
+          codeVerifier: event.codeVerifier,
+          ...(event.nonce !== undefined && { nonce: event.nonce }),
+        },
+      },
+      false,
+    );
+  },
+};
+
 /**
  * Applies one event. Order of checks follows RFC 8628: expiry first (§3.5 `expired_token`), then the state, then the
- * event's own rules.
+ * event's own rules. The flow keeps its mode.
  */
+export function apply(flow: RelayFlow, event: FlowEvent, now: number): Transition<RelayFlow>;
+export function apply(flow: BridgeFlow, event: FlowEvent, now: number): Transition<BridgeFlow>;
+export function apply(flow: Flow, event: FlowEvent, now: number): Transition;
 export function apply(flow: Flow, event: FlowEvent, now: number): Transition {
+  return flow.mode === 'device'
+    ? applyWith(flow, event, now, relayRules)
+    : applyWith(flow, event, now, bridgeRules);
+}
+
+function applyWith<F extends Flow>(
+  flow: F,
+  event: FlowEvent,
+  now: number,
+  rules: ModeRules<F>,
+): Transition<F> {
   // A pending flow past its lifetime expires before anything else happens (§3.5). A token that already came back
   // is still accepted: the upstream decided while the flow was live.
   if (flow.state === 'pending' && isExpired(flow, now) && event.type !== 'poll' && event.type !== 'token') {
-    const expired = finish(flow, 'expired', expiredError);
-    const t = apply(expired, event, now);
+    const expired = rules.finish(flow, 'expired', expiredError);
+    const t = applyWith(expired, event, now, rules);
     return { ...t, changed: true, notify: t.notify || event.type === 'tick' || event.type === 'status' };
   }
 
@@ -120,14 +173,18 @@ export function apply(flow: Flow, event: FlowEvent, now: number): Transition {
       if (flow.state === 'pending')
         return unchanged(flow, false, invalidRequest('nothing to acknowledge yet'));
       if (flow.state === 'acked') return unchanged(flow);
-      return changedTo({ ...finish(flow, 'acked'), secrets: { userCode: flow.secrets.userCode } }, false);
+      // Acknowledged: nothing secret is kept but the user code (the token is gone).
+      return changedTo(
+        { ...rules.finish(flow, 'acked'), secrets: { userCode: flow.secrets.userCode } },
+        false,
+      );
 
     case 'cancel':
       if (flow.state !== 'pending') {
         return unchanged(flow, false, invalidRequest(`request ${flow.rid} is already finished`));
       }
       return changedTo(
-        finish(flow, 'cancelled', {
+        rules.finish(flow, 'cancelled', {
           code: 'access_denied',
           description: 'cancelled at the device’s request',
         }),
@@ -139,31 +196,15 @@ export function apply(flow: Flow, event: FlowEvent, now: number): Transition {
       return unchanged(flow, stateRank(flow.state) === 1 && flow.deliveredAt === undefined);
 
     case 'poll':
-      if (flow.state !== 'pending') return unchanged(flow);
-      return applyPoll(flow, event.outcome, now);
+      return rules.poll(flow, event.outcome, now);
 
     case 'approve':
-      if (flow.state !== 'pending' || flow.approvedAt !== undefined) {
-        return unchanged(flow, false, invalidRequest('this code was already used'));
-      }
-      return changedTo(
-        {
-          ...flow,
-          approvedAt: now,
-          secrets: {
-            ...flow.secrets,
-            codeVerifier: event.codeVerifier,
-            ...(event.nonce !== undefined && { nonce: event.nonce }),
-          },
-        },
-        false,
-      );
+      return rules.approve(flow, event, now);
 
     case 'deny':
-      if (flow.state !== 'pending')
-        return unchanged(flow, false, invalidRequest('this code was already used'));
+      if (flow.state !== 'pending') return unchanged(flow, false, codeUsed());
       return changedTo(
-        finish(flow, 'denied', {
+        rules.finish(flow, 'denied', {
           code: 'access_denied',
           description: event.description ?? 'the person denied the request',
         }),
@@ -173,19 +214,12 @@ export function apply(flow: Flow, event: FlowEvent, now: number): Transition {
     case 'token':
       if (flow.state !== 'pending')
         return unchanged(flow, false, invalidRequest('the flow is already finished'));
-      return changedTo(finish(flow, 'authorized', undefined, event.token), true);
+      return changedTo(rules.finish(flow, 'authorized', undefined, event.token), true);
 
     case 'fail':
       if (flow.state !== 'pending') return unchanged(flow);
       return changedTo(
-        finish(
-          flow,
-          event.code === 'access_denied' ? 'denied' : event.code === 'expired_token' ? 'expired' : 'failed',
-          {
-            code: event.code,
-            description: event.description,
-          },
-        ),
+        rules.finish(flow, failedState(event.code), { code: event.code, description: event.description }),
         true,
       );
 
@@ -195,21 +229,25 @@ export function apply(flow: Flow, event: FlowEvent, now: number): Transition {
   }
 }
 
-function applyPoll(flow: Flow, outcome: PollOutcome, now: number): Transition {
+/** The state an upstream refusal ends a flow in. */
+function failedState(code: OAuthErrorCode): FlowState {
+  return code === 'access_denied' ? 'denied' : code === 'expired_token' ? 'expired' : 'failed';
+}
+
+function applyPoll(flow: RelayFlow, outcome: PollOutcome, now: number): Transition<RelayFlow> {
+  const finish = relayRules.finish;
   switch (outcome.kind) {
     case 'token':
       return changedTo(finish(flow, 'authorized', undefined, outcome.token), true);
     case 'authorization_pending': {
-      const next: Flow = { ...flow, nextPollAt: now + flow.interval * 1000 };
-      delete next.failures;
-      return changedTo(next, false);
+      const { failures: _failures, ...rest } = flow;
+      return changedTo({ ...rest, nextPollAt: now + flow.interval * 1000 }, false);
     }
     case 'slow_down': {
       // §3.5: "the interval MUST be increased by 5 seconds for this and all subsequent requests".
       const interval = flow.interval + SLOW_DOWN_STEP_SECONDS;
-      const next: Flow = { ...flow, interval, nextPollAt: now + interval * 1000 };
-      delete next.failures;
-      return changedTo(next, false);
+      const { failures: _failures, ...rest } = flow;
+      return changedTo({ ...rest, interval, nextPollAt: now + interval * 1000 }, false);
     }
     case 'access_denied':
       return changedTo(
@@ -247,7 +285,8 @@ function acknowledged(flow: Flow): OAuthError {
 export function dueAt(flow: Flow, now: number, leaseMs: number): number | undefined {
   if (flow.state === 'pending') {
     const afterExpiry = flow.expiresAt + 1;
-    return flow.nextPollAt === undefined ? afterExpiry : Math.min(flow.nextPollAt, afterExpiry);
+    const nextPoll = flow.mode === 'device' ? flow.nextPollAt : undefined;
+    return nextPoll === undefined ? afterExpiry : Math.min(nextPoll, afterExpiry);
   }
   if (flow.state !== 'acked' && flow.deliveredAt === undefined) return now + leaseMs;
   return undefined;

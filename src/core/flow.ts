@@ -25,21 +25,32 @@ export interface TokenSet {
   refresh_token?: string;
 }
 
-/** Values that are secret: sealed (AES-256-GCM) whenever the flow is stored. */
-export interface FlowSecrets {
+/** Secrets of both modes: sealed (AES-256-GCM) whenever the flow is stored. */
+interface CommonSecrets {
   /** The user code as shown to people (`XXXX-XXXX` in bridge mode, the upstream's in relay mode). */
   userCode: string;
-  /** Relay mode: the upstream's `verification_uri_complete` (it carries the user code, so it is sealed too). */
-  verificationUriComplete?: string;
-  /** Relay mode: the upstream's device_code. Never leaves the gateway. */
-  deviceCode?: string;
-  /** Bridge mode: PKCE code_verifier for the upstream authorization request. */
-  codeVerifier?: string;
-  /** Bridge mode: OIDC nonce sent with the upstream authorization request. */
-  nonce?: string;
   /** The result, kept until the device acks or the flow's lifetime ends. */
   token?: TokenSet;
 }
+
+/** Relay mode's secrets. The upstream's values are dropped once the flow is finished. */
+export interface RelaySecrets extends CommonSecrets {
+  /** The upstream's `verification_uri_complete` (it carries the user code, so it is sealed too). */
+  verificationUriComplete?: string;
+  /** The upstream's device_code. Never leaves the gateway. */
+  deviceCode?: string;
+}
+
+/** Bridge mode's secrets. Set by the approval, dropped once the flow is finished. */
+export interface BridgeSecrets extends CommonSecrets {
+  /** PKCE code_verifier of the upstream authorization request (RFC 7636). */
+  codeVerifier?: string;
+  /** OIDC nonce sent with the upstream authorization request. */
+  nonce?: string;
+}
+
+/** The secrets of either mode. */
+export type FlowSecrets = RelaySecrets | BridgeSecrets;
 
 /** What the device reported about itself in `req/authorize` (shown on the confirm page). */
 export interface DeviceInfo {
@@ -60,37 +71,60 @@ export interface PublicJwk {
   use?: 'enc' | undefined;
 }
 
-export interface Flow {
+/** The error a finished, unsuccessful flow reports (RFC 6749 §5.2 / RFC 8628 §3.5 code and a safe text). */
+export interface FlowError {
+  code: OAuthErrorCode;
+  description: string;
+}
+
+/** What both modes record. */
+export interface FlowBase {
   deviceId: string;
   rid: string;
-  mode: UpstreamMode;
   state: FlowState;
   scope: string;
   /** ms since the epoch */
   createdAt: number;
   /** ms since the epoch; the flow is valid up to and including this instant (RFC 8628 §3.2 `expires_in`). */
   expiresAt: number;
-  /** Relay mode: seconds between polls, including every `slow_down` increase (RFC 8628 §3.5). */
+  /**
+   * Seconds between polls, including every `slow_down` increase (RFC 8628 §3.5). Relay mode polls at it; bridge mode
+   * records the configured interval (the stored form carries it in both modes).
+   */
   interval: number;
-  /** Relay mode: when the next upstream poll is due (ms). */
-  nextPollAt?: number;
-  /** Relay mode: consecutive upstream connection failures (backoff doubles per failure). */
-  failures?: number;
-  /** Relay mode: the upstream's verification URI (bridge mode derives it from the public URL). */
-  verificationUri?: string;
   /** The device's public key: the token is sent as JWE to it. */
   jwk?: PublicJwk;
   device?: DeviceInfo;
   /** Network address the request came from, when the transport knows it. */
   network?: string;
-  /** Bridge mode: when the person approved on the page; the user code is dead from then on. */
-  approvedAt?: number;
   /** The error a finished flow reports (denied, expired, cancelled, failed). */
-  error?: { code: OAuthErrorCode; description: string };
+  error?: FlowError;
   /** When the result was handed to the broker (QoS 1 acknowledged). */
   deliveredAt?: number;
-  secrets: FlowSecrets;
 }
+
+/** Relay mode (`device`): the upstream's RFC 8628 endpoint issued the codes; the scheduler polls its token endpoint. */
+export interface RelayFlow extends FlowBase {
+  mode: 'device';
+  /** The upstream's verification URI, where the person goes. */
+  verificationUri: string;
+  /** When the next upstream poll is due (ms); absent once the flow is finished. */
+  nextPollAt?: number;
+  /** Consecutive upstream connection failures (backoff doubles per failure). */
+  failures?: number;
+  secrets: RelaySecrets;
+}
+
+/** Bridge mode (`authorization_code`): the gateway issued the user code; the person approves on its `/device` page. */
+export interface BridgeFlow extends FlowBase {
+  mode: 'authorization_code';
+  /** When the person approved on the page; the user code is dead from then on. */
+  approvedAt?: number;
+  secrets: BridgeSecrets;
+}
+
+/** One device authorization request, discriminated on `mode` (the gateway runs in one mode at a time). */
+export type Flow = RelayFlow | BridgeFlow;
 
 /** Identifies a flow: one device's request id. */
 export function flowId(deviceId: string, rid: string): string {

@@ -5,6 +5,7 @@
 import { BridgeFlows } from '../service/bridge.ts';
 import { createUpstream } from '../upstream/oauth.ts';
 import { CodeEntryGuard } from '../service/code-entry-guard.ts';
+import { BridgeStarter } from '../service/start-bridge.ts';
 import { devicePages } from '../web/device-pages.ts';
 import { type Wiring, type WiringDeps, upstreamOptions } from './wiring.ts';
 
@@ -13,9 +14,20 @@ export function bridgeWiring(d: WiringDeps): Wiring {
   const client = createUpstream({ ...upstreamOptions(d), mode: 'authorization_code' });
   return {
     upstream: client,
+    starter: (store) =>
+      new BridgeStarter({
+        store,
+        keys: d.keys,
+        clock: d.clock,
+        metrics: d.metrics,
+        codeTtlSeconds: config.codeTtlSeconds,
+        pollIntervalSeconds: config.pollIntervalSeconds,
+        maxFlowsPerDevice: config.maxFlowsPerDevice,
+        leaseMs: config.leaseMs,
+      }),
     withService({ service, store, attempts }) {
       const bridge = new BridgeFlows({
-        service,
+        updater: service.updater,
         store,
         upstream: client.upstream,
         keys: d.keys,

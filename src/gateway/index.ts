@@ -14,8 +14,8 @@ import type { PortFallback } from '../net/listen.ts';
 import { createLogger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import type { BridgeFlows } from '../service/bridge.ts';
-import { flowCodec } from '../service/codec.ts';
-import { FlowService } from '../service/flows.ts';
+import { type FlowService, createFlowService } from '../service/flows.ts';
+import { flowCodec } from '../store/codec.ts';
 import { Scheduler } from '../service/scheduler.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { DeviceTransport } from '../transport/types.ts';
@@ -97,21 +97,22 @@ export function buildGateway(config: Config, overrides: GatewayOverrides = {}): 
       ? buildTransport({ config, keys, deviceKey, log, metrics, portFallback: overrides.mqttPortFallback })
       : { transport: overrides.transport, url: () => 'the caller’s transport' };
   const { transport } = built;
-  const service = new FlowService({
+  const service = createFlowService({
     config,
     publicUrl,
     clock,
     store,
     upstream: wiring.upstream.upstream,
+    starter: wiring.starter(store),
     keys,
     log: log.child({ component: 'flows' }),
     metrics,
-    transport,
+    channel: transport,
   });
   const mode = wiring.withService({ service, store, attempts: opened.attempts });
   const scheduler = new Scheduler({
     store,
-    service,
+    service: service.updater,
     upstream: wiring.upstream.upstream,
     clock,
     log: log.child({ component: 'scheduler' }),

@@ -10,6 +10,7 @@ import type { Keys } from '../core/crypto.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { BridgeFlows } from '../service/bridge.ts';
 import type { FlowService } from '../service/flows.ts';
+import type { FlowStarter } from '../service/starter.ts';
 import type { AttemptCounter, FlowStore } from '../store/types.ts';
 import type { UpstreamClient, UpstreamOptions } from '../upstream/oauth.ts';
 
@@ -36,6 +37,8 @@ export interface ModeParts {
 
 export interface Wiring {
   readonly upstream: UpstreamClient;
+  /** The mode's flow starter for `req/authorize`, over the store. */
+  starter(store: FlowStore): FlowStarter;
   /** Builds the rest of the mode around the service and the store. */
   withService(parts: { service: FlowService; store: FlowStore; attempts: AttemptCounter }): ModeParts;
 }

@@ -14,10 +14,11 @@ import { normalizeUserCode } from '../core/codes.ts';
 import type { Keys } from '../core/crypto.ts';
 import { OAuthError, UnavailableError } from '../core/errors.ts';
 import { isExpired } from '../core/engine.ts';
-import type { Flow } from '../core/flow.ts';
+import type { BridgeFlow, Flow } from '../core/flow.ts';
 import { type FlowStore, GRACE_MS } from '../store/types.ts';
 import type { BridgeUpstream } from '../upstream/types.ts';
-import { FlowService } from './flows.ts';
+import { userCodeHash } from './start-bridge.ts';
+import { type FlowUpdater, type UpdateOptions, newLeaseToken } from './updater.ts';
 import { describe } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
@@ -37,7 +38,7 @@ export type CallbackOutcome =
   | { outcome: 'invalid' };
 
 export interface BridgeDeps {
-  service: FlowService;
+  updater: FlowUpdater;
   store: FlowStore;
   upstream: BridgeUpstream;
   keys: Keys;
@@ -57,7 +58,7 @@ export class BridgeFlows {
    * The live, unused, unexpired flow a typed code belongs to, or `undefined` — one answer for unknown, expired,
    * used and denied codes, so the page cannot tell them apart.
    */
-  async lookup(input: string): Promise<Flow | undefined> {
+  async lookup(input: string): Promise<BridgeFlow | undefined> {
     const canonical = normalizeUserCode(input);
     if (canonical === undefined) return undefined;
     const ref = await this.#d.store.findUserCode(this.#codeHash(canonical));
@@ -66,6 +67,7 @@ export class BridgeFlows {
     if (current === undefined) return undefined;
     const { flow } = current;
     if (!sameCode(flow.secrets.userCode, canonical)) return undefined;
+    if (flow.mode !== 'authorization_code') return undefined; // relay flows reserve no code of the gateway's
     if (flow.state !== 'pending' || flow.approvedAt !== undefined || isExpired(flow, this.#d.clock.now())) {
       return undefined;
     }
@@ -81,10 +83,14 @@ export class BridgeFlows {
     if (flow === undefined) return undefined;
     const state = randomBytes(32).toString('base64url');
     const request = await this.#d.upstream.authorizationRequest({ state, scope: flow.scope });
-    const r = await this.#d.service.mutate(flow.deviceId, flow.rid, {
-      type: 'approve',
-      codeVerifier: request.codeVerifier,
-      ...(request.nonce !== undefined && { nonce: request.nonce }),
+    const r = await this.#d.updater.update({
+      deviceId: flow.deviceId,
+      rid: flow.rid,
+      event: {
+        type: 'approve',
+        codeVerifier: request.codeVerifier,
+        ...(request.nonce !== undefined && { nonce: request.nonce }),
+      },
     });
     if (r.status !== 'ok' || r.transition.reject !== undefined || !r.transition.changed) return undefined;
     await this.#d.store.releaseUserCode(this.#codeHash(normalizeUserCode(input)!));
@@ -99,7 +105,11 @@ export class BridgeFlows {
   async deny(input: string): Promise<boolean> {
     const flow = await this.lookup(input);
     if (flow === undefined) return false;
-    const r = await this.#d.service.mutate(flow.deviceId, flow.rid, { type: 'deny' });
+    const r = await this.#d.updater.update({
+      deviceId: flow.deviceId,
+      rid: flow.rid,
+      event: { type: 'deny' },
+    });
     await this.#d.store.releaseUserCode(this.#codeHash(normalizeUserCode(input)!));
     return r.status === 'ok' && r.transition.reject === undefined;
   }
@@ -109,7 +119,7 @@ export class BridgeFlows {
    * exchanges the code once (holding the flow's lease) and pushes the result to the device.
    */
   async callback(params: URLSearchParams, browserState: string | undefined): Promise<CallbackOutcome> {
-    const { store, clock, service, log } = this.#d;
+    const { store, clock, updater, log } = this.#d;
     const state = params.get('state');
     if (state === null || browserState === undefined || !sameSecret(state, browserState))
       return { outcome: 'invalid' };
@@ -118,7 +128,7 @@ export class BridgeFlows {
     const slash = ref.indexOf('/');
     const deviceId = ref.slice(0, slash);
     const rid = ref.slice(slash + 1);
-    const lease = FlowService.leaseToken();
+    const lease = newLeaseToken();
     if (!(await store.acquireLease(deviceId, rid, lease, clock.now(), MAX_AUTHORIZE_MS)))
       return { outcome: 'invalid' };
     try {
@@ -126,6 +136,7 @@ export class BridgeFlows {
       if (current === undefined) return { outcome: 'expired' };
       const { flow } = current;
       if (
+        flow.mode !== 'authorization_code' ||
         flow.state !== 'pending' ||
         flow.approvedAt === undefined ||
         flow.secrets.codeVerifier === undefined
@@ -133,10 +144,10 @@ export class BridgeFlows {
         return { outcome: 'invalid' };
       }
       if (isExpired(flow, clock.now())) {
-        await service.mutate(deviceId, rid, { type: 'tick' }, lease, current);
+        await updater.update({ deviceId, rid, event: { type: 'tick' }, leaseToken: lease, known: current });
         return { outcome: 'expired' };
       }
-      let event: Parameters<FlowService['mutate']>[2];
+      let event: UpdateOptions['event'];
       try {
         const token = await this.#d.upstream.exchangeCode(params, {
           state,
@@ -158,7 +169,7 @@ export class BridgeFlows {
           log.warn({ deviceId, rid, err: describe(err) }, 'code exchange failed');
         event = { type: 'fail', code: e.code, description: e.description };
       }
-      const r = await service.mutate(deviceId, rid, event, lease, current);
+      const r = await updater.update({ deviceId, rid, event, leaseToken: lease, known: current });
       if (r.status !== 'ok') return { outcome: 'invalid' };
       const after = r.transition.flow;
       if (after.state === 'authorized') return { outcome: 'authorized', flow: after };
@@ -177,7 +188,7 @@ export class BridgeFlows {
   }
 
   #codeHash(canonical: string): string {
-    return this.#d.service.userCodeHash(canonical);
+    return userCodeHash(this.#d.keys, canonical);
   }
 
   #stateHash(state: string): string {

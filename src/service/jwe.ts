@@ -1,6 +1,7 @@
 /**
- * DESIGN §2: when a device sent a public `jwk` with `req/authorize`, the token fields travel as a compact JWE
- * encrypted to that key, so the broker (and anything it persists) never sees the token.
+ * The device contract (`src/core/protocol.ts`): when a device sent a public `jwk` with `req/authorize`, the token
+ * fields travel as a compact JWE encrypted to that key, so the broker (and anything it persists) never sees the
+ * token.
  * EC/OKP keys: ECDH-ES; RSA keys: RSA-OAEP-256; content: A256GCM.
  */
 import { CompactEncrypt, type JWK, importJWK } from 'jose';

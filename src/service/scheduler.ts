@@ -18,13 +18,13 @@ import type { Clock } from '../core/clock.ts';
 import { type PollOutcome, apply, dueAt } from '../core/engine.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { RelayUpstream, Upstream } from '../upstream/types.ts';
-import { FlowService } from './flows.ts';
+import { type FlowUpdater, newLeaseToken } from './updater.ts';
 import { describe } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
 export interface SchedulerOptions {
   store: FlowStore;
-  service: FlowService;
+  service: FlowUpdater;
   upstream: Upstream;
   clock: Clock;
   log: Logger;
@@ -137,7 +137,7 @@ export class Scheduler {
   /** One visit: take the lease, expire / poll / deliver as due, write with the lease, give the lease back. */
   async visit(deviceId: string, rid: string): Promise<void> {
     const { store, service, clock, leaseMs, log, upstream } = this.#o;
-    const token = FlowService.leaseToken();
+    const token = newLeaseToken();
     const key = `${deviceId}/${rid}`;
     let hold: Hold | undefined;
     try {
@@ -166,6 +166,7 @@ export class Scheduler {
       const flow = ticked.flow;
       if (
         upstream.kind === 'device' &&
+        flow.mode === 'device' &&
         flow.state === 'pending' &&
         flow.nextPollAt !== undefined &&
         flow.nextPollAt <= now &&
@@ -175,11 +176,23 @@ export class Scheduler {
         // instance may be polling this device_code right now. Never send it twice.
         if (hold.lost || clock.now() >= hold.until) return;
         const outcome = await this.#poll(upstream, flow.secrets.deviceCode);
-        await service.mutate(deviceId, rid, { type: 'poll', outcome }, token, current);
+        await service.update({
+          deviceId,
+          rid,
+          event: { type: 'poll', outcome },
+          leaseToken: token,
+          known: current,
+        });
         return;
       }
       // Expiry, a delivery not yet confirmed, or nothing to do but refresh the due time.
-      const r = await service.mutate(deviceId, rid, { type: 'tick' }, token, current);
+      const r = await service.update({
+        deviceId,
+        rid,
+        event: { type: 'tick' },
+        leaseToken: token,
+        known: current,
+      });
       if (r.status === 'ok' && !r.transition.changed && !r.transition.notify) {
         await service.reschedule(r.transition.flow);
       }

@@ -1,5 +1,5 @@
 /**
- * A per-device token bucket in front of the flow service (SECURITY-CASES C.26): a device that sends requests
+ * A per-device token bucket in front of the flow service (docs/security.md, request flooding): a device that sends requests
  * faster than any honest device would is answered `slow_down` with `retry_after`, before its request costs a store
  * read or an upstream call. Kept in memory per instance (with a shared subscription a device's requests spread over
  * the instances, so the effective limit is at most N times this), bounded in size: the least recently seen devices

@@ -109,7 +109,7 @@ export interface FlowStore {
   close(): Promise<void>;
 }
 
-/** Turns flows into stored strings and back. Secrets are sealed; see `src/service/codec.ts`. */
+/** Turns flows into stored strings and back. Secrets are sealed; see `src/store/codec.ts`. */
 export interface FlowCodec {
   encode(flow: Flow): string;
   decode(deviceId: string, rid: string, stored: string): Flow;

@@ -8,7 +8,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.ts';
-import type { Flow, FlowState } from '../../src/core/flow.ts';
+import type { BridgeFlow, Flow, FlowState } from '../../src/core/flow.ts';
 import type { AttemptCounter, FlowStore } from '../../src/store/types.ts';
 import { waitFor } from '../helpers/procs.ts';
 
@@ -28,7 +28,13 @@ const MINUTE = 60_000;
 /** Long enough that no test outlives a flow by accident (the grace period of the stores under test is short). */
 const LIFETIME = 10 * MINUTE;
 
-export function pendingFlow(deviceId: string, rid: string, now: number, over: Partial<Flow> = {}): Flow {
+/** A pending bridge flow (the contract does not depend on the mode). */
+export function pendingFlow(
+  deviceId: string,
+  rid: string,
+  now: number,
+  over: Partial<BridgeFlow> = {},
+): BridgeFlow {
   return {
     deviceId,
     rid,
@@ -87,7 +93,7 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
     });
 
     /** Creates a pending flow that is allowed (generous cap) and asserts it was created. */
-    async function seed(deviceId: string, rid: string, over: Partial<Flow> = {}): Promise<Flow> {
+    async function seed(deviceId: string, rid: string, over: Partial<BridgeFlow> = {}): Promise<BridgeFlow> {
       const now = clock.now();
       const flow = pendingFlow(deviceId, rid, now, over);
       expect(await store.create(flow, { now, maxLive: 100 })).toEqual({ status: 'created', version: 1 });
@@ -213,7 +219,7 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
     describe('update (compare-and-set)', () => {
       it('writes with the current version, bumps it, and reads back the new flow', async () => {
         const flow = await seed('tv-1', 'r-1');
-        const polled = { ...flow, interval: 10, nextPollAt: clock.now() + 10_000 };
+        const polled: BridgeFlow = { ...flow, interval: 10, approvedAt: clock.now() + 10_000 };
         expect(await store.update(polled, 1, { now: clock.now() })).toEqual({ status: 'ok', version: 2 });
         expect(await store.get('tv-1', 'r-1')).toEqual({ flow: polled, version: 2 });
         const authorized = withState(polled, 'authorized');

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../helpers/clock.ts';
 import { deriveKeys } from '../../src/core/crypto.ts';
-import { flowCodec } from '../../src/service/codec.ts';
+import { flowCodec } from '../../src/store/codec.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { pendingFlow, storeConformance } from './store.contract.ts';
 

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { UnavailableError } from '../../src/core/errors.ts';
 import { deriveKeys } from '../../src/core/crypto.ts';
 import type { Flow } from '../../src/core/flow.ts';
-import { flowCodec } from '../../src/service/codec.ts';
+import { flowCodec } from '../../src/store/codec.ts';
 import { RedisStore } from '../../src/store/redis/index.ts';
 import { type ManagedProcess, startRedis, stopAll, waitFor } from '../helpers/procs.ts';
 import { type MovableClock, pendingFlow, storeConformance } from './store.contract.ts';
@@ -178,15 +178,12 @@ describe('redis store', () => {
       refreshToken: 'canary-refresh-token-55aa',
       idToken: 'canary-id-token-d00d',
     };
-    const flow: Flow = pendingFlow('tv-123456', 'r-1700000000', now, {
+    const flow: Flow = {
+      ...pendingFlow('tv-123456', 'r-1700000000', now),
       mode: 'device',
-      secrets: {
-        userCode: canaries.userCode,
-        deviceCode: canaries.deviceCode,
-        codeVerifier: canaries.codeVerifier,
-        nonce: canaries.nonce,
-      },
-    });
+      verificationUri: 'https://idp.example/device',
+      secrets: { userCode: canaries.userCode, deviceCode: canaries.deviceCode },
+    };
     const codeHash = keys.lookupHash('user_code', 'WXYZQRST');
     expect(await store.reserveUserCode(codeHash, flow.deviceId, flow.rid, 60_000)).toBe(true);
     await store.create(flow, { now, maxLive: 5, due: now + 5000 });
@@ -205,11 +202,12 @@ describe('redis store', () => {
       },
     };
     expect((await store.update(authorized, 1, { now, leaseToken: 'lease-token-1' })).status).toBe('ok');
-    // A second, pending flow so the dump also has a live set.
-    await store.create(pendingFlow('tv-123456', 'r-2', now, { secrets: { userCode: canaries.userCode } }), {
-      now,
-      maxLive: 5,
+    // A second, pending (approved) bridge flow so the dump also has a live set and PKCE secrets.
+    const approved = pendingFlow('tv-123456', 'r-2', now, {
+      approvedAt: now,
+      secrets: { userCode: canaries.userCode, codeVerifier: canaries.codeVerifier, nonce: canaries.nonce },
     });
+    await store.create(approved, { now, maxLive: 5 });
 
     const dump: string[] = [];
     for (const key of await keysOf(redis, prefix)) {
@@ -228,6 +226,7 @@ describe('redis store', () => {
     for (const secret of [...Object.values(canaries), 'WXYZQRST']) expect(text).not.toContain(secret);
     // And the secrets are still there, sealed.
     expect((await store.get(flow.deviceId, flow.rid))?.flow).toEqual(authorized);
+    expect((await store.get(approved.deviceId, approved.rid))?.flow).toEqual(approved);
   });
 
   it('scripts are reloaded after SCRIPT FLUSH (NOSCRIPT falls back to EVAL)', async () => {

@@ -73,7 +73,9 @@ describe('canary flow', () => {
       await tv.ask('authorize', { rid: 'c1', scope: 'openid offline_access' }, { status: 'pending' })
     ).json!;
     const userCode = String(pending.user_code);
-    const deviceCode = (await gw.store.get('tv-canary', 'c1'))!.flow.secrets.deviceCode!;
+    const stored = (await gw.store.get('tv-canary', 'c1'))!.flow;
+    if (stored.mode !== 'device') throw new Error('a relay gateway stores relay flows');
+    const deviceCode = stored.secrets.deviceCode!;
     await approveDeviceCode(String(pending.verification_uri), userCode);
     const done = (await tv.waitForReply({ rid: 'c1', status: 'authorized' }, { timeoutMs: 10_000 })).json!;
     const accessToken = String(done.access_token);

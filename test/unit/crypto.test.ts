@@ -7,7 +7,7 @@ import {
   USER_CODE_ALPHABET,
   USER_CODE_SPACE,
 } from '../../src/core/codes.ts';
-import { flowCodec } from '../../src/service/codec.ts';
+import { flowCodec } from '../../src/store/codec.ts';
 import type { Flow } from '../../src/core/flow.ts';
 
 describe('device credentials (DESIGN §2)', () => {
@@ -42,6 +42,7 @@ describe('sealing', () => {
       createdAt: 1,
       expiresAt: 2,
       interval: 5,
+      verificationUri: 'https://idp.example/device',
       secrets: {
         userCode: 'WDJB-MJHT',
         deviceCode: 'DEVICECODE',

@@ -8,14 +8,14 @@ import {
   secondsLeft,
   SLOW_DOWN_STEP_SECONDS,
 } from '../../src/core/engine.ts';
-import type { Flow } from '../../src/core/flow.ts';
+import type { BridgeFlow, RelayFlow } from '../../src/core/flow.ts';
 import { stateRank } from '../../src/core/flow.ts';
 
 const clock = new FakeClock(Date.UTC(2026, 10, 27, 12, 0, 0));
 const T0 = clock.now();
 const TOKEN = { access_token: 'at-123', token_type: 'Bearer', expires_in: 3600, scope: 'openid' };
 
-function relayFlow(over: Partial<Flow> = {}): Flow {
+function relayFlow(over: Partial<RelayFlow> = {}): RelayFlow {
   return {
     deviceId: 'tv-1',
     rid: 'r1',
@@ -32,11 +32,19 @@ function relayFlow(over: Partial<Flow> = {}): Flow {
   };
 }
 
-function bridgeFlow(over: Partial<Flow> = {}): Flow {
-  const f = relayFlow({ mode: 'authorization_code', secrets: { userCode: 'WDJB-MJHT' }, ...over });
-  delete f.nextPollAt;
-  delete f.verificationUri;
-  return f;
+function bridgeFlow(over: Partial<BridgeFlow> = {}): BridgeFlow {
+  return {
+    deviceId: 'tv-1',
+    rid: 'r1',
+    mode: 'authorization_code',
+    state: 'pending',
+    scope: 'openid',
+    createdAt: T0,
+    expiresAt: T0 + 600_000,
+    interval: 5,
+    secrets: { userCode: 'WDJB-MJHT' },
+    ...over,
+  };
 }
 
 describe('expiry edges (RFC 8628 §3.2: valid up to and including expires_in)', () => {
@@ -272,5 +280,43 @@ describe('delivery and schedule', () => {
       cur = next;
     }
     expect(cur.state).toBe('acked');
+  });
+});
+
+describe('each mode takes only its own events', () => {
+  it('a relay flow has no code of the gateway’s to approve', () => {
+    const t = apply(relayFlow(), { type: 'approve', codeVerifier: 'v' }, T0);
+    expect(t.changed).toBe(false);
+    expect(t.reject?.code).toBe('invalid_request');
+    expect(t.flow).toEqual(relayFlow());
+  });
+  it('a bridge flow is never polled: a poll outcome changes nothing', () => {
+    for (const outcome of [
+      { kind: 'token', token: TOKEN },
+      { kind: 'slow_down' },
+      { kind: 'unreachable' },
+    ] as const) {
+      const t = apply(bridgeFlow(), { type: 'poll', outcome }, T0);
+      expect(t).toEqual({ flow: bridgeFlow(), changed: false, notify: false });
+    }
+  });
+  it('a finished flow keeps only its own mode’s fields and no upstream secrets', () => {
+    const relay = apply(relayFlow({ failures: 1 }), { type: 'cancel' }, T0).flow;
+    expect(relay).not.toHaveProperty('nextPollAt');
+    expect(relay).not.toHaveProperty('failures');
+    expect(relay.secrets).toEqual({ userCode: 'WDJB-MJHT' });
+    const approved = apply(bridgeFlow(), { type: 'approve', codeVerifier: 'v', nonce: 'n' }, T0).flow;
+    const bridge = apply(approved, { type: 'token', token: TOKEN }, T0);
+    expect(bridge.flow).toMatchObject({ mode: 'authorization_code', state: 'authorized', approvedAt: T0 });
+    expect(bridge.flow.secrets).toEqual({ userCode: 'WDJB-MJHT', token: TOKEN });
+  });
+  it('secrets a finish leaves unchanged stay the same object (the codec seals them once)', () => {
+    const denied = apply(bridgeFlow(), { type: 'deny' }, T0).flow;
+    expect(apply(denied, { type: 'delivered' }, T0).flow.secrets).toBe(denied.secrets);
+    const fresh = bridgeFlow();
+    const expired = apply(fresh, { type: 'tick' }, T0 + 600_001).flow;
+    expect(expired.state).toBe('expired');
+    expect(expired.secrets).toBe(fresh.secrets);
+    expect(apply(fresh, { type: 'cancel' }, T0).flow.secrets).toBe(fresh.secrets);
   });
 });

@@ -1,0 +1,180 @@
+/**
+ * Where every device request enters the flow service: the per-device throttle, parsing (`src/core/protocol.ts`),
+ * then one handler per action. Nothing escapes: a failure becomes an error reply to the same device, with the
+ * request's `rid` when it can be recovered.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock.ts';
+import type { FlowEvent } from '../core/engine.ts';
+import {
+  OAuthError,
+  UnavailableError,
+  invalidRequest,
+  invalidScope,
+  serverError,
+  slowDown,
+  temporarilyUnavailable,
+} from '../core/errors.ts';
+import type { TokenSet } from '../core/flow.ts';
+import { type AuthorizeRequest, errorReply, parseDeviceRequest, salvageRid } from '../core/protocol.ts';
+import { describe } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { Versioned } from '../store/types.ts';
+import type { IncomingRequest } from '../transport/types.ts';
+import type { RefreshingUpstream } from '../upstream/types.ts';
+import type { GrantStore } from './grants.ts';
+import { checkDeviceKey } from './jwe.ts';
+import { type Replies, authorizedReply } from './replies.ts';
+import { type FlowStarter, RETRY_AFTER_SECONDS } from './starter.ts';
+import type { DeviceThrottle } from './throttle.ts';
+import type { FlowUpdater } from './updater.ts';
+
+export interface DispatcherDeps {
+  clock: Clock;
+  /** the scope asked for when a device names none */
+  defaultScope: string;
+  allowedScopes: ReadonlySet<string>;
+  starter: FlowStarter;
+  updater: FlowUpdater;
+  grants: GrantStore;
+  /** redeems kept refresh tokens (`req/refresh`) */
+  upstream: RefreshingUpstream;
+  replies: Replies;
+  /** per-device request limit; none when the configured rate is 0 */
+  throttle: DeviceThrottle | undefined;
+  metrics: Metrics;
+  log: Logger;
+}
+
+export class RequestDispatcher {
+  readonly #d: DispatcherDeps;
+
+  constructor(deps: DispatcherDeps) {
+    this.#d = deps;
+  }
+
+  /** Entry point of every device request (a `DeviceRequestHandler`). Never throws. */
+  readonly handle = async (req: IncomingRequest): Promise<void> => {
+    const { metrics } = this.#d;
+    const started = performance.now();
+    let rid: string | undefined;
+    try {
+      const wait = this.#d.throttle?.take(req.deviceId, this.#d.clock.now()) ?? 0;
+      if (wait > 0) {
+        rid = salvageRid(req.payload);
+        throw slowDown('too many requests from this device; wait before sending more', wait);
+      }
+      if (req.action === undefined) {
+        rid = salvageRid(req.payload);
+        throw invalidRequest(
+          `unknown request "${req.rawAction.slice(0, 32)}"; use authorize, status, ack, cancel or refresh`,
+        );
+      }
+      let parsed;
+      try {
+        parsed = parseDeviceRequest(req.action, req.payload);
+      } catch (err) {
+        rid = salvageRid(req.payload);
+        throw err;
+      }
+      rid = parsed.body.rid;
+      metrics.inc('devicegate_device_requests_total', { action: req.action });
+      switch (parsed.action) {
+        case 'authorize':
+          await this.#authorize(req, parsed.body);
+          break;
+        case 'status':
+        case 'ack':
+        case 'cancel':
+          await this.#event(req.deviceId, parsed.body.rid, { type: parsed.action });
+          break;
+        case 'refresh':
+          await this.#refresh(req.deviceId, parsed.body.rid);
+          break;
+      }
+    } catch (err) {
+      const oauth = this.#asOAuthError(err, { deviceId: req.deviceId, action: req.rawAction });
+      metrics.inc('devicegate_device_errors_total', { error: oauth.code });
+      await this.#d.replies.send(req.deviceId, errorReply(oauth, rid));
+    } finally {
+      metrics.observe('devicegate_device_request_seconds', (performance.now() - started) / 1000);
+    }
+  };
+
+  /** `req/authorize`: a new flow, or — for a rid already known — the current view of that flow. */
+  async #authorize(req: IncomingRequest, body: AuthorizeRequest): Promise<void> {
+    const { allowedScopes, starter, replies } = this.#d;
+    const scope = body.scope ?? this.#d.defaultScope;
+    const refused = scope.split(' ').filter((s) => !allowedScopes.has(s));
+    if (refused.length > 0) throw invalidScope(`scope not allowed: ${refused.join(' ')}`);
+    if (body.jwk !== undefined) await checkDeviceKey(body.jwk);
+
+    const started = await starter.start({
+      deviceId: req.deviceId,
+      rid: body.rid,
+      scope,
+      ...(body.jwk !== undefined && { jwk: body.jwk }),
+      ...(body.device !== undefined && { device: body.device }),
+      ...(req.remoteAddress !== undefined && { network: req.remoteAddress }),
+    });
+    if (started.status === 'exists') {
+      await this.#event(req.deviceId, body.rid, { type: 'status' }, started.known);
+      return;
+    }
+    const { flow } = started;
+    this.#d.metrics.inc('devicegate_flows_started_total', { mode: flow.mode });
+    this.#d.log.debug({ deviceId: flow.deviceId, rid: flow.rid, mode: flow.mode }, 'flow started');
+    await replies.send(flow.deviceId, await replies.render(flow, flow.createdAt));
+  }
+
+  /** Applies a device-originated event; the updater answers the device as the engine says, refusals are thrown. */
+  async #event(deviceId: string, rid: string, event: FlowEvent, known?: Versioned): Promise<void> {
+    const r = await this.#d.updater.update({ deviceId, rid, event, known });
+    if (r.status === 'missing') {
+      throw new OAuthError(
+        'expired_token',
+        `no request ${rid} is known (it may have expired); start a new one`,
+      );
+    }
+    if (r.status === 'ok' && r.transition.reject !== undefined) throw r.transition.reject;
+  }
+
+  /**
+   * `req/refresh`: a fresh access token from the device's grant (RFC 6749 §6). The grant is put back (rotated when
+   * the upstream rotates) unless the upstream says it is dead; while the upstream is unreachable it is kept as it was.
+   */
+  async #refresh(deviceId: string, rid: string): Promise<void> {
+    const { grants, upstream } = this.#d;
+    const grant = await grants.take(deviceId);
+    if (grant === undefined) {
+      throw new OAuthError('expired_token', 'no authorization is kept for this device; start a new one');
+    }
+    let token: TokenSet;
+    try {
+      token = await upstream.refresh(grant.refreshToken);
+    } catch (err) {
+      if (err instanceof UnavailableError) await grants.putBack(deviceId, grant);
+      throw err;
+    }
+    const { refresh_token: rotated, ...rest } = token;
+    await grants.putBack(deviceId, { ...grant, refreshToken: rotated ?? grant.refreshToken });
+    this.#d.metrics.inc('devicegate_refreshes_total');
+    await this.#d.replies.send(deviceId, await authorizedReply(rid, rest, grant.jwk));
+  }
+
+  #asOAuthError(err: unknown, ctx: Record<string, string>): OAuthError {
+    if (err instanceof OAuthError) return err;
+    if (err instanceof UnavailableError) {
+      this.#d.log.warn(
+        { ...ctx, dependency: err.dependency, err: describe(err.cause ?? err) },
+        'dependency unavailable',
+      );
+      return temporarilyUnavailable(
+        `the gateway's ${err.dependency} is unavailable; try again`,
+        RETRY_AFTER_SECONDS,
+      );
+    }
+    this.#d.log.error({ ...ctx, err: describe(err) }, 'request failed');
+    return serverError('the gateway failed to handle the request');
+  }
+}

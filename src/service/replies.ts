@@ -1,0 +1,107 @@
+/**
+ * What the device is told: the view of a flow (pending with its links, authorized with the token fields — as a JWE
+ * when the device sent a key — or the error), and the one way replies leave the gateway.
+ */
+import type { Logger } from 'pino';
+import { flowError, secondsLeft } from '../core/engine.ts';
+import { serverError } from '../core/errors.ts';
+import type { Flow, PublicJwk, TokenSet } from '../core/flow.ts';
+import { type AuthorizedReply, type DeviceReply, errorReply } from '../core/protocol.ts';
+import { describe } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { encryptForDevice } from './jwe.ts';
+
+/** Where replies go: anything that publishes on a device's `res` topic (see `src/transport/types.ts`). */
+export interface ReplyChannel {
+  /** Resolves once the broker has taken the reply; rejects when it could not. */
+  publish(deviceId: string, reply: DeviceReply): Promise<void>;
+}
+
+/** The token endpoint members a device receives (RFC 6749 §5.1); a refresh token never leaves the gateway. */
+export function tokenFields(token: TokenSet): Omit<AuthorizedReply, 'v' | 'rid' | 'status' | 'jwe'> {
+  return {
+    access_token: token.access_token,
+    token_type: token.token_type,
+    ...(token.expires_in !== undefined && { expires_in: token.expires_in }),
+    ...(token.scope !== undefined && { scope: token.scope }),
+    ...(token.id_token !== undefined && { id_token: token.id_token }),
+  };
+}
+
+/** `authorized` with the token fields, or with only `jwe` (the fields encrypted to `jwk`) when the device sent a key. */
+export async function authorizedReply(
+  rid: string,
+  token: TokenSet,
+  jwk: PublicJwk | undefined,
+): Promise<AuthorizedReply> {
+  const fields = tokenFields(token);
+  if (jwk !== undefined) return { v: 1, rid, status: 'authorized', jwe: await encryptForDevice(jwk, fields) };
+  return { v: 1, rid, status: 'authorized', ...fields };
+}
+
+/**
+ * Where the person goes: the upstream's page (relay) or the gateway's own `/device` page under `publicUrl` (bridge,
+ * with the user code filled in, RFC 8628 §3.3.1).
+ */
+export function verificationLinks(flow: Flow, publicUrl: string): { uri: string; complete?: string } {
+  if (flow.mode === 'device') {
+    const complete = flow.secrets.verificationUriComplete;
+    return { uri: flow.verificationUri, ...(complete !== undefined && { complete }) };
+  }
+  const uri = `${publicUrl}/device`;
+  return { uri, complete: `${uri}?user_code=${encodeURIComponent(flow.secrets.userCode)}` };
+}
+
+/** The device's view of a flow at `now`: pending, authorized or error. */
+export async function renderReply(flow: Flow, now: number, publicUrl: string): Promise<DeviceReply> {
+  if (flow.state === 'pending') {
+    const links = verificationLinks(flow, publicUrl);
+    return {
+      v: 1,
+      rid: flow.rid,
+      status: 'pending',
+      user_code: flow.secrets.userCode,
+      verification_uri: links.uri,
+      ...(links.complete !== undefined && { verification_uri_complete: links.complete }),
+      expires_in: secondsLeft(flow, now),
+    };
+  }
+  if (flow.state === 'authorized' && flow.secrets.token !== undefined) {
+    return authorizedReply(flow.rid, flow.secrets.token, flow.jwk);
+  }
+  return errorReply(flowError(flow) ?? serverError('the request failed'), flow.rid);
+}
+
+export interface RepliesDeps {
+  channel: ReplyChannel;
+  /** the effective public base URL (no trailing slash) */
+  publicUrl: string;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Renders and sends replies; counts what was sent and logs what was not (never the reply itself). */
+export class Replies {
+  readonly #d: RepliesDeps;
+
+  constructor(deps: RepliesDeps) {
+    this.#d = deps;
+  }
+
+  /** See {@link renderReply}. */
+  render(flow: Flow, now: number): Promise<DeviceReply> {
+    return renderReply(flow, now, this.#d.publicUrl);
+  }
+
+  /** Publishes a reply; `false` when the broker could not take it (the device can ask again with `req/status`). */
+  async send(deviceId: string, reply: DeviceReply): Promise<boolean> {
+    try {
+      await this.#d.channel.publish(deviceId, reply);
+      this.#d.metrics.inc('devicegate_replies_total', { status: reply.status });
+      return true;
+    } catch (err) {
+      this.#d.log.warn({ deviceId, err: describe(err) }, 'reply not delivered');
+      return false;
+    }
+  }
+}

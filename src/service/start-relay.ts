@@ -1,0 +1,60 @@
+/**
+ * Relay mode's starter: the upstream's RFC 8628 device authorization endpoint issues the codes (§3.1–3.2); the
+ * gateway keeps the device code sealed and polls for the device (scheduled at the upstream's interval).
+ */
+import type { Clock } from '../core/clock.ts';
+import { dueAt } from '../core/engine.ts';
+import type { RelayFlow } from '../core/flow.ts';
+import type { FlowStore } from '../store/types.ts';
+import type { RelayUpstream } from '../upstream/types.ts';
+import { type FlowStarter, type NewFlow, type StartResult, pendingBase, startResult } from './starter.ts';
+import { storeCall } from './store-call.ts';
+
+export interface RelayStarterDeps {
+  store: FlowStore;
+  upstream: RelayUpstream;
+  clock: Clock;
+  /** the gateway's cap on a flow's lifetime (s); the upstream's `expires_in` is used when shorter */
+  codeTtlSeconds: number;
+  maxFlowsPerDevice: number;
+  leaseMs: number;
+}
+
+export class RelayStarter implements FlowStarter {
+  readonly #d: RelayStarterDeps;
+
+  constructor(deps: RelayStarterDeps) {
+    this.#d = deps;
+  }
+
+  async start(request: NewFlow): Promise<StartResult> {
+    const { store, upstream, clock, codeTtlSeconds, maxFlowsPerDevice, leaseMs } = this.#d;
+    // The same rid again is idempotent: answer with the flow that exists. Looking first means a repeat costs no
+    // upstream call (and does not leave an unused device code at the upstream).
+    const existing = await storeCall(() => store.get(request.deviceId, request.rid));
+    if (existing !== undefined) return { status: 'exists', known: existing };
+
+    const now = clock.now();
+    const da = await upstream.startDeviceAuthorization(request.scope);
+    const lifetime = Math.min(da.expiresIn, codeTtlSeconds);
+    const flow: RelayFlow = {
+      ...pendingBase(request, now),
+      mode: 'device',
+      expiresAt: now + lifetime * 1000,
+      interval: da.interval,
+      nextPollAt: now + da.interval * 1000,
+      verificationUri: da.verificationUri,
+      secrets: {
+        userCode: da.userCode,
+        deviceCode: da.deviceCode,
+        ...(da.verificationUriComplete !== undefined && {
+          verificationUriComplete: da.verificationUriComplete,
+        }),
+      },
+    };
+    const created = await storeCall(() =>
+      store.create(flow, { now, maxLive: maxFlowsPerDevice, due: dueAt(flow, now, leaseMs) }),
+    );
+    return startResult(created, flow, maxFlowsPerDevice);
+  }
+}
