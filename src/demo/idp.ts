@@ -100,10 +100,8 @@ export async function startDemoIdp(o: DemoIdpOptions): Promise<DemoIdp> {
         'token request refused',
       );
     });
-    provider.on('server_error', (_ctx, err) =>
-      o.log.error({ err: err.message }, 'demo identity provider error'),
-    );
-    provider.on('error', (err) => o.log.error({ err: err.message }, 'demo identity provider error'));
+    provider.on('server_error', (_ctx, err) => o.log.error({ err }, 'demo identity provider error'));
+    provider.on('error', (err) => o.log.error({ err }, 'demo identity provider error'));
 
     const providerHandler = provider.callback();
     const interactions = interactionHandler(provider, o.log);
@@ -359,10 +357,7 @@ function interactionHandler(provider: Provider, log: Logger) {
           errorPage('Sign-in expired', 'This sign-in has expired or began in another browser.'),
         );
       }
-      log.error(
-        { err: err instanceof Error ? err.message : String(err) },
-        'demo identity provider page failed',
-      );
+      log.error({ err }, 'demo identity provider page failed');
       if (!res.headersSent) send(res, 500, errorPage('Error', 'Something went wrong. Start again.'));
       else res.destroy();
     }

@@ -59,7 +59,7 @@ function reportOutages(redis: Redis, log: Logger): void {
   redis.on('error', (err: Error) => {
     if (down) return;
     down = true;
-    log.warn({ err: err.message }, 'redis connection failed; reconnecting');
+    log.warn({ err }, 'redis connection failed; reconnecting');
   });
   redis.on('ready', () => {
     if (!down) return;

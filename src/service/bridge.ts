@@ -19,7 +19,6 @@ import { type FlowStore, GRACE_MS } from '../store/types.ts';
 import type { BridgeUpstream } from '../upstream/types.ts';
 import { userCodeHash } from './start-bridge.ts';
 import { type FlowUpdater, type UpdateOptions, newLeaseToken } from './updater.ts';
-import { describe } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
 /** Longest time between Approve and the upstream's redirect back. */
@@ -165,8 +164,7 @@ export class BridgeFlows {
                   ? 'the identity provider could not be reached'
                   : 'the sign-in failed',
               );
-        if (!(err instanceof OAuthError))
-          log.warn({ deviceId, rid, err: describe(err) }, 'code exchange failed');
+        if (!(err instanceof OAuthError)) log.warn({ deviceId, rid, err }, 'code exchange failed');
         event = { type: 'fail', code: e.code, description: e.description };
       }
       const r = await updater.update({ deviceId, rid, event, leaseToken: lease, known: current });

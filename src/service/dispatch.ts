@@ -17,7 +17,6 @@ import {
 } from '../core/errors.ts';
 import type { TokenSet } from '../core/flow.ts';
 import { type AuthorizeRequest, errorReply, parseDeviceRequest, salvageRid } from '../core/protocol.ts';
-import { describe } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Versioned } from '../store/types.ts';
 import type { IncomingRequest } from '../transport/types.ts';
@@ -165,16 +164,13 @@ export class RequestDispatcher {
   #asOAuthError(err: unknown, ctx: Record<string, string>): OAuthError {
     if (err instanceof OAuthError) return err;
     if (err instanceof UnavailableError) {
-      this.#d.log.warn(
-        { ...ctx, dependency: err.dependency, err: describe(err.cause ?? err) },
-        'dependency unavailable',
-      );
+      this.#d.log.warn({ ...ctx, dependency: err.dependency, err }, 'dependency unavailable');
       return temporarilyUnavailable(
         `the gateway's ${err.dependency} is unavailable; try again`,
         RETRY_AFTER_SECONDS,
       );
     }
-    this.#d.log.error({ ...ctx, err: describe(err) }, 'request failed');
+    this.#d.log.error({ ...ctx, err }, 'request failed');
     return serverError('the gateway failed to handle the request');
   }
 }

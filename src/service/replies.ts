@@ -7,7 +7,6 @@ import { flowError, secondsLeft } from '../core/engine.ts';
 import { serverError } from '../core/errors.ts';
 import type { Flow, PublicJwk, TokenSet } from '../core/flow.ts';
 import { type AuthorizedReply, type DeviceReply, errorReply } from '../core/protocol.ts';
-import { describe } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { encryptForDevice } from './jwe.ts';
 
@@ -100,7 +99,7 @@ export class Replies {
       this.#d.metrics.inc('devicegate_replies_total', { status: reply.status });
       return true;
     } catch (err) {
-      this.#d.log.warn({ deviceId, err: describe(err) }, 'reply not delivered');
+      this.#d.log.warn({ deviceId, err }, 'reply not delivered');
       return false;
     }
   }

@@ -4,7 +4,7 @@
  * then (external: the PUBACK, and the broker keeps the request; embedded: aedes' `published` callback, and aedes stops
  * reading that device's connection).
  */
-import { describe, type Logger } from '../observability/log.ts';
+import type { Logger } from '../observability/log.ts';
 import type { DeviceRequestHandler, IncomingRequest } from './types.ts';
 
 /** Handler calls running at once per transport; more requests wait until a slot is free. */
@@ -62,7 +62,7 @@ export class RequestDispatcher {
   #run(request: IncomingRequest): void {
     const fail = (err: unknown) =>
       this.#log.error(
-        { deviceId: request.deviceId, action: request.rawAction, err: describe(err) },
+        { deviceId: request.deviceId, action: request.rawAction, err },
         'device request handler failed',
       );
     let running: Promise<void>;

@@ -166,9 +166,7 @@ export class EmbeddedBroker implements DeviceTransport {
       },
     });
     // aedes emits 'error' for persistence failures; its typings omit the event, an unhandled one would crash
-    (broker as EventEmitter).on('error', (err: Error) =>
-      this.#o.log.error({ err: err.message }, 'embedded broker error'),
-    );
+    (broker as EventEmitter).on('error', (err: Error) => this.#o.log.error({ err }, 'embedded broker error'));
     broker.on('clientReady', (client) =>
       this.#o.log.debug({ deviceId: client.id, remoteAddress: remoteAddress(client) }, 'device connected'),
     );
@@ -176,10 +174,10 @@ export class EmbeddedBroker implements DeviceTransport {
       this.#o.log.debug({ deviceId: client.id }, 'device disconnected'),
     );
     broker.on('clientError', (client, err) =>
-      this.#o.log.debug({ deviceId: client.id, err: err.message }, 'device connection closed on error'),
+      this.#o.log.debug({ deviceId: client.id, err }, 'device connection closed on error'),
     );
     broker.on('connectionError', (_client, err) =>
-      this.#o.log.debug({ err: err.message }, 'connection closed before CONNECT completed'),
+      this.#o.log.debug({ err }, 'connection closed before CONNECT completed'),
     );
     return broker;
   }
@@ -202,7 +200,7 @@ export class EmbeddedBroker implements DeviceTransport {
         },
       );
     }
-    server.on('error', (err) => this.#o.log.error({ err: err.message }, 'embedded broker listener error'));
+    server.on('error', (err) => this.#o.log.error({ err }, 'embedded broker listener error'));
     this.#serverClosed = new Promise((resolve) => server.once('close', resolve));
   }
 

@@ -116,7 +116,7 @@ export class ExternalBroker implements DeviceTransport {
     });
     client.on('error', (err) => {
       this.#lastError = err.message;
-      this.#o.log.warn({ broker: this.#o.url, err: err.message }, 'broker error');
+      this.#o.log.warn({ broker: this.#o.url, err }, 'broker error');
       this.#first?.reject(new UnavailableError('broker', `cannot connect to ${this.#o.url}: ${err.message}`));
     });
     await new Promise<void>((resolve, reject) => {

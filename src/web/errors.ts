@@ -5,7 +5,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { UnavailableError } from '../core/errors.ts';
-import { describe } from '../observability/log.ts';
 import { type ErrorKind, type Frame, errorPage } from './views/pages.ts';
 
 /** An error page to answer with: `status` and which page; `retryAfter` (seconds) for 429. */
@@ -50,17 +49,14 @@ export function pageErrorHandler(frame: Frame, log: Logger) {
       return page(reply, err.status, errorPage(frame, err.kind));
     }
     if (err instanceof UnavailableError) {
-      log.warn(
-        { route: req.routeOptions.url, dependency: err.dependency, err: describe(err.cause ?? err) },
-        'page: dependency down',
-      );
+      log.warn({ route: req.routeOptions.url, dependency: err.dependency, err }, 'page: dependency down');
       return page(reply.header('retry-after', '5'), 503, errorPage(frame, 'unavailable'));
     }
     const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (status >= 400 && status < 500) {
       return page(reply, status, errorPage(frame, status === 404 ? 'notFound' : 'badRequest'));
     }
-    log.error({ route: req.routeOptions.url, err: describe(err) }, 'page failed');
+    log.error({ route: req.routeOptions.url, err }, 'page failed');
     return page(reply, 500, errorPage(frame, 'serverError'));
   };
 }

@@ -89,13 +89,17 @@ describe('RequestDispatcher', () => {
         msg: 'device request handler failed',
         deviceId: 'tv-1',
         action: 'throw-sync',
-        err: 'Error: bug (sync)',
+        err: expect.objectContaining({
+          type: 'Error',
+          message: 'bug (sync)',
+          stack: expect.stringContaining('dispatcher'),
+        }),
       }),
       expect.objectContaining({
         msg: 'device request handler failed',
         deviceId: 'tv-2',
         action: 'reject',
-        err: 'Error: bug (async)',
+        err: expect.objectContaining({ type: 'Error', message: 'bug (async)' }),
       }),
     ]);
     // the payload is never logged
