@@ -144,29 +144,6 @@ describe('redis store', () => {
     expect(await redis.get(`${prefix}uc:c0ffee`)).toBe('tv-1/r-1');
   });
 
-  it('the commands of one turn travel together, yet each gets its own reply and a failing one fails alone', async () => {
-    freshStore();
-    const now = Date.now();
-    // The schedule key holds a string: ZADD on it fails with WRONGTYPE, in the same pipeline as the others.
-    await redis.set(`${prefix}sched`, 'not a sorted set');
-    const outcomes = await Promise.allSettled([
-      store.create(pendingFlow('tv-1', 'r-1', now), { now, maxLive: 5 }),
-      store.schedule('tv-1', 'r-1', now + 1000),
-      store.putOnce('s1', 'v1', 60_000),
-      store.get('tv-1', 'r-1'),
-      store.takeOnce('s1'),
-      store.findUserCode('nothing'),
-    ]);
-    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : o.reason))).toEqual([
-      { status: 'created', version: 1 },
-      expect.any(UnavailableError),
-      undefined,
-      { flow: pendingFlow('tv-1', 'r-1', now), version: 1 },
-      'v1',
-      undefined,
-    ]);
-  });
-
   it('refuses a key prefix with braces (the device id must be the only hash tag)', () => {
     expect(() => new RedisStore({ redis, keyPrefix: '{dg}:', codec })).toThrow(/must not contain/);
     prefix = 'unused:';

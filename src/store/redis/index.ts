@@ -27,7 +27,6 @@ import { UnavailableError } from '../../core/errors.ts';
 import type { Flow } from '../../core/flow.ts';
 import type { CreateOptions, CreateResult, FlowCodec, FlowStore, UpdateResult, Versioned } from '../types.ts';
 import { GRACE_MS } from '../types.ts';
-import { TurnPipeline } from './pipeline.ts';
 import { run, scripts } from './scripts.ts';
 
 export interface RedisStoreOptions {
@@ -49,8 +48,6 @@ const MAX_RECONNECT_DELAY_MS = 2000;
 
 export class RedisStore implements FlowStore {
   readonly #redis: Redis;
-  /** Every command but PING goes through it: one socket write per turn of the event loop. */
-  readonly #pipe: TurnPipeline;
   readonly #p: string;
   readonly #codec: FlowCodec;
   readonly #graceMs: number;
@@ -61,7 +58,6 @@ export class RedisStore implements FlowStore {
       throw new Error('the Redis key prefix must not contain { or }: the device id is the hash tag');
     }
     this.#redis = options.redis;
-    this.#pipe = new TurnPipeline(options.redis);
     this.#p = options.keyPrefix;
     this.#codec = options.codec;
     this.#graceMs = options.graceMs ?? GRACE_MS;
@@ -80,9 +76,8 @@ export class RedisStore implements FlowStore {
     return {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: true,
-      // The store batches each turn's commands itself (./pipeline.ts) without waiting for the next turn of the event
-      // loop; auto-pipelining (measured with bench/compare.ts: 7–13 % more gateway CPU per flow start than the
-      // batching it replaced) would add a wait for `setImmediate` on top.
+      // Measured with bench/compare.ts: auto-pipelining costs 7–13 % more gateway CPU per flow start here (each
+      // command waits a turn of the event loop and a pipeline object) than it saves in socket writes.
       enableAutoPipelining: false,
       commandTimeout: COMMAND_TIMEOUT_MS,
       connectTimeout: CONNECT_TIMEOUT_MS,
@@ -131,17 +126,13 @@ export class RedisStore implements FlowStore {
       uc === undefined ? '' : '1',
       uc === undefined ? 0 : pxOf(uc.ttlMs),
     ];
-    const reply = await this.#do(() => run(this.#pipe, scripts.create, keys, args));
+    const reply = await this.#do(() => run(this.#redis, scripts.create, keys, args));
     return createResult(reply, (body) => this.#codec.decode(flow.deviceId, flow.rid, body));
   }
 
   /** One HMGET; `undefined` when the record never existed or expired. */
   async get(deviceId: string, rid: string): Promise<Versioned | undefined> {
-    const [version, body] = await this.#do(() =>
-      this.#pipe.send<Array<string | null>>((p, done) =>
-        p.hmget(this.#flowKey(deviceId, rid), 'v', 'b', done),
-      ),
-    );
+    const [version, body] = await this.#do(() => this.#redis.hmget(this.#flowKey(deviceId, rid), 'v', 'b'));
     if (version == null || body == null) return undefined;
     return { flow: this.#codec.decode(deviceId, rid, body), version: Number(version) };
   }
@@ -156,7 +147,7 @@ export class RedisStore implements FlowStore {
     if (opts.leaseToken !== undefined) args.push(opts.leaseToken);
     const reply = await this.#do(() =>
       run(
-        this.#pipe,
+        this.#redis,
         scripts.update,
         [this.#flowKey(next.deviceId, next.rid), this.#deviceKey(next.deviceId)],
         args,
@@ -170,8 +161,8 @@ export class RedisStore implements FlowStore {
     const member = sid(deviceId, rid);
     await this.#do(() =>
       due === undefined
-        ? this.#pipe.send<number>((p, done) => p.zrem(this.#schedKey, member, done))
-        : this.#pipe.send<number>((p, done) => p.zadd(this.#schedKey, due, member, done)),
+        ? this.#redis.zrem(this.#schedKey, member)
+        : this.#redis.zadd(this.#schedKey, due, member),
     );
   }
 
@@ -183,7 +174,7 @@ export class RedisStore implements FlowStore {
   ): Promise<Array<{ deviceId: string; rid: string }>> {
     if (limit <= 0) return [];
     const reply = await this.#do(() =>
-      run(this.#pipe, scripts.claim, [this.#schedKey], [now, leaseMs, limit]),
+      run(this.#redis, scripts.claim, [this.#schedKey], [now, leaseMs, limit]),
     );
     if (!Array.isArray(reply)) throw unexpected('claim-1.lua', reply);
     return reply.map((member: unknown) => {
@@ -193,9 +184,7 @@ export class RedisStore implements FlowStore {
   }
 
   async nextDue(): Promise<number | undefined> {
-    const reply = await this.#do(() =>
-      this.#pipe.send<string[]>((p, done) => p.zrange(this.#schedKey, '0', '0', 'WITHSCORES', done)),
-    );
+    const reply = await this.#do(() => this.#redis.zrange(this.#schedKey, '0', '0', 'WITHSCORES'));
     const score = reply[1];
     return score === undefined ? undefined : Number(score);
   }
@@ -209,49 +198,41 @@ export class RedisStore implements FlowStore {
     leaseMs: number,
   ): Promise<boolean> {
     const reply = await this.#do(() =>
-      run(this.#pipe, scripts.lease, [this.#flowKey(deviceId, rid)], [token, now, leaseMs]),
+      run(this.#redis, scripts.lease, [this.#flowKey(deviceId, rid)], [token, now, leaseMs]),
     );
     return reply === 1;
   }
 
   /** Atomic compare-and-delete (`unlease-1.lua`). */
   async releaseLease(deviceId: string, rid: string, token: string): Promise<void> {
-    await this.#do(() => run(this.#pipe, scripts.unlease, [this.#flowKey(deviceId, rid)], [token]));
+    await this.#do(() => run(this.#redis, scripts.unlease, [this.#flowKey(deviceId, rid)], [token]));
   }
 
   /** SET NX PX. */
   async reserveUserCode(hash: string, deviceId: string, rid: string, ttlMs: number): Promise<boolean> {
     const reply = await this.#do(() =>
-      this.#pipe.send<'OK' | null>((p, done) =>
-        p.set(this.#ucKey(hash), sid(deviceId, rid), 'PX', pxOf(ttlMs), 'NX', done),
-      ),
+      this.#redis.set(this.#ucKey(hash), sid(deviceId, rid), 'PX', pxOf(ttlMs), 'NX'),
     );
     return reply === 'OK';
   }
 
   async findUserCode(hash: string): Promise<{ deviceId: string; rid: string } | undefined> {
-    const value = await this.#do(() =>
-      this.#pipe.send<string | null>((p, done) => p.get(this.#ucKey(hash), done)),
-    );
+    const value = await this.#do(() => this.#redis.get(this.#ucKey(hash)));
     return value == null ? undefined : splitSid(value);
   }
 
   async releaseUserCode(hash: string): Promise<void> {
-    await this.#do(() => this.#pipe.send<number>((p, done) => p.del(this.#ucKey(hash), done)));
+    await this.#do(() => this.#redis.del(this.#ucKey(hash)));
   }
 
   /** SET PX (replaces an earlier value under the same hash). */
   async putOnce(hash: string, value: string, ttlMs: number): Promise<void> {
-    await this.#do(() =>
-      this.#pipe.send<'OK'>((p, done) => p.set(`${this.#p}once:${hash}`, value, 'PX', pxOf(ttlMs), done)),
-    );
+    await this.#do(() => this.#redis.set(`${this.#p}once:${hash}`, value, 'PX', pxOf(ttlMs)));
   }
 
   /** GETDEL: of concurrent takers at most one gets the value. */
   async takeOnce(hash: string): Promise<string | undefined> {
-    const value = await this.#do(() =>
-      this.#pipe.send<string | null>((p, done) => p.getdel(`${this.#p}once:${hash}`, done)),
-    );
+    const value = await this.#do(() => this.#redis.getdel(`${this.#p}once:${hash}`));
     return value ?? undefined;
   }
 

@@ -1,13 +1,12 @@
 /**
  * Loads the Lua scripts of ./lua/ once and runs them with EVALSHA, falling back to EVAL when the server answers
- * NOSCRIPT (after a restart or a SCRIPT FLUSH), on the store's {@link TurnPipeline}. The borrowed client is not
- * modified (no `defineCommand`).
+ * NOSCRIPT (after a restart or a SCRIPT FLUSH). The borrowed client is not modified (no `defineCommand`).
  * The number of keys a script takes is in its file name (`update-2.lua` takes 2); `run` checks it.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { TurnPipeline } from './pipeline.ts';
+import type { Redis } from 'ioredis';
 
 export interface LuaScript {
   readonly file: string;
@@ -44,7 +43,7 @@ export const scripts = {
 
 /** Runs `script` atomically on the server. Returns the raw reply; callers turn it into typed results. */
 export function run(
-  pipe: TurnPipeline,
+  redis: Redis,
   script: LuaScript,
   keys: readonly string[],
   args: ReadonlyArray<string | number>,
@@ -52,11 +51,9 @@ export function run(
   if (keys.length !== script.numberOfKeys) {
     return Promise.reject(new Error(`${script.file} takes ${script.numberOfKeys} keys, got ${keys.length}`));
   }
-  return pipe
-    .send<unknown>((p, done) => p.evalsha(script.sha, keys.length, ...keys, ...args, done))
-    .catch((err: unknown) => {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      // EVAL also caches the script on the server, so the next EVALSHA finds it.
-      return pipe.send<unknown>((p, done) => p.eval(script.lua, keys.length, ...keys, ...args, done));
-    });
+  return redis.evalsha(script.sha, keys.length, ...keys, ...args).catch((err: unknown) => {
+    if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+    // EVAL also caches the script on the server, so the next EVALSHA finds it.
+    return redis.eval(script.lua, keys.length, ...keys, ...args);
+  });
 }
