@@ -18,7 +18,8 @@ import type { BridgeFlow, Flow } from '../core/flow.ts';
 import { type FlowStore, GRACE_MS } from '../store/types.ts';
 import type { BridgeUpstream } from '../upstream/types.ts';
 import { userCodeHash } from './start-bridge.ts';
-import { type FlowUpdater, type UpdateOptions, newLeaseToken } from './updater.ts';
+import { newLeaseToken } from './lease.ts';
+import type { FlowUpdater, UpdateOptions } from './updater.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
 /** Longest time between Approve and the upstream's redirect back. */

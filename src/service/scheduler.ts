@@ -4,29 +4,33 @@
  * timers, so a restarted or another instance picks up where one stopped. Each visit holds the flow's lease: exactly
  * one instance polls a flow at a time, and only the lease holder writes and publishes the result.
  *
- * Leases and failures:
- * - a visit renews its lease while it runs (every third of the lease), so a poll slower than the lease is not
- *   repeated by another instance — a second redemption attempt of a device_code makes many servers revoke the
- *   tokens already issued for it (RFC 6749 §4.1.2 style replay detection; node-oidc-provider does);
- * - a visit that finds its lease past its local deadline (the process was paused: SIGSTOP, a VM freeze, a long GC)
- *   gives up before calling the upstream; the store refuses its writes anyway (`lease_lost`);
+ * Leases and failures (the lease itself: ./lease.ts):
+ * - a visit renews its lease while it runs, so a poll slower than the lease is not repeated by another instance — a
+ *   second redemption attempt of a device_code makes many servers revoke the tokens already issued for it
+ *   (RFC 6749 §4.1.2 style replay detection; node-oidc-provider does);
+ * - a visit whose lease is lost (e.g. the process was paused past it) gives up before calling the upstream; the
+ *   store refuses its writes anyway (`lease_lost`);
  * - an instance that finds a flow's lease held by another looks again soon (a quarter of the lease, at most 1 s)
  *   instead of a whole lease later, so a dead holder's flow is taken over right after its lease runs out.
  */
 import type { Logger } from 'pino';
-import type { Clock } from '../core/clock.ts';
+import { type Clock, type TimerHandle, type Timers, systemTimers } from '../core/clock.ts';
 import { type PollOutcome, apply, dueAt } from '../core/engine.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { RelayUpstream, Upstream } from '../upstream/types.ts';
-import { type FlowUpdater, newLeaseToken } from './updater.ts';
+import type { FlowUpdater } from './updater.ts';
+import { type Lease, takeLease } from './lease.ts';
 import { describe } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
 export interface SchedulerOptions {
   store: FlowStore;
+  /** Writes of a visit go through the flow updater, under the visit's lease. */
   service: FlowUpdater;
   upstream: Upstream;
   clock: Clock;
+  /** Sleeps between looks at the schedule and lease renewals. Default: the Node.js timers. */
+  timers?: Timers;
   log: Logger;
   metrics: Metrics;
   leaseMs: number;
@@ -36,31 +40,16 @@ export interface SchedulerOptions {
   concurrency?: number;
 }
 
-/** A lease this instance holds during one visit. */
-interface Hold {
-  deviceId: string;
-  rid: string;
-  token: string;
-  /** local deadline: the lease is surely ours until then (taken or renewed at a time measured before the call) */
-  until: number;
-  /** renewal failed or came too late: another instance may hold the flow now */
-  lost: boolean;
-  timer: NodeJS.Timeout | undefined;
-  renewing: Promise<void> | undefined;
-}
-
 export class Scheduler {
   readonly #o: Required<SchedulerOptions>;
   #running = false;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: TimerHandle | undefined;
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   readonly #inFlight = new Set<Promise<void>>();
-  /** Leases this instance holds right now, released on close. */
-  readonly #held = new Map<string, Hold>();
 
   constructor(options: SchedulerOptions) {
-    this.#o = { maxIdleMs: 250, concurrency: 64, ...options };
+    this.#o = { maxIdleMs: 250, concurrency: 64, timers: systemTimers, ...options };
   }
 
   start(): void {
@@ -69,20 +58,17 @@ export class Scheduler {
     this.#loop = this.#run();
   }
 
-  /** Look at the schedule now (e.g. after a flow was created). */
-  poke(): void {
-    this.#wake?.();
-  }
-
-  /** Stops taking work, waits for visits in flight, releases held leases. */
+  /** Stops taking work and waits for the visits in flight, each of which gives its lease back as it ends. */
   async close(): Promise<void> {
     this.#running = false;
-    this.poke();
+    this.#wakeUp();
     await this.#loop;
     await Promise.allSettled(this.#inFlight);
-    await Promise.allSettled(
-      [...this.#held.values()].map((h) => this.#o.store.releaseLease(h.deviceId, h.rid, h.token)),
-    );
+  }
+
+  /** Ends the current sleep: the loop looks at the schedule (or stops) at once. */
+  #wakeUp(): void {
+    this.#wake?.();
   }
 
   async #run(): Promise<void> {
@@ -94,7 +80,7 @@ export class Scheduler {
         const free = concurrency - this.#inFlight.size;
         if (free > 0) {
           const due = await store.claimDue(clock.now(), leaseMs, free);
-          for (const f of due) this.#track(this.visit(f.deviceId, f.rid));
+          for (const f of due) this.#track(this.#visit(f.deviceId, f.rid));
           if (due.length === free) sleep = 0;
         }
         if (sleep > 0) {
@@ -118,15 +104,15 @@ export class Scheduler {
     this.#inFlight.add(p);
     void p.finally(() => {
       this.#inFlight.delete(p);
-      if (this.#inFlight.size === this.#o.concurrency - 1) this.poke();
+      if (this.#inFlight.size === this.#o.concurrency - 1) this.#wakeUp();
     });
   }
 
   #sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      this.#timer = setTimeout(resolve, ms);
+      this.#timer = this.#o.timers.setTimeout(resolve, ms);
       this.#wake = () => {
-        clearTimeout(this.#timer);
+        this.#o.timers.clear(this.#timer);
         resolve();
       };
     }).finally(() => {
@@ -135,14 +121,12 @@ export class Scheduler {
   }
 
   /** One visit: take the lease, expire / poll / deliver as due, write with the lease, give the lease back. */
-  async visit(deviceId: string, rid: string): Promise<void> {
-    const { store, service, clock, leaseMs, log, upstream } = this.#o;
-    const token = newLeaseToken();
-    const key = `${deviceId}/${rid}`;
-    let hold: Hold | undefined;
+  async #visit(deviceId: string, rid: string): Promise<void> {
+    const { store, service, clock, timers, leaseMs, log, upstream } = this.#o;
+    let lease: Lease | undefined;
     try {
-      const asked = clock.now();
-      if (!(await store.acquireLease(deviceId, rid, token, asked, leaseMs))) {
+      lease = await takeLease({ store, clock, timers, leaseMs }, deviceId, rid);
+      if (lease === undefined) {
         // Another instance holds the flow (or it is gone). Look again soon: should the holder have died, its flow
         // is taken over right after the lease runs out, not a whole lease after this claim.
         const current = await store.get(deviceId, rid);
@@ -155,7 +139,6 @@ export class Scheduler {
         );
         return;
       }
-      hold = this.#hold(deviceId, rid, token, asked);
       const current = await store.get(deviceId, rid);
       if (current === undefined) {
         await store.schedule(deviceId, rid, undefined);
@@ -172,15 +155,14 @@ export class Scheduler {
         flow.nextPollAt <= now &&
         flow.secrets.deviceCode !== undefined
       ) {
-        // Paused past the lease (the deadline is local, so this holds whatever the timers did meanwhile): another
-        // instance may be polling this device_code right now. Never send it twice.
-        if (hold.lost || clock.now() >= hold.until) return;
+        // Paused past the lease: another instance may be polling this device_code right now. Never send it twice.
+        if (lease.lost) return;
         const outcome = await this.#poll(upstream, flow.secrets.deviceCode);
         await service.update({
           deviceId,
           rid,
           event: { type: 'poll', outcome },
-          leaseToken: token,
+          leaseToken: lease.token,
           known: current,
         });
         return;
@@ -190,7 +172,7 @@ export class Scheduler {
         deviceId,
         rid,
         event: { type: 'tick' },
-        leaseToken: token,
+        leaseToken: lease.token,
         known: current,
       });
       if (r.status === 'ok' && !r.transition.changed && !r.transition.notify) {
@@ -199,64 +181,13 @@ export class Scheduler {
     } catch (err) {
       log.warn({ deviceId, rid, err: describe(err) }, 'scheduler: visit failed; retried after the lease');
     } finally {
-      if (hold !== undefined) await this.#release(key, hold);
+      await lease?.release();
     }
   }
 
   /** How soon to look again at a flow whose lease another instance holds. */
   get #retryMs(): number {
     return Math.max(50, Math.min(this.#o.leaseMs / 4, 1000));
-  }
-
-  /** Records a lease just taken (asked for at `asked`) and renews it every third of the lease while the visit runs. */
-  #hold(deviceId: string, rid: string, token: string, asked: number): Hold {
-    const { store, clock, leaseMs } = this.#o;
-    const hold: Hold = {
-      deviceId,
-      rid,
-      token,
-      until: asked + leaseMs,
-      lost: false,
-      timer: undefined,
-      renewing: undefined,
-    };
-    hold.timer = setInterval(
-      () => {
-        if (hold.lost || hold.renewing !== undefined) return;
-        const now = clock.now();
-        if (now >= hold.until) {
-          // paused past the deadline: the lease may be another instance's by now; renewing could take it back
-          hold.lost = true;
-          clearInterval(hold.timer);
-          return;
-        }
-        hold.renewing = store
-          .acquireLease(deviceId, rid, token, now, leaseMs)
-          .then(
-            (ok) => {
-              if (ok) hold.until = now + leaseMs;
-              else hold.lost = true;
-            },
-            () => undefined, // the store is unreachable: the old deadline stands
-          )
-          .finally(() => {
-            hold.renewing = undefined;
-          });
-      },
-      Math.max(1, Math.floor(leaseMs / 3)),
-    );
-    hold.timer.unref();
-    this.#held.set(`${deviceId}/${rid}`, hold);
-    return hold;
-  }
-
-  /** Stops renewing, then gives the lease back (after any renewal in flight, which would otherwise re-take it). */
-  async #release(key: string, hold: Hold): Promise<void> {
-    clearInterval(hold.timer);
-    hold.lost = true;
-    await hold.renewing;
-    if (this.#held.get(key) === hold) this.#held.delete(key);
-    await this.#o.store.releaseLease(hold.deviceId, hold.rid, hold.token).catch(() => undefined);
   }
 
   async #poll(upstream: RelayUpstream, deviceCode: string): Promise<PollOutcome> {

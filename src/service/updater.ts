@@ -3,7 +3,6 @@
  * conflicts. Effects follow a successful write only: the schedule, then — when the engine says so — the device is
  * sent the flow's view, and a finished flow the broker took is marked delivered.
  */
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import { type FlowEvent, type Transition, apply, dueAt } from '../core/engine.ts';
@@ -137,9 +136,4 @@ export class FlowUpdater {
       'flow finished',
     );
   }
-}
-
-/** A random lease token, prefixed with this process's id so operators (and tests) can see who holds a lease. */
-export function newLeaseToken(): string {
-  return `${process.pid}.${randomBytes(12).toString('base64url')}`;
 }

@@ -3,9 +3,10 @@
  * (test/contract/store.contract.ts): `MemoryStore` (the readable reference, one instance only) and `RedisStore`
  * (every instance of a deployment shares it; each multi-key transition is one Lua script).
  *
- * Keys: a flow lives under its device's hash tag (`{deviceId}`), with that device's set of live flows, so every
- * multi-key script touches one Redis Cluster slot. The schedule and the user-code / one-time indexes are global and
- * are only ever touched by single-key commands; the scheduler heals any step a crash left undone.
+ * Atomicity: every method is one atomic step of the store. In particular `create` writes the flow, counts it against
+ * the device's cap, reserves its user code and schedules it together, so a crash never leaves a flow without its
+ * schedule entry or a user code pointing at nothing. Concurrent writers of one flow are ordered by the version
+ * (compare-and-set, {@link FlowStore.update}): the loser gets `conflict`, reads again and re-applies its event.
  */
 import type { Flow } from '../core/flow.ts';
 
@@ -49,9 +50,10 @@ export interface FlowStore {
   /**
    * Atomically creates the flow unless one exists for the same (deviceId, rid). Of concurrent creates exactly one
    * wins. Refuses with `limit` when the device already has `maxLive` pending flows. The record expires
-   * `GRACE_MS` after `flow.expiresAt`. Also schedules the flow at `due` (an existing schedule entry is kept), and
-   * with `userCode` reserves that user-code hash for the new flow (SET NX, for `ttlMs`) — `code_taken` when another
-   * flow holds it. A repeat (`exists`) or a refusal (`limit`) reserves nothing.
+   * `GRACE_MS` after `flow.expiresAt`. With `userCode` it reserves that user-code hash for the new flow (for `ttlMs`)
+   * — `code_taken`, and nothing written, when another flow holds it. On `created` and `exists` the flow is scheduled
+   * at `due` unless it already has an entry; a repeat (`exists`) reserves nothing, a refusal (`limit`, `code_taken`)
+   * writes nothing.
    */
   create(flow: Flow, opts: CreateOptions): Promise<CreateResult>;
 
@@ -85,8 +87,8 @@ export interface FlowStore {
   releaseLease(deviceId: string, rid: string, token: string): Promise<void>;
 
   /**
-   * Points the keyed hash of a user code at a flow unless another flow holds it (SET NX). Expires at `expiresAt`.
-   * Forgotten after `ttlMs`. `false` means a collision: draw another code.
+   * Points the keyed hash of a user code at a flow unless another flow holds it (SET NX), for `ttlMs`. `false` means
+   * a collision: draw another code.
    */
   reserveUserCode(hash: string, deviceId: string, rid: string, ttlMs: number): Promise<boolean>;
 

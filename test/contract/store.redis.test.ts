@@ -118,6 +118,32 @@ describe('redis store', () => {
     }
   });
 
+  it('create writes the flow, its live-set member, its user code and its schedule entry in one script, or none of them', async () => {
+    freshStore();
+    const now = Date.now();
+    const uc = { hash: 'c0ffee', ttlMs: 60_000 };
+    const create = (rid: string, hash: string, maxLive = 5) =>
+      store.create(pendingFlow('tv-1', rid, now), {
+        now,
+        maxLive,
+        due: now + 1000,
+        userCode: { ...uc, hash },
+      });
+    expect(await create('r-1', 'c0ffee')).toEqual({ status: 'created', version: 1 });
+    const before = await keysOf(redis, prefix);
+    const sched = await redis.zrange(`${prefix}sched`, '0', '-1');
+    const live = await redis.zrange(`${prefix}d:{tv-1}`, '0', '-1');
+    expect([sched, live]).toEqual([['tv-1/r-1'], ['r-1']]);
+
+    // Refused for a taken code, then for the cap: no key, member or schedule entry of r-2 appears.
+    expect(await create('r-2', 'c0ffee')).toEqual({ status: 'code_taken' });
+    expect(await create('r-2', 'beef', 1)).toEqual({ status: 'limit' });
+    expect(await keysOf(redis, prefix)).toEqual(before);
+    expect(await redis.zrange(`${prefix}sched`, '0', '-1')).toEqual(sched);
+    expect(await redis.zrange(`${prefix}d:{tv-1}`, '0', '-1')).toEqual(live);
+    expect(await redis.get(`${prefix}uc:c0ffee`)).toBe('tv-1/r-1');
+  });
+
   it('refuses a key prefix with braces (the device id must be the only hash tag)', () => {
     expect(() => new RedisStore({ redis, keyPrefix: '{dg}:', codec })).toThrow(/must not contain/);
     prefix = 'unused:';

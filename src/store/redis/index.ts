@@ -2,9 +2,9 @@
  * Redis store: the store contract (../types.ts) on a Redis shared by every instance, behaving like the reference
  * `MemoryStore` (../memory.ts); test/contract/store.contract.ts proves both the same.
  *
- * Keys (`<p>` is the configured prefix, e.g. `devicegate:`; `<...>` is a value; `{...}` is a literal Redis Cluster
- * hash tag). Names are short on purpose: Redis memory per pending flow is a documented budget (BENCHMARKS.md,
- * scenario 4, has the measured cost and its breakdown).
+ * Keys (`<p>` is the configured prefix, e.g. `devicegate:`; `<...>` is a value; `{...}` is a literal Redis hash tag
+ * that keeps a flow's keys together). Names are short on purpose: Redis memory per pending flow is a documented
+ * budget (BENCHMARKS.md, scenario 4, has the measured cost and its breakdown).
  *
  *   <p>f:{<deviceId>}:<rid>  hash        v version, s state, b codec body (secrets sealed), t lease token,
  *                                        u lease until (ms); expires `graceMs` after the flow's expiresAt
@@ -14,16 +14,14 @@
  *   <p>uc:<hash>             string      `<deviceId>/<rid>` a user code's keyed hash points at (SET NX PX)
  *   <p>once:<hash>           string      a one-time value such as an OAuth `state` (SET PX, taken with GETDEL)
  *
- * A flow's two keys share the device's hash tag, so every multi-key script (`create-2`, `update-2`) stays in one
- * Cluster slot. The schedule and the `uc:` / `once:` keys are global and only ever touched by single-key commands or
- * single-key scripts (`claim-1`) — except on a single Redis server (not a Cluster), where `create-3` writes the new
- * flow and its schedule entry in one round trip. Time always comes from the caller (`now` as ARGV, never Redis TIME)
- * and TTLs are relative (`expiresAt + graceMs − now`), so the gateway's clock is the only time source for decisions.
+ * A new flow, its user-code reservation and its schedule entry are written by one script (`create-4.lua`), so a flow
+ * start is one round trip and no crash can leave half of it done. Time always comes from the caller (`now` as ARGV,
+ * never Redis TIME) and TTLs are relative (`expiresAt + graceMs − now`), so the gateway's clock is the only time
+ * source for decisions.
  *
  * Every failure to reach Redis surfaces as {@link UnavailableError}; the flow service answers
  * `temporarily_unavailable`. Open the client with {@link RedisStore.clientOptions} so such calls fail fast.
  */
-import type { Socket } from 'node:net';
 import type { Redis, RedisOptions } from 'ioredis';
 import { UnavailableError } from '../../core/errors.ts';
 import type { Flow } from '../../core/flow.ts';
@@ -54,11 +52,10 @@ export class RedisStore implements FlowStore {
   readonly #codec: FlowCodec;
   readonly #graceMs: number;
   readonly #pingTimeoutMs: number;
-  #corked = false;
 
   constructor(options: RedisStoreOptions) {
     if (/[{}]/.test(options.keyPrefix)) {
-      throw new Error('the Redis key prefix must not contain { or }: the device id is the Cluster hash tag');
+      throw new Error('the Redis key prefix must not contain { or }: the device id is the hash tag');
     }
     this.#redis = options.redis;
     this.#p = options.keyPrefix;
@@ -69,8 +66,9 @@ export class RedisStore implements FlowStore {
 
   /**
    * The ioredis options to open the gateway's client with: while Redis is down a command fails within about a
-   * second instead of waiting in the offline queue (queued commands are dropped after one reconnect retry; short command and connect
-   * deadlines), and reconnects back off exponentially up to 2 s, so the store recovers without a restart.
+   * second instead of waiting in the offline queue (queued commands are dropped after one reconnect retry; short
+   * command and connect deadlines), and reconnects back off exponentially up to 2 s, so the store recovers without a
+   * restart.
    * A command that timed out while queued may still run after the reconnect; every write is idempotent or
    * compare-and-set, so a late run is harmless.
    */
@@ -104,13 +102,17 @@ export class RedisStore implements FlowStore {
   }
 
   /**
-   * Atomic: of concurrent creates of one (deviceId, rid) exactly one is `created`. On a single Redis server one script
-   * (`create-3.lua`) also writes the schedule entry (`due`, ZADD NX; none on `limit`). On a Redis Cluster the schedule
-   * lives in another slot, so `create-2.lua` runs first and the entry is added after it; a crash in between is healed
-   * by the device's retry, which answers `exists` and adds the missing entry.
+   * Atomic (`create-4.lua`): of concurrent creates of one (deviceId, rid) exactly one is `created`. The same script
+   * reserves the user code and writes the schedule entry (`due`, ZADD NX; none on `limit` or `code_taken`).
    */
   async create(flow: Flow, opts: CreateOptions): Promise<CreateResult> {
-    const keys = [this.#flowKey(flow.deviceId, flow.rid), this.#deviceKey(flow.deviceId)];
+    const uc = opts.userCode;
+    const keys = [
+      this.#flowKey(flow.deviceId, flow.rid),
+      this.#deviceKey(flow.deviceId),
+      this.#schedKey,
+      this.#ucKey(uc?.hash ?? ''),
+    ];
     const args: Array<string | number> = [
       flow.rid,
       flow.state,
@@ -119,29 +121,13 @@ export class RedisStore implements FlowStore {
       flow.expiresAt,
       this.#graceMs,
       opts.maxLive,
+      opts.due ?? '',
+      sid(flow.deviceId, flow.rid),
+      uc === undefined ? '' : '1',
+      uc === undefined ? 0 : pxOf(uc.ttlMs),
     ];
-    const member = sid(flow.deviceId, flow.rid);
-    const decode = (body: string) => this.#codec.decode(flow.deviceId, flow.rid, body);
-    const uc = opts.userCode;
-    if (!this.#redis.isCluster) {
-      keys.push(this.#schedKey, this.#ucKey(uc?.hash ?? ''));
-      args.push(opts.due ?? '', member, uc === undefined ? '' : '1', uc === undefined ? 0 : pxOf(uc.ttlMs));
-      return createResult(
-        await this.#do(() => run(this.#redis, scripts.createScheduled, keys, args)),
-        decode,
-      );
-    }
-    // Cluster: the user-code index lives in another slot, so it is reserved first and given back on a refusal.
-    if (uc !== undefined && !(await this.reserveUserCode(uc.hash, flow.deviceId, flow.rid, uc.ttlMs))) {
-      return { status: 'code_taken' };
-    }
-    const result = createResult(await this.#do(() => run(this.#redis, scripts.create, keys, args)), decode);
-    if (uc !== undefined && result.status !== 'created') await this.releaseUserCode(uc.hash);
-    if (result.status !== 'limit' && opts.due !== undefined) {
-      const due = opts.due;
-      await this.#do(() => this.#redis.zadd(this.#schedKey, 'NX', due, member));
-    }
-    return result;
+    const reply = await this.#do(() => run(this.#redis, scripts.create, keys, args));
+    return createResult(reply, (body) => this.#codec.decode(flow.deviceId, flow.rid, body));
   }
 
   /** One HMGET; `undefined` when the record never existed or expired. */
@@ -281,26 +267,12 @@ export class RedisStore implements FlowStore {
   async close(): Promise<void> {}
 
   /**
-   * Lets the commands issued in one turn of the event loop (the continuations of a batch of replies, of a batch of
-   * device requests) leave in one socket write: the client's socket is corked until the pending callbacks of this
-   * turn have run. Commands keep their order; nothing waits for a later turn. A no-op unless the client is a single
-   * connected server (ioredis' `stream`, an internal property, is checked before use).
+   * Runs one Redis call; any failure (connection, timeout, server error) becomes {@link UnavailableError}.
+   * Each call is its own socket write. Measured with bench/compare.ts (cancel variant): corking the client's socket
+   * per event-loop turn saved about 7 % gateway CPU per round trip but needs ioredis internals; batching each turn
+   * into a public `pipeline()` cost more than it saved (about +15–20 %), so neither is done.
    */
-  #coalesceWrites(): void {
-    if (this.#corked || this.#redis.isCluster || this.#redis.status !== 'ready') return;
-    const stream = (this.#redis as { stream?: Partial<Socket> }).stream;
-    if (typeof stream?.cork !== 'function' || typeof stream.uncork !== 'function') return;
-    stream.cork();
-    this.#corked = true;
-    process.nextTick(() => {
-      this.#corked = false;
-      stream.uncork!();
-    });
-  }
-
-  /** Runs one Redis call; any failure (connection, timeout, server error) becomes {@link UnavailableError}. */
   #do<T>(op: () => Promise<T>): Promise<T> {
-    this.#coalesceWrites();
     let pending: Promise<T>;
     try {
       pending = op();
@@ -325,7 +297,7 @@ function createResult(reply: unknown, decode: (body: string) => Flow): CreateRes
     if (code === 'limit') return { status: 'limit' };
     if (code === 'code_taken') return { status: 'code_taken' };
   }
-  throw unexpected('create script', reply);
+  throw unexpected('create-4.lua', reply);
 }
 
 function updateResult(reply: unknown): UpdateResult {

@@ -34,8 +34,7 @@ function load(file: string): LuaScript {
 }
 
 export const scripts = {
-  create: load('create-2.lua'),
-  createScheduled: load('create-4.lua'),
+  create: load('create-4.lua'),
   update: load('update-2.lua'),
   claim: load('claim-1.lua'),
   lease: load('lease-1.lua'),

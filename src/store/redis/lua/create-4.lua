@@ -1,6 +1,5 @@
---[[ create-4.lua: create-2.lua, the user-code reservation and the schedule entry in one step, for a single Redis
-  server (not a Cluster: the user-code index and the schedule are global keys in other slots). Mirrors
-  MemoryStore.create (src/store/memory.ts).
+--[[ create-4.lua: store a new flow unless (deviceId, rid) already has one, enforce the device's live-flow cap,
+  reserve the user code and add the schedule entry, in one step. Mirrors MemoryStore.create (src/store/memory.ts).
 
   KEYS[1]  flow hash        {prefix}f:{deviceId}:rid   fields v (version), s (state), b (codec body)
   KEYS[2]  device live set  {prefix}d:{deviceId}       sorted set rid -> expiresAt of the device's pending flows
