@@ -189,7 +189,9 @@ describe('scheduler', () => {
     expect(upstream.polls).toEqual(
       [2000, 7000, 12_000, 17_000].map((ms) => ({ at: t0 + ms, deviceCode: 'dc-r-1' })),
     );
-    expect(await metrics.value('devicegate_upstream_polls_total', { outcome: 'authorization_pending' })).toBe(4);
+    expect(await metrics.value('devicegate_upstream_polls_total', { outcome: 'authorization_pending' })).toBe(
+      4,
+    );
   });
 
   it('delivers the token of a poll to the device and stops polling', async () => {
