@@ -8,26 +8,18 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
-import { type Clock, systemClock } from '../core/clock.ts';
-import { DEMO_DEVICE_KEY, deriveKeys, randomSecret } from '../core/crypto.ts';
+import type { Clock } from '../core/clock.ts';
 import type { PortFallback } from '../net/listen.ts';
-import { createLogger } from '../observability/log.ts';
-import { Metrics } from '../observability/metrics.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import type { BridgeFlows } from '../service/bridge.ts';
-import { type FlowService, createFlowService } from '../service/flows.ts';
-import { flowCodec } from '../store/codec.ts';
-import { Scheduler } from '../service/scheduler.ts';
+import type { FlowService } from '../service/flows.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { DeviceTransport } from '../transport/types.ts';
 import type { UpstreamClient } from '../upstream/oauth.ts';
-import { buildApp } from '../web/app.ts';
-import { bridgeWiring } from './bridge.ts';
 import { Closers } from './closers.ts';
-import { readiness } from './readiness.ts';
-import { relayWiring } from './relay.ts';
-import { openStore } from './store.ts';
-import { buildTransport, displayHost } from './transport.ts';
-import { warnAboutDemoKnobs } from './warnings.ts';
+import { startParts } from './lifecycle.ts';
+import { buildParts } from './parts.ts';
+import type { BuiltTransport } from './transport.ts';
 
 /** Parts a caller provides instead of the ones the config would build. */
 export interface GatewayOverrides {
@@ -37,8 +29,8 @@ export interface GatewayOverrides {
   redis?: Redis;
   /** the upstream to use when the config names none (the demo identity provider) */
   upstream?: NonNullable<Config['upstream']>;
-  /** the transport devices talk through, instead of the broker the config names (embedding, tests) */
-  transport?: DeviceTransport;
+  /** the transport devices talk through, and where they reach it, instead of the broker the config names */
+  transport?: BuiltTransport;
   /** the demo only: the embedded broker may move off a taken default port, and says so */
   mqttPortFallback?: PortFallback | undefined;
 }
@@ -78,97 +70,28 @@ export interface Gateway {
 
 /** Builds the gateway's parts without starting any of them. Throws when the config names no upstream. */
 export function buildGateway(config: Config, overrides: GatewayOverrides = {}): Gateway {
-  const log = overrides.log ?? createLogger(config.logLevel);
-  const clock = overrides.clock ?? systemClock;
-  const upstreamConfig = config.upstream ?? overrides.upstream;
-  if (upstreamConfig === undefined) throw new Error('no upstream: configure one or start the demo');
-  warnAboutDemoKnobs(config, log, overrides.upstream !== undefined);
-  const metrics = new Metrics();
-  const keys = deriveKeys(config.secret ?? randomSecret());
-  const deviceKey = config.deviceKey ?? DEMO_DEVICE_KEY;
-  const publicUrl = config.publicUrl ?? `http://localhost:${config.http.port}`;
-
-  const opened = openStore({ config, codec: flowCodec(keys), clock, log, redis: overrides.redis });
-  const { store } = opened;
-  const wiringDeps = { config, upstream: upstreamConfig, publicUrl, keys, clock, log, metrics };
-  const wiring = config.mode === 'device' ? relayWiring(wiringDeps) : bridgeWiring(wiringDeps);
-  const built =
-    overrides.transport === undefined
-      ? buildTransport({ config, keys, deviceKey, log, metrics, portFallback: overrides.mqttPortFallback })
-      : { transport: overrides.transport, url: () => 'the caller’s transport' };
-  const { transport } = built;
-  const service = createFlowService({
-    config,
-    publicUrl,
-    clock,
-    store,
-    upstream: wiring.upstream.upstream,
-    starter: wiring.starter(store),
-    keys,
-    log: log.child({ component: 'flows' }),
-    metrics,
-    channel: transport,
-  });
-  const mode = wiring.withService({ service, store, attempts: opened.attempts });
-  const scheduler = new Scheduler({
-    store,
-    service: service.updater,
-    upstream: wiring.upstream.upstream,
-    clock,
-    log: log.child({ component: 'scheduler' }),
-    metrics,
-    leaseMs: config.leaseMs,
-  });
-  const app = buildApp({
-    log,
-    metrics,
-    readiness: readiness({ config, store, transport, upstream: wiring.upstream }),
-    ...(config.trustProxy !== undefined && { trustProxy: config.trustProxy }),
-    register: mode.routes,
-  });
-
-  const closers = new Closers(log);
-  closers.push('store', opened.close);
+  const p = buildParts(config, overrides);
+  const closers = new Closers(p.log);
+  closers.push('store', p.opened.close);
   let started: Promise<Addresses> | undefined;
   let addresses: Addresses | undefined;
-
   const start = async (): Promise<Addresses> => {
-    try {
-      closers.push('upstream', async () => wiring.upstream.close());
-      wiring.upstream.start();
-      if (overrides.upstream !== undefined) await wiring.upstream.ready();
-      await transport.start(service.handleRequest);
-      closers.push('transport', () => transport.close());
-      scheduler.start();
-      closers.push('scheduler', () => scheduler.close());
-      closers.push('http', () => app.close());
-      await app.listen({ host: config.http.host, port: config.http.port });
-      const port = boundPort(app);
-      addresses = {
-        httpUrl: `http://${displayHost(config.http.host)}:${port}`,
-        publicUrl: config.publicUrl ?? `http://localhost:${port}`,
-        mqttUrl: built.url(),
-      };
-      log.info({ ...addresses, upstream: upstreamConfig.issuer, mode: config.mode }, 'devicegate is running');
-      return addresses;
-    } catch (err) {
-      await closers.closeAll();
-      throw err;
-    }
+    const at = await startParts(p, closers, overrides.upstream !== undefined);
+    addresses = at;
+    return at;
   };
-
   return {
     config,
-    log,
-    metrics,
-    store,
-    service,
-    transport,
-    upstream: wiring.upstream,
-    upstreamIssuer: upstreamConfig.issuer,
-    bridge: mode.bridge,
-    app,
-    deviceKey,
+    log: p.log,
+    metrics: p.metrics,
+    store: p.opened.store,
+    service: p.service,
+    transport: p.built.transport,
+    upstream: p.upstream,
+    upstreamIssuer: p.upstreamIssuer,
+    bridge: p.mode.bridge,
+    app: p.app,
+    deviceKey: p.deviceKey,
     start: () => (started ??= start()),
     get addresses(): Addresses {
       if (addresses === undefined) throw new Error('the gateway has not started');
@@ -176,10 +99,4 @@ export function buildGateway(config: Config, overrides: GatewayOverrides = {}): 
     },
     close: () => closers.closeAll(),
   };
-}
-
-function boundPort(app: FastifyInstance): number {
-  const address = app.server.address();
-  if (typeof address === 'object' && address !== null) return address.port;
-  throw new Error('the HTTP server has no TCP address');
 }

@@ -130,7 +130,7 @@ async function harness(
   const gateway = buildGateway(config, {
     log,
     clock,
-    transport,
+    transport: { transport, url: () => 'recording' },
     ...(o.redis !== undefined && { redis: o.redis }),
   });
   gateways.push(gateway);

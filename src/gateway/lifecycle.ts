@@ -1,0 +1,44 @@
+/**
+ * Starting and closing the parts (docs/architecture.md, "Lifecycle"): the upstream's discovery first (awaited only
+ * for the demo, whose identity provider runs in this process; a real upstream may come up later and `/readyz` says
+ * so), then the transport (devices can send requests), the scheduler (polls and deliveries), and last the HTTP
+ * listener. Every part that started is registered with the closers, so a failed start and `close()` both close
+ * exactly what was started, newest first.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Addresses } from './index.ts';
+import type { Closers } from './closers.ts';
+import type { Parts } from './parts.ts';
+import { displayHost } from './transport.ts';
+
+export async function startParts(p: Parts, closers: Closers, awaitUpstream: boolean): Promise<Addresses> {
+  const { config, upstream, built, service, scheduler, app } = p;
+  try {
+    closers.push('upstream', async () => upstream.close());
+    upstream.start();
+    if (awaitUpstream) await upstream.ready();
+    await built.transport.start(service.handleRequest);
+    closers.push('transport', () => built.transport.close());
+    scheduler.start();
+    closers.push('scheduler', () => scheduler.close());
+    closers.push('http', () => app.close());
+    await app.listen({ host: config.http.host, port: config.http.port });
+    const port = boundPort(app);
+    const addresses: Addresses = {
+      httpUrl: `http://${displayHost(config.http.host)}:${port}`,
+      publicUrl: config.publicUrl ?? `http://localhost:${port}`,
+      mqttUrl: built.url(),
+    };
+    p.log.info({ ...addresses, upstream: p.upstreamIssuer, mode: config.mode }, 'devicegate is running');
+    return addresses;
+  } catch (err) {
+    await closers.closeAll();
+    throw err;
+  }
+}
+
+function boundPort(app: FastifyInstance): number {
+  const address = app.server.address();
+  if (typeof address === 'object' && address !== null) return address.port;
+  throw new Error('the HTTP server has no TCP address');
+}

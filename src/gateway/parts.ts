@@ -1,0 +1,104 @@
+/**
+ * The gateway's parts, built from the config and wired to each other, none of them started: the store, the mode's
+ * upstream and starter, the transport (before the flow service, which publishes through it), the flow service, the
+ * mode's pages, the scheduler and the HTTP app. docs/architecture.md draws the graph.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.ts';
+import { type Clock, systemClock } from '../core/clock.ts';
+import { DEMO_DEVICE_KEY, deriveKeys, randomSecret } from '../core/crypto.ts';
+import { createLogger } from '../observability/log.ts';
+import { Metrics } from '../observability/metrics.ts';
+import { type FlowService, createFlowService } from '../service/flows.ts';
+import { Scheduler } from '../service/scheduler.ts';
+import { flowCodec } from '../store/codec.ts';
+import type { UpstreamClient } from '../upstream/oauth.ts';
+import { buildApp } from '../web/app.ts';
+import { bridgeWiring } from './bridge.ts';
+import type { GatewayOverrides } from './index.ts';
+import { readiness } from './readiness.ts';
+import { relayWiring } from './relay.ts';
+import { type OpenedStore, openStore } from './store.ts';
+import { type BuiltTransport, buildTransport } from './transport.ts';
+import { warnAboutDemoKnobs } from './warnings.ts';
+import type { ModeParts } from './wiring.ts';
+
+export interface Parts {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly opened: OpenedStore;
+  readonly upstream: UpstreamClient;
+  readonly upstreamIssuer: string;
+  readonly built: BuiltTransport;
+  readonly service: FlowService;
+  readonly mode: ModeParts;
+  readonly scheduler: Scheduler;
+  readonly app: FastifyInstance;
+  readonly deviceKey: string;
+}
+
+/** Builds every part; opens, binds and connects nothing. Throws when neither the config nor `o` names an upstream. */
+export function buildParts(config: Config, o: GatewayOverrides): Parts {
+  const log = o.log ?? createLogger(config.logLevel);
+  const clock: Clock = o.clock ?? systemClock;
+  const upstreamConfig = config.upstream ?? o.upstream;
+  if (upstreamConfig === undefined) throw new Error('no upstream: configure one or start the demo');
+  warnAboutDemoKnobs(config, log, o.upstream !== undefined);
+  const metrics = new Metrics();
+  const keys = deriveKeys(config.secret ?? randomSecret());
+  const deviceKey = config.deviceKey ?? DEMO_DEVICE_KEY;
+  const publicUrl = config.publicUrl ?? `http://localhost:${config.http.port}`;
+
+  const opened = openStore({ config, codec: flowCodec(keys), clock, log, redis: o.redis });
+  const { store } = opened;
+  const wiringDeps = { config, upstream: upstreamConfig, publicUrl, keys, clock, log, metrics };
+  const wiring = config.mode === 'device' ? relayWiring(wiringDeps) : bridgeWiring(wiringDeps);
+  const built: BuiltTransport =
+    o.transport ??
+    buildTransport({ config, keys, deviceKey, log, metrics, portFallback: o.mqttPortFallback });
+  const service = createFlowService({
+    config,
+    publicUrl,
+    clock,
+    store,
+    upstream: wiring.upstream.upstream,
+    starter: wiring.starter(store),
+    keys,
+    log: log.child({ component: 'flows' }),
+    metrics,
+    channel: built.transport,
+  });
+  const mode = wiring.withService({ service, store, attempts: opened.attempts });
+  const scheduler = new Scheduler({
+    store,
+    service: service.updater,
+    upstream: wiring.upstream.upstream,
+    clock,
+    log: log.child({ component: 'scheduler' }),
+    metrics,
+    leaseMs: config.leaseMs,
+  });
+  const app = buildApp({
+    log,
+    metrics,
+    readiness: readiness({ config, store, transport: built.transport, upstream: wiring.upstream }),
+    ...(config.trustProxy !== undefined && { trustProxy: config.trustProxy }),
+    register: mode.routes,
+  });
+  return {
+    config,
+    log,
+    metrics,
+    opened,
+    upstream: wiring.upstream,
+    upstreamIssuer: upstreamConfig.issuer,
+    built,
+    service,
+    mode,
+    scheduler,
+    app,
+    deviceKey,
+  };
+}
