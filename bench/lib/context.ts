@@ -47,6 +47,8 @@ export function gatewayEnv(o: GatewayEnvOptions): Record<string, string> {
   return {
     DEVICEGATE_HTTP_HOST: '127.0.0.1',
     DEVICEGATE_HTTP_PORT: '0',
+    // bridge mode builds its redirect URI from the public URL before the port is bound; benchmarks approve in-process
+    DEVICEGATE_PUBLIC_URL: 'http://127.0.0.1',
     DEVICEGATE_MQTT_HOST: '127.0.0.1',
     DEVICEGATE_MQTT_PORT: '0',
     ...(o.mqttUrl !== undefined && { DEVICEGATE_MQTT_URL: o.mqttUrl }),
