@@ -1,6 +1,6 @@
 /**
- * `devicegate credentials <deviceId>...`: prints each device's MQTT username and password (DESIGN §2), derived from
- * DEVICEGATE_DEVICE_KEY, for provisioning devices and for Mosquitto password files.
+ * `devicegate credentials <deviceId>...`: prints each device's MQTT username and password (README.md, "Device
+ * credentials"), derived from DEVICEGATE_DEVICE_KEY, for provisioning devices and for Mosquitto password files.
  */
 import { DEMO_DEVICE_KEY, devicePassword } from '../core/crypto.ts';
 import { ID_PATTERN } from '../core/protocol.ts';

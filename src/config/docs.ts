@@ -1,5 +1,5 @@
 /** The configuration table of the README, rendered from the schema's own documentation. */
-import { configDocs } from './index.ts';
+import { configDocs } from './schema.ts';
 
 export function configTable(): string {
   const rows = configDocs.map(

@@ -1,6 +1,6 @@
 /**
  * Keys derived from the one gateway secret (HKDF-SHA256), sealing of secrets at rest (AES-256-GCM bound to the flow
- * id), keyed hashes for lookups, and the device credential of DESIGN §2.
+ * id), keyed hashes for lookups, and the device credential (README.md, "Device credentials").
  */
 import {
   createCipheriv,
@@ -87,7 +87,10 @@ export function randomSecret(): string {
 /** The key every demo device uses when DEVICEGATE_DEVICE_KEY is unset. Public: never for production. */
 export const DEMO_DEVICE_KEY = 'devicegate-demo-fleet-key-not-secret';
 
-/** DESIGN §2: password = base64url(HMAC-SHA256(key = fleet key, msg = deviceId)), no padding. */
+/**
+ * A device's MQTT password: base64url(HMAC-SHA256(key = fleet key, msg = deviceId)), no padding (README.md, "Device
+ * credentials"; docs/brokers.md derives the same with openssl; docs/security.md M1).
+ */
 export function devicePassword(fleetKey: string, deviceId: string): string {
   return createHmac('sha256', fleetKey).update(deviceId).digest('base64url');
 }

@@ -1,6 +1,6 @@
 /**
- * The device contract of DESIGN §2: request payloads (validated with zod, unknown fields refused) and the replies the
- * gateway publishes on `{prefix}/{deviceId}/res`.
+ * The device contract (README.md, "The device contract"; docs/architecture.md): request payloads (validated with zod,
+ * unknown fields refused) and the replies the gateway publishes on `{prefix}/{deviceId}/res`.
  */
 import { z } from 'zod';
 import { type OAuthErrorCode, invalidRequest, OAuthError } from './errors.ts';

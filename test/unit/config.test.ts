@@ -77,6 +77,27 @@ describe('loadConfig', () => {
     expect(c.redis?.keyPrefix).toBe('devicegate:');
   });
 
+  it('wants the upstream issuer and client id together, and broker credentials only with a broker URL', () => {
+    expect(() => loadConfig({ DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.example' })).toThrow(
+      /DEVICEGATE_UPSTREAM_CLIENT_ID: required when DEVICEGATE_UPSTREAM_ISSUER is set/,
+    );
+    let err: unknown;
+    try {
+      loadConfig({
+        DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+        DEVICEGATE_MQTT_PASSWORD: 'p',
+        DEVICEGATE_TYPO: 'x',
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as ConfigError).problems).toEqual([
+      'DEVICEGATE_TYPO: unknown variable',
+      'DEVICEGATE_UPSTREAM_ISSUER: required when DEVICEGATE_UPSTREAM_CLIENT_ID is set',
+      'DEVICEGATE_MQTT_USERNAME: only used with DEVICEGATE_MQTT_URL',
+    ]);
+  });
+
   it('switches to an external broker with DEVICEGATE_MQTT_URL', () => {
     const c = loadConfig({ DEVICEGATE_MQTT_URL: 'mqtt://broker:1883', DEVICEGATE_MQTT_USERNAME: 'gw' });
     expect(c.mqtt).toEqual({ kind: 'external', url: 'mqtt://broker:1883', username: 'gw' });
