@@ -1,7 +1,7 @@
 /**
  * Attempt counters (../types.ts `AttemptCounter`) in Redis, so the code-entry limits hold across every instance on
  * one Redis. Keys: `<p>page:<key>` strings (`<p>` is the configured prefix), each expiring `ttlMs` after its last
- * change. Each change is one MULTI of single-key commands (INCRBY + PEXPIRE): atomic and Cluster-safe without a
+ * change. Each change is one MULTI of single-key commands (INCRBY + PEXPIRE): atomic without a
  * script. Every failure surfaces as {@link UnavailableError}.
  */
 import type { Redis } from 'ioredis';
