@@ -51,7 +51,10 @@ const entries = {
     schema: z.string().min(1).default('127.0.0.1'),
     doc: 'Address the HTTP server (code page, callback, health, metrics) binds to. Use `0.0.0.0` in containers.',
   },
-  DEVICEGATE_HTTP_PORT: { schema: port.default(8080), doc: 'HTTP port; 0 picks a free port and logs it.' },
+  DEVICEGATE_HTTP_PORT: {
+    schema: port.default(8080),
+    doc: 'HTTP port; 0 picks a free port and logs it (bridge mode then needs `DEVICEGATE_PUBLIC_URL`: the redirect URI is fixed before the port is bound).',
+  },
   DEVICEGATE_MQTT_HOST: {
     schema: z.string().min(1).default('127.0.0.1'),
     doc: 'Address the embedded MQTT broker binds to.',
