@@ -1,17 +1,17 @@
 /**
- * A simulated device speaking the MQTT device contract (docs/architecture.md): it connects with the fleet credential (username =
- * client id = device id, password = devicePassword(fleetKey, deviceId)), subscribes to its own `res` topic, sends
- * `req/authorize` / `status` / `ack` / `cancel`, and hands every reply to its listeners. After a reconnect it asks
- * for the state of every flow it still waits on (`req/status`), so a result published while it was away is not lost.
- * With `encrypt: true` it sends an ECDH-ES P-256 public key and decrypts the `jwe` the gateway answers with.
+ * A simulated device speaking the MQTT device contract (docs/architecture.md): it connects with the fleet credential
+ * (username = client id = device id, password = devicePassword(fleetKey, deviceId)), subscribes to its own `res`
+ * topic, sends `req/authorize` / `status` / `ack` / `cancel`, and hands every reply to its listeners. After a reconnect
+ * it asks for the state of every flow it still waits on (`req/status`), so a result published while it was away is
+ * not lost. With `encrypt: true` it sends an ECDH-ES P-256 public key and decrypts the `jwe` the gateway answers with.
  */
 import type { CryptoKey, JWK } from 'jose';
 import type { MqttClient } from 'mqtt';
-import { type TimerHandle, systemTimers } from '../src/core/clock.ts';
 import { ID_PATTERN } from '../src/core/protocol.ts';
 import { type Topics, topics } from '../src/transport/topics.ts';
 import { decryptReply, generateDeviceKeys } from './encryption.ts';
 import { SimError, connacked, connectError, openDeviceClient, setNoDelay } from './connection.ts';
+import { ReplyLog } from './reply-log.ts';
 import { type ReplyStatus, type SimReply, parseReply, randomRid } from './replies.ts';
 
 export const DEFAULT_TOPIC_PREFIX = 'devicegate/v1';
@@ -53,16 +53,7 @@ export type ReplyMatch = ReplyStatus | readonly ReplyStatus[] | ((reply: SimRepl
 /** `lost`: the connection dropped (mqtt.js keeps reconnecting); `reconnected`: CONNACK again after a loss. */
 export type ConnectionEvent = 'lost' | 'reconnected';
 
-const HISTORY_RIDS = 64;
 const DEFAULT_WAIT_MS = 30_000;
-
-interface Waiter {
-  rid: string;
-  match: (r: SimReply) => boolean;
-  resolve: (r: SimReply) => void;
-  reject: (e: SimError) => void;
-  timer: TimerHandle;
-}
 
 /**
  * One simulated device. `connect()` first; then `authorize()` and `waitFor()`; `close()` at the end.
@@ -79,8 +70,7 @@ export class SimDevice {
   #closed = false;
   /** flows sent with `authorize` that have no final reply yet: asked about again after a reconnect */
   readonly #waiting = new Set<string>();
-  readonly #history = new Map<string, SimReply[]>();
-  readonly #waiters = new Set<Waiter>();
+  readonly #log = new ReplyLog();
   readonly #replyListeners = new Set<(r: SimReply) => void>();
   readonly #connectionListeners = new Set<(e: ConnectionEvent) => void>();
   readonly #errorListeners = new Set<(e: SimError) => void>();
@@ -220,9 +210,9 @@ export class SimDevice {
     return () => this.#errorListeners.delete(cb);
   }
 
-  /** The replies received so far for `rid` (the last {@link HISTORY_RIDS} rids are kept). */
+  /** The replies received so far for `rid` (only the latest rids are kept: `HISTORY_RIDS` in reply-log.ts). */
   replies(rid: string): readonly SimReply[] {
-    return this.#history.get(rid) ?? [];
+    return this.#log.replies(rid);
   }
 
   /**
@@ -248,31 +238,13 @@ export class SimDevice {
       if (earlier !== undefined) return Promise.resolve(earlier);
     }
     if (this.#closed) return Promise.reject(new SimError('closed', 'the device is closed', { rid }));
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        rid,
-        match: test,
-        resolve,
-        reject,
-        timer: systemTimers.setTimeout(() => {
-          this.#waiters.delete(waiter);
-          reject(
-            new SimError('reply_timeout', `no matching reply for ${rid} within ${timeoutMs} ms`, { rid }),
-          );
-        }, timeoutMs),
-      };
-      this.#waiters.add(waiter);
-    });
+    return this.#log.next(rid, test, timeoutMs);
   }
 
   /** Disconnects (no reconnect), rejects pending `waitFor` calls with `closed`. Safe to call twice. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const w of this.#waiters) {
-      systemTimers.clear(w.timer);
-      w.reject(new SimError('closed', 'the device is closed', { rid: w.rid }));
-    }
-    this.#waiters.clear();
+    this.#log.close();
     this.#waiting.clear();
     const client = this.#client;
     if (client !== undefined && !client.disconnecting && !client.disconnected)
@@ -326,12 +298,7 @@ export class SimDevice {
           rid: parsed.rid,
           cause: err,
         });
-        for (const w of this.#waiters) {
-          if (w.rid !== parsed.rid) continue;
-          systemTimers.clear(w.timer);
-          this.#waiters.delete(w);
-          w.reject(e);
-        }
+        this.#log.fail(parsed.rid, e);
         this.#emitError(e);
         return;
       }
@@ -343,22 +310,7 @@ export class SimDevice {
     const rid = reply.rid;
     if (rid !== undefined) {
       if (reply.status !== 'pending') this.#waiting.delete(rid);
-      let list = this.#history.get(rid);
-      if (list === undefined) {
-        list = [];
-        this.#history.set(rid, list);
-        if (this.#history.size > HISTORY_RIDS) {
-          const oldest = this.#history.keys().next().value;
-          if (oldest !== undefined) this.#history.delete(oldest);
-        }
-      }
-      list.push(reply);
-      for (const w of this.#waiters) {
-        if (w.rid !== rid || !w.match(reply)) continue;
-        systemTimers.clear(w.timer);
-        this.#waiters.delete(w);
-        w.resolve(reply);
-      }
+      this.#log.record(rid, reply);
     }
     for (const cb of this.#replyListeners) cb(reply);
   }

@@ -12,6 +12,9 @@ import { type Topics, topics } from '../src/transport/topics.ts';
 import { SimError, connacked, connectError, openDeviceClient } from './connection.ts';
 import { DEFAULT_TOPIC_PREFIX } from './device.ts';
 import { parseReply } from './replies.ts';
+import { type RoundTripResult, Tally } from './stats.ts';
+
+export { type LatencySummary, type RoundTripResult, percentile, summarize } from './stats.ts';
 
 export interface RoundTripOptions {
   /** requests each device sends (closed loop); with `durationMs` too, whichever ends first */
@@ -70,61 +73,6 @@ export interface Fleet {
   close(): Promise<void>;
 }
 
-export interface LatencySummary {
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-export interface RoundTripResult {
-  /** round trips that got a reply (any status), counted after warm-up */
-  completed: number;
-  /** round trips that did not end well: a reply with `status: "error"`, or no reply at all (`failed`) */
-  errors: number;
-  /** round trips with no reply: timeout, publish refused, connection lost */
-  failed: number;
-  /** completed round trips per second over the measured window */
-  perSecond: number;
-  /** latency of the completed round trips, ms (NaN when there were none) */
-  latencyMs: LatencySummary;
-  /** completed round trips by reply status */
-  replies: Map<DeviceReply['status'], number>;
-  /** error replies by OAuth error code */
-  errorCodes: Map<string, number>;
-  /** ms the measured window lasted */
-  measuredMs: number;
-}
-
-/**
- * The `p`-th percentile (0–100) of `values` by the nearest-rank method: the smallest value such that at least `p`%
- * of the values are at or below it. `NaN` for an empty list. Does not modify `values`.
- */
-export function percentile(values: readonly number[], p: number): number {
-  return percentileOfSorted(
-    [...values].sort((a, b) => a - b),
-    p,
-  );
-}
-
-function percentileOfSorted(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile must be within 0..100, got ${p}`);
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[rank - 1]!;
-}
-
-/** p50, p90, p99 and max of `values`. */
-export function summarize(values: readonly number[]): LatencySummary {
-  const sorted = [...values].sort((a, b) => a - b);
-  return {
-    p50: percentileOfSorted(sorted, 50),
-    p90: percentileOfSorted(sorted, 90),
-    p99: percentileOfSorted(sorted, 99),
-    max: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1]!,
-  };
-}
-
 interface Member extends FleetDevice {
   /** rid → what to do with its first reply */
   readonly waiting: Map<string, (reply: DeviceReply | Error) => void>;
@@ -144,58 +92,16 @@ export async function connectFleet(o: FleetOptions): Promise<Fleet> {
   const idPrefix = o.idPrefix ?? `sim-${randomBytes(3).toString('hex')}-`;
   const concurrency = Math.max(1, Math.min(o.connectConcurrency ?? 50, o.devices));
   const timeoutMs = o.connectTimeoutMs ?? 10_000;
-  const list: Member[] = [];
-  const latencies: number[] = [];
+  const progress: ConnectProgress = { opened: [], latencies: [] };
   let failure: SimError | undefined;
   let next = 0;
   const started = performance.now();
-
-  const connectOne = async (id: string): Promise<Member> => {
-    const t0 = performance.now();
-    const client = openDeviceClient({
-      url: o.url,
-      deviceId: id,
-      fleetKey: o.fleetKey,
-      clean: true,
-      keepalive: 60,
-      reconnectPeriod: 0,
-      connectTimeout: timeoutMs,
-    });
-    const member: Member = { id, client, waiting: new Map() };
-    list.push(member);
-    const resTopic = t.response(id);
-    client.on('message', (topic, payload) => {
-      if (topic !== resTopic) return;
-      const reply = parseReply(payload);
-      if (reply?.rid === undefined) return;
-      const done = member.waiting.get(reply.rid);
-      if (done === undefined) return;
-      member.waiting.delete(reply.rid);
-      done(reply);
-    });
-    client.on('close', () => {
-      for (const done of member.waiting.values()) done(new Error('connection lost'));
-      member.waiting.clear();
-    });
-    // after CONNACK a socket error is followed by 'close', which fails the round trip in flight
-    client.on('error', () => {});
-    await connacked(client, o.url, timeoutMs + 500);
-    latencies.push(performance.now() - t0);
-    try {
-      await client.subscribeAsync(resTopic, { qos: 1 });
-    } catch (err) {
-      throw new SimError('subscribe_refused', `${id}: the broker refused the subscription to ${resTopic}`, {
-        cause: err,
-      });
-    }
-    return member;
-  };
 
   const worker = async () => {
     while (failure === undefined && next < o.devices) {
       const id = `${idPrefix}${next++}`;
       try {
-        await connectOne(id);
+        await connectMember(o, t, id, timeoutMs, progress);
       } catch (err) {
         failure ??= err instanceof SimError ? err : connectError(err, o.url);
       }
@@ -204,11 +110,12 @@ export async function connectFleet(o: FleetOptions): Promise<Fleet> {
   await Promise.all(Array.from({ length: concurrency }, worker));
   const connectMs = performance.now() - started;
 
+  const list = progress.opened;
   const fleet: Fleet = {
     clients: list,
     topics: t,
     connectRate: list.length / (connectMs / 1000),
-    connectLatencies: latencies,
+    connectLatencies: progress.latencies,
     connectMs,
     async close() {
       await Promise.allSettled(list.map((m) => m.client.endAsync(true)));
@@ -220,6 +127,63 @@ export async function connectFleet(o: FleetOptions): Promise<Fleet> {
   }
   members.set(fleet, list);
   return fleet;
+}
+
+/** What the connect phase has done so far: every client opened (closed again if one fails) and CONNACK latencies. */
+interface ConnectProgress {
+  readonly opened: Member[];
+  readonly latencies: number[];
+}
+
+/**
+ * Opens one device's connection (added to `progress.opened` at once, so a failure elsewhere still closes it), waits
+ * for CONNACK and subscribes to its `res` topic. Each reply settles the round trip waiting on its rid; a closed
+ * connection fails every round trip in flight.
+ */
+async function connectMember(
+  o: FleetOptions,
+  t: Topics,
+  id: string,
+  timeoutMs: number,
+  progress: ConnectProgress,
+): Promise<void> {
+  const t0 = performance.now();
+  const client = openDeviceClient({
+    url: o.url,
+    deviceId: id,
+    fleetKey: o.fleetKey,
+    clean: true,
+    keepalive: 60,
+    reconnectPeriod: 0,
+    connectTimeout: timeoutMs,
+  });
+  const member: Member = { id, client, waiting: new Map() };
+  progress.opened.push(member);
+  const resTopic = t.response(id);
+  client.on('message', (topic, payload) => {
+    if (topic !== resTopic) return;
+    const reply = parseReply(payload);
+    if (reply?.rid === undefined) return;
+    const done = member.waiting.get(reply.rid);
+    if (done === undefined) return;
+    member.waiting.delete(reply.rid);
+    done(reply);
+  });
+  client.on('close', () => {
+    for (const done of member.waiting.values()) done(new Error('connection lost'));
+    member.waiting.clear();
+  });
+  // after CONNACK a socket error is followed by 'close', which fails the round trip in flight
+  client.on('error', () => {});
+  await connacked(client, o.url, timeoutMs + 500);
+  progress.latencies.push(performance.now() - t0);
+  try {
+    await client.subscribeAsync(resTopic, { qos: 1 });
+  } catch (err) {
+    throw new SimError('subscribe_refused', `${id}: the broker refused the subscription to ${resTopic}`, {
+      cause: err,
+    });
+  }
 }
 
 /** Publishes `{prefix}/{id}/req/{action}` (QoS 1) for one fleet device; resolves once the broker acknowledged it. */
@@ -260,30 +224,7 @@ export async function runRoundTrips(fleet: Fleet, o: RoundTripOptions = {}): Pro
   const start = performance.now();
   const measureFrom = start + (o.warmupMs ?? 0);
   const deadline = durationMs === undefined ? Number.POSITIVE_INFINITY : start + durationMs;
-  const latencies: number[] = [];
-  const replies = new Map<DeviceReply['status'], number>();
-  const errorCodes = new Map<string, number>();
-  let failed = 0;
-  let errors = 0;
-  let lastDone = measureFrom;
-
-  const once = (m: Member, rid: string, body: object): Promise<DeviceReply> =>
-    new Promise((resolve, reject) => {
-      const timer = systemTimers.setTimeout(() => {
-        m.waiting.delete(rid);
-        reject(new SimError('reply_timeout', `${m.id}: no reply for ${rid} within ${timeoutMs} ms`, { rid }));
-      }, timeoutMs);
-      m.waiting.set(rid, (r) => {
-        systemTimers.clear(timer);
-        if (r instanceof Error) reject(r);
-        else resolve(r);
-      });
-      sendRequest(fleet, m, 'authorize', body).catch((err: unknown) => {
-        const done = m.waiting.get(rid);
-        m.waiting.delete(rid);
-        done?.(err instanceof Error ? err : new Error(String(err)));
-      });
-    });
+  const tally = new Tally(measureFrom);
 
   const loop = async (m: Member, index: number) => {
     for (let seq = 0; o.requestsPerDevice === undefined || seq < o.requestsPerDevice; seq++) {
@@ -293,39 +234,45 @@ export async function runRoundTrips(fleet: Fleet, o: RoundTripOptions = {}): Pro
       const t0 = performance.now();
       const counted = t0 >= measureFrom;
       try {
-        const reply = await once(m, rid, body);
-        const t1 = performance.now();
-        if (counted) {
-          latencies.push(t1 - t0);
-          lastDone = Math.max(lastDone, t1);
-          replies.set(reply.status, (replies.get(reply.status) ?? 0) + 1);
-          if (reply.status === 'error') {
-            errors++;
-            errorCodes.set(reply.error, (errorCodes.get(reply.error) ?? 0) + 1);
-          }
-        }
+        const reply = await roundTrip(fleet, m, rid, body, timeoutMs);
+        if (counted) tally.reply(reply, t0, performance.now());
         if (cancel && reply.status === 'pending') {
           sendRequest(fleet, m, 'cancel', { rid }).catch(() => {});
         }
       } catch {
-        if (counted) {
-          failed++;
-          errors++;
-        }
+        if (counted) tally.failure();
       }
     }
   };
   await Promise.all(list.map((m, i) => loop(m, i)));
+  return tally.result();
+}
 
-  const measuredMs = Math.max(0, lastDone - measureFrom);
-  return {
-    completed: latencies.length,
-    errors,
-    failed,
-    perSecond: measuredMs > 0 ? latencies.length / (measuredMs / 1000) : 0,
-    latencyMs: summarize(latencies),
-    replies,
-    errorCodes,
-    measuredMs,
-  };
+/**
+ * Publishes `req/authorize` with `body` and resolves with the first reply for `rid`; rejects when the publish is
+ * refused, the connection closes, or no reply comes within `timeoutMs`.
+ */
+function roundTrip(
+  fleet: Fleet,
+  m: Member,
+  rid: string,
+  body: object,
+  timeoutMs: number,
+): Promise<DeviceReply> {
+  return new Promise((resolve, reject) => {
+    const timer = systemTimers.setTimeout(() => {
+      m.waiting.delete(rid);
+      reject(new SimError('reply_timeout', `${m.id}: no reply for ${rid} within ${timeoutMs} ms`, { rid }));
+    }, timeoutMs);
+    m.waiting.set(rid, (r) => {
+      systemTimers.clear(timer);
+      if (r instanceof Error) reject(r);
+      else resolve(r);
+    });
+    sendRequest(fleet, m, 'authorize', body).catch((err: unknown) => {
+      const done = m.waiting.get(rid);
+      m.waiting.delete(rid);
+      done?.(err instanceof Error ? err : new Error(String(err)));
+    });
+  });
 }

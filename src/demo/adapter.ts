@@ -27,8 +27,39 @@ const GRANTABLE = new Set([
 
 /** A fresh, private store; pass the result as the provider's `adapter`. */
 export function memoryAdapterFactory(now: () => number = Date.now): AdapterFactory {
+  const store = memoryStore(now);
+  return (model: string): Adapter => {
+    const keyOf = (id: string) => `${model}:${id}`;
+    return {
+      async upsert(id, payload, expiresIn) {
+        store.put(model, keyOf(id), payload, expiresIn);
+      },
+      async find(id) {
+        return store.live(keyOf(id));
+      },
+      async findByUid(uid) {
+        return store.lookup(`uid:${uid}`);
+      },
+      async findByUserCode(userCode) {
+        return store.lookup(`userCode:${userCode}`);
+      },
+      async consume(id) {
+        store.consume(keyOf(id));
+      },
+      async destroy(id) {
+        store.remove(keyOf(id));
+      },
+      async revokeByGrantId(grantId) {
+        store.revokeGrant(grantId);
+      },
+    };
+  };
+}
+
+/** The entries of every model, keyed `{model}:{id}`, with the secondary indexes the adapter looks things up by. */
+function memoryStore(now: () => number) {
   const entries = new Map<string, Entry>();
-  /** secondary index → primary key */
+  /** secondary index (`uid:{uid}`, `userCode:{code}`) → primary key */
   const index = new Map<string, string>();
   /** grant id → primary keys */
   const grants = new Map<string, Set<string>>();
@@ -62,47 +93,36 @@ export function memoryAdapterFactory(now: () => number = Date.now): AdapterFacto
     if (grantId !== undefined) grants.get(grantId)?.delete(key);
   };
 
-  return (model: string): Adapter => {
-    const keyOf = (id: string) => `${model}:${id}`;
-    return {
-      async upsert(id, payload, expiresIn) {
-        sweep();
-        const key = keyOf(id);
-        remove(key);
-        const dropAt =
-          typeof expiresIn === 'number' ? now() + (expiresIn + RETAIN_EXPIRED_S) * 1000 : Infinity;
-        entries.set(key, { payload: { ...payload }, dropAt });
-        if (model === 'Session' && payload.uid !== undefined) index.set(`uid:${payload.uid}`, key);
-        if (payload.userCode !== undefined) index.set(`userCode:${payload.userCode}`, key);
-        if (GRANTABLE.has(model) && payload.grantId !== undefined) {
-          const members = grants.get(payload.grantId) ?? new Set<string>();
-          members.add(key);
-          grants.set(payload.grantId, members);
-        }
-      },
-      async find(id) {
-        return live(keyOf(id));
-      },
-      async findByUid(uid) {
-        const key = index.get(`uid:${uid}`);
-        return key === undefined ? undefined : live(key);
-      },
-      async findByUserCode(userCode) {
-        const key = index.get(`userCode:${userCode}`);
-        return key === undefined ? undefined : live(key);
-      },
-      async consume(id) {
-        const entry = entries.get(keyOf(id));
-        if (entry !== undefined) entry.payload = { ...entry.payload, consumed: Math.floor(now() / 1000) };
-      },
-      async destroy(id) {
-        remove(keyOf(id));
-      },
-      async revokeByGrantId(grantId) {
-        const members = grants.get(grantId);
-        grants.delete(grantId);
-        for (const key of members ?? []) remove(key);
-      },
-    };
+  const put = (model: string, key: string, payload: AdapterPayload, expiresIn: number | undefined) => {
+    sweep();
+    remove(key);
+    const dropAt = typeof expiresIn === 'number' ? now() + (expiresIn + RETAIN_EXPIRED_S) * 1000 : Infinity;
+    entries.set(key, { payload: { ...payload }, dropAt });
+    if (model === 'Session' && payload.uid !== undefined) index.set(`uid:${payload.uid}`, key);
+    if (payload.userCode !== undefined) index.set(`userCode:${payload.userCode}`, key);
+    if (GRANTABLE.has(model) && payload.grantId !== undefined) {
+      const members = grants.get(payload.grantId) ?? new Set<string>();
+      members.add(key);
+      grants.set(payload.grantId, members);
+    }
+  };
+
+  return {
+    put,
+    live,
+    remove,
+    lookup(indexKey: string): AdapterPayload | undefined {
+      const key = index.get(indexKey);
+      return key === undefined ? undefined : live(key);
+    },
+    consume(key: string): void {
+      const entry = entries.get(key);
+      if (entry !== undefined) entry.payload = { ...entry.payload, consumed: Math.floor(now() / 1000) };
+    },
+    revokeGrant(grantId: string): void {
+      const members = grants.get(grantId);
+      grants.delete(grantId);
+      for (const key of members ?? []) remove(key);
+    },
   };
 }
