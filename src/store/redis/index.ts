@@ -76,9 +76,10 @@ export class RedisStore implements FlowStore {
     return {
       maxRetriesPerRequest: 1,
       enableOfflineQueue: true,
-      // Measured with bench/compare.ts: auto-pipelining costs 7–13 % more gateway CPU per flow start here (each
-      // command waits a turn of the event loop and a pipeline object) than it saves in socket writes.
-      enableAutoPipelining: false,
+      // The commands one turn of the event loop issues (a batch of device requests, of scheduler visits) leave in one
+      // socket write. Measured with bench/compare.ts against each call being its own write: −9 % gateway CPU per
+      // round trip (cancel variant) and −14 % (pending); BENCHMARKS.md has the runs.
+      enableAutoPipelining: true,
       commandTimeout: COMMAND_TIMEOUT_MS,
       connectTimeout: CONNECT_TIMEOUT_MS,
       retryStrategy: (times) => Math.min(MAX_RECONNECT_DELAY_MS, 50 * 2 ** Math.min(times, 6)),
@@ -268,9 +269,7 @@ export class RedisStore implements FlowStore {
 
   /**
    * Runs one Redis call; any failure (connection, timeout, server error) becomes {@link UnavailableError}.
-   * Each call is its own socket write. Measured with bench/compare.ts (cancel variant): corking the client's socket
-   * per event-loop turn saved about 7 % gateway CPU per round trip but needs ioredis internals; batching each turn
-   * into a public `pipeline()` cost more than it saved (about +15–20 %), so neither is done.
+   * Writes are coalesced by ioredis' auto-pipelining (see {@link RedisStore.clientOptions}), not here.
    */
   #do<T>(op: () => Promise<T>): Promise<T> {
     let pending: Promise<T>;
