@@ -9,6 +9,7 @@ import { DEMO_DEVICE_KEY } from './core/crypto.ts';
 import { type Demo, startDemo } from './demo/launch.ts';
 import { removeDemoState, writeDemoState } from './demo/state.ts';
 import { type Gateway, buildGateway } from './gateway/index.ts';
+import { publicUrlOf } from './gateway/wiring.ts';
 
 export interface Running {
   readonly gateway: Gateway;
@@ -17,9 +18,8 @@ export interface Running {
 }
 
 export async function run(config: Config, log: Logger): Promise<Running> {
-  const publicUrl = config.publicUrl ?? `http://localhost:${config.http.port}`;
   const demo: Demo | undefined =
-    config.upstream === undefined ? await startDemo(config, publicUrl, log) : undefined;
+    config.upstream === undefined ? await startDemo(config, publicUrlOf(config), log) : undefined;
   const gateway = buildGateway(config, {
     log,
     ...(demo !== undefined && { upstream: demo.upstream, mqttPortFallback: demo.mqttPortFallback }),
@@ -48,6 +48,7 @@ export async function run(config: Config, log: Logger): Promise<Running> {
       },
     };
   } catch (err) {
+    await gateway.close();
     await demo?.close();
     throw err;
   }

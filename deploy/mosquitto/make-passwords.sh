@@ -3,7 +3,7 @@
 #   DEVICEGATE_DEVICE_KEY=... GATEWAY_PASSWORD=... deploy/mosquitto/make-passwords.sh passwords tv-1 tv-2 ...
 # GATEWAY_USERS lists the gateway instances' usernames (default "devicegate-1 devicegate-2", as in
 # docker-compose.yml and deploy/mosquitto/acl); they share GATEWAY_PASSWORD.
-# Device passwords are derived from the fleet key exactly as the gateway derives them (DESIGN §2), so the file
+# Device passwords are derived from the fleet key exactly as the gateway derives them, so the file
 # can be rebuilt at any time; mosquitto_passwd -U hashes the plain `user:password` lines in place.
 # The file is created mode 600: the broker must run as its owner. The eclipse-mosquitto image runs as uid 1883, so
 # for docker compose: sudo chown 1883:1883 <file>.

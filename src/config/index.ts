@@ -15,7 +15,7 @@ export { configDocs } from './schema.ts';
 /** The validated configuration {@link loadConfig} returns, frozen; optional members are absent, never `undefined`. */
 export interface Config {
   readonly production: boolean;
-  /** undefined: `http://localhost:{the HTTP port actually bound}` */
+  /** undefined: `http://localhost:{HTTP port}` (see `publicUrlOf` in src/gateway/wiring.ts) */
   readonly publicUrl?: string;
   readonly http: { readonly host: string; readonly port: number };
   readonly mqtt:

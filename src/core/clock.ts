@@ -30,8 +30,3 @@ export const systemTimers: Timers = {
     if (handle !== undefined) clearTimeout(handle as NodeJS.Timeout);
   },
 };
-
-/** Resolves after `ms` on `timers` (a sleep that fake time can skip). */
-export function sleep(timers: Timers, ms: number): Promise<void> {
-  return new Promise((resolve) => timers.setTimeout(resolve, ms));
-}

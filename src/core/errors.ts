@@ -35,17 +35,10 @@ export class OAuthError extends Error {
 
 export const invalidRequest = (d: string) => new OAuthError('invalid_request', d);
 export const invalidScope = (d: string) => new OAuthError('invalid_scope', d);
-export const unauthorizedClient = (d: string) => new OAuthError('unauthorized_client', d);
-export const accessDenied = (d: string) => new OAuthError('access_denied', d);
-export const expiredToken = (d: string) => new OAuthError('expired_token', d);
 export const slowDown = (d: string, retryAfter: number) => new OAuthError('slow_down', d, retryAfter);
 export const serverError = (d: string) => new OAuthError('server_error', d);
 export const temporarilyUnavailable = (d: string, retryAfter: number) =>
   new OAuthError('temporarily_unavailable', d, retryAfter);
-
-export function isOAuthErrorCode(value: unknown): value is OAuthErrorCode {
-  return typeof value === 'string' && (OAUTH_ERROR_CODES as readonly string[]).includes(value);
-}
 
 /** Raised by stores and upstream clients when a dependency is down; the caller answers `temporarily_unavailable`. */
 export class UnavailableError extends Error {

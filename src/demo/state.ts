@@ -16,7 +16,9 @@ export const DEMO_STATE_FILE = path.join('.devicegate', 'demo.json');
 export const demoStateSchema = z
   .object({
     /** what devices connect to (the embedded broker, or the external one) */
-    mqttUrl: z.string().refine(isMqttUrl, 'must be an MQTT URL (mqtt://, mqtts://, ws://, wss://)'),
+    mqttUrl: z
+      .string()
+      .refine(isMqttUrl, 'must be an MQTT URL (mqtt://, mqtts://, tcp://, tls://, ws://, wss://)'),
     /** where people open the code page */
     publicUrl: z.string().refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), {
       message: 'must be an http(s) URL',

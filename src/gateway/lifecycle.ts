@@ -10,6 +10,7 @@ import type { Addresses } from './index.ts';
 import type { Closers } from './closers.ts';
 import type { Parts } from './parts.ts';
 import { displayHost } from './transport.ts';
+import { publicUrlOf } from './wiring.ts';
 
 export async function startParts(p: Parts, closers: Closers, awaitUpstream: boolean): Promise<Addresses> {
   const { config, upstream, built, service, scheduler, app } = p;
@@ -26,7 +27,7 @@ export async function startParts(p: Parts, closers: Closers, awaitUpstream: bool
     const port = boundPort(app);
     const addresses: Addresses = {
       httpUrl: `http://${displayHost(config.http.host)}:${port}`,
-      publicUrl: config.publicUrl ?? `http://localhost:${port}`,
+      publicUrl: publicUrlOf(config, port),
       mqttUrl: built.url(),
     };
     p.log.info({ ...addresses, upstream: p.upstreamIssuer, mode: config.mode }, 'devicegate is running');

@@ -22,7 +22,7 @@ import { relayWiring } from './relay.ts';
 import { type OpenedStore, openStore } from './store.ts';
 import { type BuiltTransport, buildTransport } from './transport.ts';
 import { warnAboutDemoKnobs } from './warnings.ts';
-import type { ModeParts } from './wiring.ts';
+import { type ModeParts, publicUrlOf } from './wiring.ts';
 
 export interface Parts {
   readonly config: Config;
@@ -49,7 +49,7 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
   const metrics = new Metrics();
   const keys = deriveKeys(config.secret ?? randomSecret());
   const deviceKey = config.deviceKey ?? DEMO_DEVICE_KEY;
-  const publicUrl = config.publicUrl ?? `http://localhost:${config.http.port}`;
+  const publicUrl = publicUrlOf(config);
 
   const opened = openStore({ config, codec: flowCodec(keys), clock, log, redis: o.redis });
   const { store } = opened;

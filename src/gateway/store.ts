@@ -16,8 +16,6 @@ export interface OpenedStore {
   store: FlowStore;
   /** the failed code-entry counters beside the flows: shared by every instance on Redis, per instance in memory */
   attempts: AttemptCounter;
-  /** the Redis client the store uses (borrowed or opened here), when the store is Redis */
-  redis: Redis | undefined;
   /** closes the store and the client if it was opened here (a borrowed client stays open) */
   close(): Promise<void>;
 }
@@ -34,7 +32,7 @@ export interface StoreDeps {
 export function openStore({ config, codec, clock, log, redis: borrowed }: StoreDeps): OpenedStore {
   if (config.redis === undefined) {
     const store = new MemoryStore({ codec, clock });
-    return { store, attempts: new MemoryAttemptCounter(clock), redis: undefined, close: () => store.close() };
+    return { store, attempts: new MemoryAttemptCounter(clock), close: () => store.close() };
   }
   const redis = borrowed ?? new Redis(config.redis.url, { ...RedisStore.clientOptions(), lazyConnect: true });
   if (borrowed === undefined) reportOutages(redis, log);
@@ -42,7 +40,6 @@ export function openStore({ config, codec, clock, log, redis: borrowed }: StoreD
   return {
     store,
     attempts: new RedisAttemptCounter({ redis, keyPrefix: config.redis.keyPrefix }),
-    redis,
     async close() {
       await store.close();
       if (borrowed === undefined) redis.disconnect();

@@ -43,6 +43,15 @@ export interface Wiring {
   withService(parts: { service: FlowService; store: FlowStore; attempts: AttemptCounter }): ModeParts;
 }
 
+/**
+ * The base URL people and the upstream reach the gateway at: `DEVICEGATE_PUBLIC_URL`, else `http://localhost:{port}`
+ * — the configured HTTP port while building (bridge mode cannot run on port 0 without a public URL, see
+ * src/config/checks.ts), the bound one once listening.
+ */
+export function publicUrlOf(config: Config, port: number = config.http.port): string {
+  return config.publicUrl ?? `http://localhost:${port}`;
+}
+
 /** The upstream client's options both modes share. */
 export function upstreamOptions(d: WiringDeps): Omit<UpstreamOptions, 'mode'> {
   const { config, upstream } = d;

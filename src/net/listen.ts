@@ -4,7 +4,7 @@
  * Only the demo may move to another port when its default one is taken, and it says so (docs/architecture.md,
  * "Ports").
  */
-import type { Server } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 
 /** Binds `server` to `host:port` and resolves with the bound port; rejects with the bind error (e.g. EADDRINUSE). */
 export function listen(server: Server, host: string, port: number): Promise<number> {
@@ -13,9 +13,8 @@ export function listen(server: Server, host: string, port: number): Promise<numb
     server.once('error', onError);
     server.listen(port, host, () => {
       server.off('error', onError);
-      const address = server.address();
-      if (typeof address === 'object' && address !== null) resolve(address.port);
-      else reject(new Error(`${host}:${port} gave no TCP address`));
+      // a TCP listener (host and port, never a pipe path) always has an AddressInfo
+      resolve((server.address() as AddressInfo).port);
     });
   });
 }

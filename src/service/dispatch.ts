@@ -45,7 +45,7 @@ export interface DispatcherDeps {
   log: Logger;
 }
 
-export class RequestDispatcher {
+export class DeviceRequests {
   readonly #d: DispatcherDeps;
 
   constructor(deps: DispatcherDeps) {

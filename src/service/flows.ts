@@ -15,7 +15,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { DeviceRequestHandler } from '../transport/types.ts';
 import type { Upstream } from '../upstream/types.ts';
-import { RequestDispatcher } from './dispatch.ts';
+import { DeviceRequests } from './dispatch.ts';
 import { GrantStore } from './grants.ts';
 import { type ReplyChannel, Replies } from './replies.ts';
 import type { FlowStarter } from './starter.ts';
@@ -51,7 +51,7 @@ export function createFlowService(deps: FlowServiceDeps): FlowService {
   const grants = new GrantStore({ store, keys, ttlSeconds: config.grantTtlSeconds });
   const updater = new FlowUpdater({ store, clock, leaseMs: config.leaseMs, grants, replies, metrics, log });
   const rate = config.deviceRate;
-  const dispatcher = new RequestDispatcher({
+  const dispatcher = new DeviceRequests({
     clock,
     defaultScope: config.defaultScope,
     allowedScopes: config.allowedScopes,

@@ -147,7 +147,14 @@ export function flowCodec(keys: Keys): FlowCodec {
 
   /** Opens and validates the sealed secrets with the schema of the body's mode. */
   const open = <S>(schema: z.ZodType<S>, sealed: string, aad: string): S => {
-    const result = schema.safeParse(parseJson(keys.open(sealed, aad), aad, 'secrets'));
+    let plaintext: string;
+    try {
+      plaintext = keys.open(sealed, aad);
+    } catch {
+      // another DEVICEGATE_SECRET, or a tampered record: either way this record cannot be used
+      throw new MalformedFlowError(aad, 'secrets do not open with this secret');
+    }
+    const result = schema.safeParse(parseJson(plaintext, aad, 'secrets'));
     if (!result.success) throw new MalformedFlowError(aad, `secrets: ${result.error.issues[0]?.message}`);
     return result.data;
   };

@@ -1,5 +1,5 @@
 /**
- * SECURITY-CASES D.33/D.36: a canary flow. Every log line (at trace level), every command Redis executes (MONITOR)
+ * A canary flow (docs/security.md, "Secrets"). Every log line (at trace level), every command Redis executes (MONITOR)
  * and everything stored in Redis is searched for the secrets of a completed flow: the access and refresh tokens,
  * the upstream device code and the user code. None may appear.
  */

@@ -1,6 +1,6 @@
 /**
- * The embedded aedes transport at the MQTT level: device authentication (DESIGN §2), publish/subscribe/will ACLs,
- * MQTT 5 refusal, raw-socket protocol abuse (SECURITY-CASES A.1, A.2, A.5, A.8, A.10, A.11, D.30) and shutdown.
+ * The embedded aedes transport at the MQTT level: device authentication (README, "Device credentials"), publish/subscribe/will ACLs,
+ * MQTT 5 refusal, raw-socket protocol abuse (docs/security.md, "Devices and MQTT") and shutdown.
  * Real aedes, real mqtt.js clients, the mosquitto CLI clients and hand-made packets; a recording handler answers
  * every request with a fixed reply through `broker.publish`.
  */
@@ -153,7 +153,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
     expect(err.message).toMatch(/Not authorized/);
   });
 
-  it("does not let a device take over another device's session by reusing its client id (SECURITY D.32)", async () => {
+  it("does not let a device take over another device's session by reusing its client id", async () => {
     const victim = await connectDevice({ url, deviceId: 'tv-owner', key: KEY });
     // the attacker's own valid credentials, the victim's client id
     expect(

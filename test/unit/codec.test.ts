@@ -1,5 +1,7 @@
 /** The stored form of a flow (src/store/codec.ts): compact, sealed, and validated on the way back. */
 import { describe, expect, it } from 'vitest';
+import { UnavailableError } from '../../src/core/errors.ts';
+import { storeCall } from '../../src/service/store-call.ts';
 import { deriveKeys } from '../../src/core/crypto.ts';
 import type { BridgeFlow, RelayFlow } from '../../src/core/flow.ts';
 import { MalformedFlowError, flowCodec } from '../../src/store/codec.ts';
@@ -106,10 +108,22 @@ describe('flow codec: the compact form', () => {
 describe('flow codec: what it refuses', () => {
   it('binds the sealed secrets to the flow id', () => {
     const text = codec.encode(relay);
-    expect(() => codec.decode('tv-2', 'r1', text)).toThrow();
-    expect(() => codec.decode('tv-1', 'r9', text)).toThrow();
+    expect(() => codec.decode('tv-2', 'r1', text)).toThrow(MalformedFlowError);
+    expect(() => codec.decode('tv-1', 'r9', text)).toThrow(MalformedFlowError);
     // and to the key
-    expect(() => flowCodec(deriveKeys('d'.repeat(32))).decode('tv-1', 'r1', text)).toThrow();
+    expect(() => flowCodec(deriveKeys('d'.repeat(32))).decode('tv-1', 'r1', text)).toThrow(
+      MalformedFlowError,
+    );
+  });
+
+  it('a record that cannot be read back is not reported as a store outage (retrying would not help)', async () => {
+    const text = codec.encode(relay);
+    const other = flowCodec(deriveKeys('d'.repeat(32)));
+    const read = storeCall(async () => other.decode('tv-1', 'r1', text));
+    await expect(read).rejects.toBeInstanceOf(MalformedFlowError);
+    await expect(storeCall(() => Promise.reject(new Error('ECONNRESET')))).rejects.toBeInstanceOf(
+      UnavailableError,
+    );
   });
 
   it.each<[string, (body: Record<string, unknown>) => void]>([

@@ -10,7 +10,7 @@ import {
 import { flowCodec } from '../../src/store/codec.ts';
 import type { Flow } from '../../src/core/flow.ts';
 
-describe('device credentials (DESIGN §2)', () => {
+describe('device credentials', () => {
   it('is base64url HMAC-SHA256 of the device id without padding', () => {
     // echo -n tv-1 | openssl dgst -sha256 -hmac key -binary | basenc --base64url
     const pw = devicePassword('0123456789abcdef', 'tv-1');

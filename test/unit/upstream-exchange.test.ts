@@ -245,6 +245,26 @@ describe('a 200 that fails oauth4webapi’s checks', () => {
   });
 });
 
+describe('device authorization values the gateway will not pass on to a device', () => {
+  const good = {
+    device_code: 'dc-1',
+    user_code: 'BCDF-GHJK',
+    verification_uri: `${ISSUER}/a`,
+    expires_in: 600,
+  };
+  it.each<[string, Record<string, unknown>]>([
+    ['an empty user_code', { user_code: '' }],
+    ['a user_code with a control character', { user_code: 'BCDF\nGHJK' }],
+    ['a user_code longer than 64 characters', { user_code: 'B'.repeat(65) }],
+    ['a device_code longer than 4096 characters', { device_code: 'd'.repeat(4097) }],
+    ['a verification_uri that is not http(s)', { verification_uri: 'javascript:alert(1)' }],
+    ['an expires_in below one second', { expires_in: 0.5 }],
+  ])('%s makes the upstream unavailable for this request', async (_what, change) => {
+    answer('device_authorization', () => Response.json({ ...good, ...change }));
+    expect(await seen(call('device_authorization'))).toBe('unavailable');
+  });
+});
+
 describe('good answers', () => {
   it('pass the values on', async () => {
     answer('device_authorization', () =>

@@ -15,10 +15,6 @@ export const FAVICON_PATH = '/static/favicon.svg';
 export const RESULTS = ['authorized', 'denied', 'expired', 'failed'] as const;
 export type Result = (typeof RESULTS)[number];
 
-export function isResult(value: unknown): value is Result {
-  return typeof value === 'string' && (RESULTS as readonly string[]).includes(value);
-}
-
 /** What every page shows around its content. */
 export interface Frame {
   /** host of the upstream identity provider (RFC 8628 §5.3: say where the person will sign in) */
