@@ -5,31 +5,24 @@
  */
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
-import { credentialsCommand } from './cli/credentials.ts';
+import { runCommand } from './cli/commands.ts';
 import { createLogger } from './observability/log.ts';
 
 /** Longest a shutdown may take before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 15_000;
 
 async function main(): Promise<void> {
-  const [command, ...args] = process.argv.slice(2);
-  if (command === 'credentials') {
-    const r = credentialsCommand(args, process.env);
-    process.stdout.write(r.out);
-    process.exit(r.code);
-  }
-  if (command !== undefined) {
-    process.stderr.write(
-      'usage: devicegate            run the gateway (configured by DEVICEGATE_* variables)\n',
-    );
-    process.stderr.write('       devicegate credentials [--mosquitto] <deviceId>...\n');
-    process.exit(2);
+  const result = runCommand(process.argv.slice(2), process.env);
+  if (result !== undefined) {
+    (result.code === 0 ? process.stdout : process.stderr).write(result.out);
+    process.exitCode = result.code;
+    return;
   }
   const config = configOrExit();
   const log = createLogger(config.logLevel);
   const { run } = await import('./run.ts');
   const running = await run(config, log);
-  process.stdout.write(running.banner);
+  process.stderr.write(running.banner);
   onSignals(log, running.close);
 }
 

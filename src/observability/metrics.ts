@@ -9,7 +9,7 @@
  * stopped — one set per gateway would pile up in a process that starts many.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import pkg from '../../package.json' with { type: 'json' };
+import { VERSION } from '../version.ts';
 import {
   METRICS,
   type CounterIncrement,
@@ -34,7 +34,7 @@ function processMetrics(): Registry {
     help: info.help,
     labelNames: info.labels,
     registers: [registry],
-  }).set({ version: pkg.version, node: process.version }, 1);
+  }).set({ version: VERSION, node: process.version }, 1);
   processRegistry = registry;
   return registry;
 }

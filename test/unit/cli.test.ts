@@ -1,0 +1,50 @@
+/** `devicegate …` subcommands, run as `src/main.ts` runs them (`runCommand`), without a process. */
+import { describe, expect, it } from 'vitest';
+import { USAGE, runCommand } from '../../src/cli/commands.ts';
+import { VERSION } from '../../src/version.ts';
+
+describe('devicegate', () => {
+  it('with no command runs the gateway', () => {
+    expect(runCommand([], {})).toBeUndefined();
+  });
+
+  it('--help lists every subcommand; an unknown command prints it and exits 2', () => {
+    for (const word of ['config check', 'credentials', '--version', '--help']) expect(USAGE).toContain(word);
+    expect(runCommand(['--help'], {})).toEqual({ out: USAGE, code: 0 });
+    expect(runCommand(['frobnicate'], {})).toEqual({ out: USAGE, code: 2 });
+    expect(runCommand(['config'], {})).toEqual({ out: USAGE, code: 2 });
+  });
+
+  it('--version prints the package version', () => {
+    expect(runCommand(['--version'], {})).toEqual({ out: `devicegate ${VERSION}\n`, code: 0 });
+    expect(VERSION).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('config check summarises a valid configuration without printing secrets', () => {
+    const r = runCommand(['config', 'check'], {
+      DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.example',
+      DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+      DEVICEGATE_UPSTREAM_CLIENT_SECRET: 'client-secret-value',
+      DEVICEGATE_MQTT_URL: 'mqtts://gw:broker-password@broker.example',
+      DEVICEGATE_REDIS_URL: 'rediss://:redis-password@redis.example',
+      DEVICEGATE_SECRET: 's'.repeat(32),
+    });
+    expect(r?.code).toBe(0);
+    expect(r?.out).toContain('configuration OK');
+    expect(r?.out).toContain('relay');
+    for (const secret of ['client-secret-value', 'broker-password', 'redis-password', 's'.repeat(32)]) {
+      expect(r?.out).not.toContain(secret);
+    }
+  });
+
+  it('config check prints every problem at once and exits 2', () => {
+    const r = runCommand(['config', 'check'], {
+      NODE_ENV: 'production',
+      DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.example',
+      DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+      DEVICEGATE_SURPRISE: '1',
+    });
+    expect(r?.code).toBe(2);
+    expect(r?.out).toContain('DEVICEGATE_SURPRISE: unknown variable');
+  });
+});
