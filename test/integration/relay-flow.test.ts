@@ -277,6 +277,41 @@ describe('relay mode on Redis: polls live in the store, so a restarted gateway r
   });
 });
 
+describe('relay mode: the per-device cap is checked before the upstream is asked', () => {
+  it('30 concurrent authorize requests of one device cost at most the cap of upstream device authorizations', async () => {
+    let deviceAuthorizations = 0;
+    const counted = await startDemoIdp({
+      host: '127.0.0.1',
+      port: 0,
+      redirectUris: [],
+      deviceFlow: true,
+      log,
+      intercept: (req, _res, next) => {
+        if (req.method === 'POST' && req.url?.startsWith('/device/auth') === true) deviceAuthorizations++;
+        next();
+      },
+    });
+    // the throttle off, so that every request reaches the cap
+    const g = await gateway(counted, { DEVICEGATE_DEVICE_RATE: '0', DEVICEGATE_MAX_FLOWS_PER_DEVICE: '3' });
+    try {
+      const tv = await device(g, 'tv-cap');
+      const rids = Array.from({ length: 30 }, (_, i) => `cap${i}`);
+      await Promise.all(rids.map((rid) => tv.request('authorize', { rid })));
+      const replies = await Promise.all(rids.map((rid) => tv.waitForReply({ rid }, { timeoutMs: 15_000 })));
+      const pending = replies.filter((r) => r.json?.status === 'pending');
+      expect(pending).toHaveLength(3);
+      for (const r of replies) {
+        if (r.json?.status !== 'pending') expect(r.json).toMatchObject({ error: 'slow_down' });
+      }
+      // one instance: live flows plus the starts in flight never pass the cap, so exactly the cap here
+      expect(deviceAuthorizations).toBe(3);
+    } finally {
+      await g.close();
+      await counted.close();
+    }
+  });
+});
+
 describe('a device that floods the gateway', () => {
   it('is answered slow_down with retry_after once past its burst, and other devices are unaffected', async () => {
     const flood = await device(gw, 'tv-flood');
