@@ -46,6 +46,7 @@ function relayUpstream(answer: Partial<DeviceAuthorization> = {}) {
     },
     pollDeviceToken: async () => ({ kind: 'authorization_pending' }),
     refresh: async () => ({ access_token: 'at', token_type: 'Bearer' }),
+    revoke: async () => false,
   };
   return { upstream, calls };
 }
