@@ -13,7 +13,8 @@ export const MAX_BACKOFF_EXPONENT = 5;
 
 /** The answer of one upstream poll in relay mode, already mapped from HTTP by the upstream client. */
 export type PollOutcome =
-  | { kind: 'token'; token: TokenSet }
+  /** `refreshable`: the gateway kept a grant from this token set (set by the grant store, not the upstream) */
+  | { kind: 'token'; token: TokenSet; refreshable?: boolean }
   | { kind: 'authorization_pending' }
   | { kind: 'slow_down' }
   | { kind: 'access_denied' }
@@ -41,8 +42,8 @@ export type FlowEvent =
   | { type: 'approve'; codeVerifier: string; nonce?: string }
   /** The person denied (confirm page, or the upstream answered `access_denied`). */
   | { type: 'deny'; description?: string }
-  /** Bridge mode: the code exchange returned tokens. */
-  | { type: 'token'; token: TokenSet }
+  /** Bridge mode: the code exchange returned tokens (`refreshable`: the gateway kept a grant from them). */
+  | { type: 'token'; token: TokenSet; refreshable?: boolean }
   /** Bridge mode: the upstream refused (callback error or failed exchange). */
   | { type: 'fail'; code: OAuthErrorCode; description: string }
   /** The result was handed to the broker. */
@@ -214,7 +215,10 @@ function applyWith<F extends Flow>(
     case 'token':
       if (flow.state !== 'pending')
         return unchanged(flow, false, invalidRequest('the flow is already finished'));
-      return changedTo(rules.finish(flow, 'authorized', undefined, event.token), true);
+      return changedTo(
+        received(rules.finish(flow, 'authorized', undefined, event.token), now, event.refreshable),
+        true,
+      );
 
     case 'fail':
       if (flow.state !== 'pending') return unchanged(flow);
@@ -229,6 +233,11 @@ function applyWith<F extends Flow>(
   }
 }
 
+/** An authorized flow with the time its token arrived (its `expires_in` counts from then) and whether a grant is kept. */
+function received<F extends Flow>(flow: F, now: number, refreshable: boolean | undefined): F {
+  return { ...flow, tokenAt: now, ...(refreshable === true && { refreshable: true }) };
+}
+
 /** The state an upstream refusal ends a flow in. */
 function failedState(code: OAuthErrorCode): FlowState {
   return code === 'access_denied' ? 'denied' : code === 'expired_token' ? 'expired' : 'failed';
@@ -238,7 +247,10 @@ function applyPoll(flow: RelayFlow, outcome: PollOutcome, now: number): Transiti
   const finish = relayRules.finish;
   switch (outcome.kind) {
     case 'token':
-      return changedTo(finish(flow, 'authorized', undefined, outcome.token), true);
+      return changedTo(
+        received(finish(flow, 'authorized', undefined, outcome.token), now, outcome.refreshable),
+        true,
+      );
     case 'authorization_pending': {
       const { failures: _failures, ...rest } = flow;
       return changedTo({ ...rest, nextPollAt: now + flow.interval * 1000 }, false);
@@ -292,9 +304,32 @@ export function dueAt(flow: Flow, now: number, leaseMs: number): number | undefi
   return undefined;
 }
 
-/** The error a finished, unsuccessful flow reports to its device. */
-export function flowError(flow: Flow): OAuthError | undefined {
-  if (flow.state === 'pending' || flow.state === 'authorized') return undefined;
+/**
+ * Whether the access token of an authorized flow has run out at `now`: its `expires_in` counted from when the
+ * gateway received it (`tokenAt`). A token without `expires_in` never runs out here.
+ */
+export function tokenExpired(flow: Flow, now: number): boolean {
+  const expiresIn = flow.secrets.token?.expires_in;
+  if (flow.state !== 'authorized' || expiresIn === undefined || flow.tokenAt === undefined) return false;
+  return now >= flow.tokenAt + expiresIn * 1000;
+}
+
+/**
+ * The error a flow reports to its device at `now`: a finished, unsuccessful flow's own; for an authorized flow whose
+ * token ran out while it waited for delivery, `expired_token` — never the dead token — telling the device to refresh
+ * (when a grant is kept) or start again.
+ */
+export function flowError(flow: Flow, now: number): OAuthError | undefined {
+  if (flow.state === 'authorized') {
+    if (!tokenExpired(flow, now)) return undefined;
+    return new OAuthError(
+      'expired_token',
+      flow.refreshable === true
+        ? 'the access token expired before it was delivered; send req/refresh for a fresh one'
+        : 'the access token expired before it was delivered; start a new request',
+    );
+  }
+  if (flow.state === 'pending') return undefined;
   if (flow.state === 'acked') return acknowledged(flow);
   const e = flow.error ?? { code: 'server_error', description: 'the request failed' };
   return new OAuthError(e.code, e.description);

@@ -101,6 +101,10 @@ export interface FlowBase {
   error?: FlowError;
   /** When the result was handed to the broker (QoS 1 acknowledged). */
   deliveredAt?: number;
+  /** When the gateway received the token (ms): the token's `expires_in` counts from here. */
+  tokenAt?: number;
+  /** A grant (refresh token) was kept with the token: a device whose token ran out can use `req/refresh`. */
+  refreshable?: true;
 }
 
 /** Relay mode (`device`): the upstream's RFC 8628 endpoint issued the codes; the scheduler polls its token endpoint. */

@@ -51,6 +51,8 @@ export interface DemoIdpOptions {
   clientSecret?: string;
   /** seconds */
   ttl?: { deviceCode?: number; accessToken?: number };
+  /** Tests only: rotate the refresh token on every use (RFC 9700 §4.14.2), so reuse of a rotated one shows. */
+  rotateRefreshTokens?: boolean;
   /**
    * Tests only: sees every request before the provider does and hands it on with `next()` (or never calls it, to
    * hold or drop it). Lets a test observe or stall the token endpoint from outside.

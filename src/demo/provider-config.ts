@@ -21,6 +21,8 @@ export interface DemoProviderSettings {
   deviceFlow: boolean;
   /** seconds */
   ttl?: { deviceCode?: number; accessToken?: number };
+  /** rotate the refresh token on every use (default: the provider's rule, no rotation for this client) */
+  rotateRefreshTokens?: boolean;
 }
 
 /** A fresh configuration (new signing key, cookie key and in-memory store) for one provider instance. */
@@ -47,6 +49,7 @@ export function demoConfiguration(o: DemoProviderSettings): Configuration {
     findAccount: async (_ctx, sub) => (sub === DEMO_USERNAME ? demoAccount : undefined),
     clientBasedCORS: () => false,
     pkce: { required: () => true },
+    ...(o.rotateRefreshTokens === true && { rotateRefreshToken: true }),
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     renderError: (ctx, out) => {
       renderPage(

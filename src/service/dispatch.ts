@@ -140,7 +140,8 @@ export class DeviceRequests {
 
   /**
    * `req/refresh`: a fresh access token from the device's grant (RFC 6749 §6). The grant is put back (rotated when
-   * the upstream rotates) unless the upstream says it is dead; while the upstream is unreachable it is kept as it was.
+   * the upstream rotates) unless the upstream refuses it: then it is dropped with an audit line — as a possible theft
+   * when the refused token came from a rotation (RFC 9700 §4.14). While the upstream is unreachable it is kept.
    */
   async #refresh(deviceId: string, rid: string): Promise<void> {
     const { grants, upstream } = this.#d;
@@ -153,10 +154,14 @@ export class DeviceRequests {
       token = await upstream.refresh(grant.refreshToken);
     } catch (err) {
       if (err instanceof UnavailableError) await grants.putBack(deviceId, grant);
+      else if (err instanceof OAuthError) {
+        const reused = err.code === 'expired_token' && grant.rotated === true;
+        grants.audit(deviceId, reused ? 'rotated_token_refused' : 'refresh_refused');
+      }
       throw err;
     }
     const { refresh_token: rotated, ...rest } = token;
-    await grants.putBack(deviceId, { ...grant, refreshToken: rotated ?? grant.refreshToken });
+    await grants.putBack(deviceId, grant, rotated);
     this.#d.metrics.inc('devicegate_refreshes_total');
     await this.#d.replies.send(deviceId, await authorizedReply(rid, rest, grant.jwk));
   }

@@ -65,10 +65,11 @@ export async function renderReply(flow: Flow, now: number, publicUrl: string): P
       expires_in: secondsLeft(flow, now),
     };
   }
-  if (flow.state === 'authorized' && flow.secrets.token !== undefined) {
+  const error = flowError(flow, now);
+  if (error === undefined && flow.state === 'authorized' && flow.secrets.token !== undefined) {
     return authorizedReply(flow.rid, flow.secrets.token, flow.jwk);
   }
-  return errorReply(flowError(flow) ?? serverError('the request failed'), flow.rid);
+  return errorReply(error ?? serverError('the request failed'), flow.rid);
 }
 
 export interface RepliesDeps {

@@ -2,7 +2,7 @@
  * Starting a flow for `req/authorize`. One starter per mode, chosen once when the service is built
  * (`start-relay.ts`, `start-bridge.ts`); both create the flow in the store atomically with its schedule.
  */
-import { slowDown, temporarilyUnavailable } from '../core/errors.ts';
+import { type OAuthError, slowDown, temporarilyUnavailable } from '../core/errors.ts';
 import type { DeviceInfo, Flow, FlowBase, PublicJwk } from '../core/flow.ts';
 import type { CreateResult, Versioned } from '../store/types.ts';
 
@@ -58,9 +58,14 @@ export function startResult(created: CreateResult, flow: Flow, maxLive: number):
     case 'code_taken':
       throw temporarilyUnavailable('no free user code; try again', RETRY_AFTER_SECONDS);
     case 'limit':
-      throw slowDown(
-        `this device already has ${maxLive} unfinished requests; finish or cancel one first`,
-        RETRY_AFTER_SECONDS,
-      );
+      throw limitError(maxLive);
   }
+}
+
+/** The refusal of a device that already has `maxLive` unfinished flows. */
+export function limitError(maxLive: number): OAuthError {
+  return slowDown(
+    `this device already has ${maxLive} unfinished requests; finish or cancel one first`,
+    RETRY_AFTER_SECONDS,
+  );
 }

@@ -56,9 +56,20 @@ export class FlowUpdater {
   /**
    * Applies `event` to the stored flow and writes the result with compare-and-set, re-reading and re-applying after a
    * conflict (up to {@link MAX_CAS_ATTEMPTS}, then `server_error`). A refresh token in the event is handed to the
-   * grant store first (once), never written into the flow. Store failures throw `UnavailableError`.
+   * grant store first (once), never written into the flow; the grant that result replaced is revoked at the upstream
+   * once the device was served (`GrantStore.revoke`, which never throws). Store failures throw `UnavailableError`.
    */
   async update(options: UpdateOptions): Promise<UpdateOutcome> {
+    let replaced: string | undefined;
+    try {
+      return await this.#update(options, (r) => (replaced = r));
+    } finally {
+      // After the device was served (or the update gave up): a grant this authorization replaced is revoked.
+      if (replaced !== undefined) await this.#d.grants.revoke(options.deviceId, replaced);
+    }
+  }
+
+  async #update(options: UpdateOptions, onReplaced: (refreshToken: string) => void): Promise<UpdateOutcome> {
     const { deviceId, rid, leaseToken } = options;
     const { store, clock, leaseMs } = this.#d;
     let event = options.event;
@@ -68,7 +79,9 @@ export class FlowUpdater {
       current ??= await storeCall(() => store.get(deviceId, rid));
       if (current === undefined) return { status: 'missing' };
       if (!kept) {
-        event = await this.#d.grants.keep(current.flow, event);
+        const k = await this.#d.grants.keep(current.flow, event);
+        event = k.event;
+        if (k.replaced !== undefined) onReplaced(k.replaced);
         kept = true;
       }
       const now = clock.now();

@@ -54,6 +54,10 @@ const common = {
   er: z.tuple([z.enum(OAUTH_ERROR_CODES), z.string()]).optional(),
   /** deliveredAt − createdAt */
   dl: offset.optional(),
+  /** tokenAt − createdAt */
+  ta: offset.optional(),
+  /** refreshable */
+  rf: z.literal(1).optional(),
 };
 
 const relayBody = z.strictObject({
@@ -94,6 +98,8 @@ interface CompactBody {
   a?: number;
   er?: [FlowError['code'], string];
   dl?: number;
+  ta?: number;
+  rf?: 1;
 }
 
 const storedBody = z.discriminatedUnion('m', [relayBody, bridgeBody]);
@@ -184,6 +190,8 @@ export function flowCodec(keys: Keys): FlowCodec {
       if (flow.mode === 'authorization_code' && flow.approvedAt !== undefined) stored.a = flow.approvedAt - c;
       if (flow.error !== undefined) stored.er = [flow.error.code, flow.error.description];
       if (flow.deliveredAt !== undefined) stored.dl = flow.deliveredAt - c;
+      if (flow.tokenAt !== undefined) stored.ta = flow.tokenAt - c;
+      if (flow.refreshable === true) stored.rf = 1;
       stored.x = seal(flow, aad);
       return JSON.stringify(stored);
     },
@@ -232,6 +240,8 @@ function publicPart(p: StoredBody): CommonFields {
   if (p.ip !== undefined) out.network = p.ip;
   if (p.er !== undefined) out.error = { code: p.er[0], description: p.er[1] };
   if (p.dl !== undefined) out.deliveredAt = c + p.dl;
+  if (p.ta !== undefined) out.tokenAt = c + p.ta;
+  if (p.rf === 1) out.refreshable = true;
   return out;
 }
 

@@ -156,6 +156,14 @@ export class MemoryStore implements FlowStore {
     return { status: 'created', version: 1 };
   }
 
+  async liveCount(deviceId: string, now: number): Promise<number> {
+    const live = this.#live.get(deviceId);
+    if (live === undefined) return 0;
+    let count = 0;
+    for (const expiresAt of live.values()) if (expiresAt >= now) count++;
+    return count;
+  }
+
   async get(deviceId: string, rid: string): Promise<Versioned | undefined> {
     const r = this.#record(fid(deviceId, rid));
     if (r === undefined) return undefined;

@@ -57,6 +57,12 @@ export interface FlowStore {
    */
   create(flow: Flow, opts: CreateOptions): Promise<CreateResult>;
 
+  /**
+   * How many pending flows of the device count against its cap at `now` (those not past `expiresAt`), as `create`
+   * counts them. A read for an early refusal only: `create` stays the authority on the cap.
+   */
+  liveCount(deviceId: string, now: number): Promise<number>;
+
   /** The flow of (deviceId, rid), or `undefined` when there is none (never created, or its record expired). */
   get(deviceId: string, rid: string): Promise<Versioned | undefined>;
 

@@ -6,7 +6,7 @@ import * as oauth from 'oauth4webapi';
 import { OAuthError } from '../core/errors.ts';
 import { refusalError, meaning } from './errors.ts';
 import { exchange, orThrow } from './exchange.ts';
-import { type UpstreamContext, refresh, tokenSet } from './tokens.ts';
+import { type UpstreamContext, refresh, revoke, tokenSet } from './tokens.ts';
 import type { BridgeUpstream } from './types.ts';
 
 /** The bridge upstream; `redirectUri` is the exact redirect URI registered at the upstream. */
@@ -14,6 +14,7 @@ export function bridgeUpstream(ctx: UpstreamContext, redirectUri: string): Bridg
   return {
     kind: 'authorization_code',
     refresh: (refreshToken) => refresh(ctx, refreshToken),
+    revoke: (refreshToken) => revoke(ctx, refreshToken),
 
     async authorizationRequest({ state, scope }) {
       const url = new URL(ctx.metadata.require().authorization_endpoint!);

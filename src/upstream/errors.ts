@@ -7,7 +7,7 @@ import { type OAuthErrorCode, OAuthError, UnavailableError } from '../core/error
 
 /** Where an upstream error can arrive. `callback` is the authorization response on the redirect URI. */
 export type UpstreamEndpoint =
-  'device_authorization' | 'token_poll' | 'callback' | 'code_exchange' | 'refresh';
+  'device_authorization' | 'token_poll' | 'callback' | 'code_exchange' | 'refresh' | 'revocation';
 
 /** An error answer that fails the request with one of our codes, or one that means "the upstream is unavailable". */
 export type Refusal = { kind: 'error'; code: OAuthErrorCode; description: string } | { kind: 'unavailable' };
@@ -26,6 +26,7 @@ interface Meanings {
   callback: Refusal;
   code_exchange: Refusal;
   refresh: Refusal;
+  revocation: Refusal;
 }
 
 const fail = (code: OAuthErrorCode, description: string): Refusal => ({ kind: 'error', code, description });
@@ -48,6 +49,8 @@ const DEFAULTS: Meanings = {
   callback: fail('server_error', 'the identity provider refused the sign-in'),
   code_exchange: fail('server_error', SAFE.server_error),
   refresh: fail('server_error', SAFE.server_error),
+  // RFC 7009 §2.2.1: the revocation failed; nobody but the log sees this
+  revocation: fail('server_error', 'the identity provider refused to revoke the token'),
 };
 
 /**
@@ -140,6 +143,7 @@ export const UNUSABLE_ANSWER: Record<Exclude<UpstreamEndpoint, 'callback'>, Refu
   token_poll: fail('server_error', 'the identity provider sent an invalid token response'),
   code_exchange: fail('server_error', 'the identity provider sent an invalid token response'),
   refresh: fail('server_error', 'the identity provider sent an invalid token response'),
+  revocation: fail('server_error', 'the identity provider sent an invalid revocation response'),
 };
 
 /** A {@link Refusal} as the error to throw; `reason` says why the upstream counts as unavailable (logs only). */

@@ -35,7 +35,8 @@ export interface RequestOptions {
 }
 
 /** The endpoints an exchange goes to (the callback is no exchange: it arrives in the browser's redirect). */
-export type ExchangeEndpoint = 'device_authorization' | 'token_poll' | 'code_exchange' | 'refresh';
+export type ExchangeEndpoint =
+  'device_authorization' | 'token_poll' | 'code_exchange' | 'refresh' | 'revocation';
 
 /** What the rest of an exchange's log lines and reasons call it. */
 const NAMES: Record<ExchangeEndpoint, { what: string; endpoint: string }> = {
@@ -43,6 +44,7 @@ const NAMES: Record<ExchangeEndpoint, { what: string; endpoint: string }> = {
   token_poll: { what: 'device token request', endpoint: 'token endpoint' },
   code_exchange: { what: 'code exchange', endpoint: 'token endpoint' },
   refresh: { what: 'refresh', endpoint: 'token endpoint' },
+  revocation: { what: 'token revocation', endpoint: 'revocation endpoint' },
 };
 
 /** How an exchange went wrong. */

@@ -5,7 +5,7 @@
 import * as oauth from 'oauth4webapi';
 import { UnavailableError } from '../core/errors.ts';
 import { asPollResult, discard, exchange, orThrow } from './exchange.ts';
-import { type UpstreamContext, refresh, tokenSet } from './tokens.ts';
+import { type UpstreamContext, refresh, revoke, tokenSet } from './tokens.ts';
 import type { DeviceAuthorization, RelayUpstream } from './types.ts';
 
 /** RFC 8628 §3.2: the poll interval when the upstream sends none. */
@@ -30,6 +30,7 @@ export function relayUpstream(
   return {
     kind: 'device',
     refresh: (refreshToken) => refresh(ctx, refreshToken),
+    revoke: (refreshToken) => revoke(ctx, refreshToken),
 
     async startDeviceAuthorization(scope) {
       const as = ctx.metadata.require();

@@ -1,6 +1,6 @@
 /**
  * What both modes share once the upstream is discovered: the gateway's client at the upstream, the token set the
- * gateway keeps from a token response, and the RFC 6749 §6 refresh.
+ * gateway keeps from a token response, the RFC 6749 §6 refresh and the RFC 7009 revocation of a refresh token.
  */
 import * as oauth from 'oauth4webapi';
 import type { TokenSet } from '../core/flow.ts';
@@ -25,6 +25,27 @@ export async function refresh(ctx: UpstreamContext, refreshToken: string): Promi
     async (res) => tokenSet(await oauth.processRefreshTokenResponse(as, ctx.client, res)),
   );
   return orThrow('refresh', result);
+}
+
+/**
+ * RFC 7009: revokes a refresh token the gateway no longer keeps, when the upstream names a `revocation_endpoint`
+ * (RFC 8414 §2); `false` when it names none (nothing was sent). Throws `OAuthError` or `UnavailableError`.
+ */
+export async function revoke(ctx: UpstreamContext, refreshToken: string): Promise<boolean> {
+  const as = ctx.metadata.require();
+  if (as.revocation_endpoint === undefined) return false;
+  const result = await exchange(
+    ctx,
+    'revocation',
+    (options) =>
+      oauth.revocationRequest(as, ctx.client, ctx.clientAuth, refreshToken, {
+        ...options,
+        additionalParameters: { token_type_hint: 'refresh_token' },
+      }),
+    (res) => oauth.processRevocationResponse(res),
+  );
+  orThrow('revocation', result);
+  return true;
 }
 
 /** RFC 6749 §5.1 members the gateway keeps. */

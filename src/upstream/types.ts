@@ -32,6 +32,11 @@ export interface RefreshingUpstream {
    * the grant expired or was revoked) or `UnavailableError` when the upstream cannot be reached.
    */
   refresh(refreshToken: string): Promise<TokenSet>;
+  /**
+   * RFC 7009: revokes a refresh token the gateway drops (its grant was replaced). Resolves `false` without a request
+   * when the upstream has no revocation endpoint. Throws `OAuthError` or `UnavailableError`.
+   */
+  revoke(refreshToken: string): Promise<boolean>;
 }
 
 /** Relay mode: the upstream has an RFC 8628 device authorization endpoint. */

@@ -206,6 +206,24 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
         expect((await store.create(second, { now: atExpiry + 1, maxLive: 1 })).status).toBe('created');
       });
 
+      it('liveCount reads what create counts: pending flows up to and including expiresAt, none finished', async () => {
+        const start = clock.now();
+        expect(await store.liveCount('tv-1', start)).toBe(0);
+        const flow = pendingFlow('tv-1', 'r-1', start, { expiresAt: start + MINUTE });
+        await store.create(flow, { now: start, maxLive: 5 });
+        await store.create(pendingFlow('tv-1', 'r-2', start), { now: start, maxLive: 5 });
+        await store.create(withState(pendingFlow('tv-1', 'r-3', start), 'failed'), {
+          now: start,
+          maxLive: 5,
+        });
+        expect(await store.liveCount('tv-1', start)).toBe(2);
+        expect(await store.liveCount('tv-2', start)).toBe(0);
+        expect(await store.liveCount('tv-1', start + MINUTE)).toBe(2);
+        expect(await store.liveCount('tv-1', start + MINUTE + 1)).toBe(1);
+        expect((await store.update(withState(flow, 'denied'), 1, { now: start })).status).toBe('ok');
+        expect(await store.liveCount('tv-1', start)).toBe(1);
+      });
+
       it('counts only pending flows', async () => {
         const now = clock.now();
         const finished = withState(pendingFlow('tv-1', 'r-1', now), 'failed');

@@ -7,7 +7,8 @@ import { spawn } from 'node:child_process';
 import { compactDecrypt, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
-import { devicePassword } from '../../src/core/crypto.ts';
+import type { Logger } from 'pino';
+import { deriveKeys, devicePassword } from '../../src/core/crypto.ts';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
 import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway.ts';
 import { createLogger } from '../../src/observability/log.ts';
@@ -17,13 +18,18 @@ import { freePort, startRedis, stopAll, waitFor } from '../helpers/procs.ts';
 import { relayScenarios, userinfo } from './relay-scenarios.ts';
 
 const KEY = 'relay-test-fleet-key-0123456789';
+const SECRET = 's'.repeat(40);
 const log = createLogger('silent');
 let idp: DemoIdp;
 let shortIdp: DemoIdp;
 let gw: Gateway;
 let shortGw: Gateway;
 
-async function gateway(upstream: DemoIdp, extra: Record<string, string> = {}): Promise<Gateway> {
+async function gateway(
+  upstream: DemoIdp,
+  extra: Record<string, string> = {},
+  logger: Logger = log,
+): Promise<Gateway> {
   const config = loadConfig({
     ...extra,
     DEVICEGATE_HTTP_PORT: String(await freePort()),
@@ -34,10 +40,10 @@ async function gateway(upstream: DemoIdp, extra: Record<string, string> = {}): P
     DEVICEGATE_UPSTREAM_MODE: 'device',
     DEVICEGATE_POLL_INTERVAL: '1',
     DEVICEGATE_DEVICE_KEY: KEY,
-    DEVICEGATE_SECRET: 's'.repeat(40),
+    DEVICEGATE_SECRET: SECRET,
     DEVICEGATE_LOG_LEVEL: 'silent',
   });
-  return startGateway(config, { log });
+  return startGateway(config, { log: logger });
 }
 
 async function device(g: Gateway, id: string): Promise<TestDevice> {
@@ -273,6 +279,141 @@ describe('relay mode on Redis: polls live in the store, so a restarted gateway r
       await second?.close();
       await first.close();
       await redis.stop();
+    }
+  });
+});
+
+/** Reads the refresh token the gateway keeps for a device (and keeps it there): what a thief of the store would see. */
+async function keptRefreshToken(g: Gateway, deviceId: string): Promise<string> {
+  const keys = deriveKeys(SECRET);
+  const hash = keys.lookupHash('grant', deviceId);
+  const sealed = await g.store.takeOnce(hash);
+  if (sealed === undefined) throw new Error(`no grant kept for ${deviceId}`);
+  await g.store.putOnce(hash, sealed, 60_000);
+  return (JSON.parse(keys.open(sealed, `grant/${deviceId}`)) as { refreshToken: string }).refreshToken;
+}
+
+/** RFC 7662 at the demo IdP, as its client. */
+async function introspect(upstream: DemoIdp, token: string): Promise<{ active: boolean }> {
+  const res = await fetch(`${upstream.issuer}/token/introspection`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${btoa(`${upstream.clientId}:${upstream.clientSecret}`)}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: new URLSearchParams({ token }).toString(),
+  });
+  return (await res.json()) as { active: boolean };
+}
+
+describe('relay mode: a grant belongs to the authorization that made it', () => {
+  it('a newer authorization without offline_access replaces the kept grant: req/refresh mints nothing from the first one, which is revoked', async () => {
+    const id = 'tv-relay-succession';
+    const tv = await device(gw, id);
+    // person A, with offline_access: a grant is kept
+    const a = (
+      await tv.ask('authorize', { rid: 'pa', scope: 'openid offline_access' }, { status: 'pending' })
+    ).json!;
+    await approveDeviceCode(String(a.verification_uri), String(a.user_code));
+    await tv.waitForReply({ rid: 'pa', status: 'authorized' }, { timeoutMs: 10_000 });
+    await tv.request('ack', { rid: 'pa' });
+    const first = await keptRefreshToken(gw, id);
+    expect((await introspect(idp, first)).active).toBe(true);
+
+    // person B, without offline_access
+    const b = (await tv.ask('authorize', { rid: 'pb', scope: 'openid' }, { status: 'pending' })).json!;
+    await approveDeviceCode(String(b.verification_uri), String(b.user_code));
+    await tv.waitForReply({ rid: 'pb', status: 'authorized' }, { timeoutMs: 10_000 });
+
+    const r = await tv.ask('refresh', { rid: 'pr' }, { status: 'error' });
+    expect(r.json).toMatchObject({ rid: 'pr', error: 'expired_token' });
+    await waitFor(
+      async () => !(await introspect(idp, first)).active,
+      5000,
+      'the revocation of the first grant',
+    );
+  });
+
+  it('a refused refresh token that came from a rotation drops the grant and writes the audit line (possible theft)', async () => {
+    const rotating = await startDemoIdp({
+      host: '127.0.0.1',
+      port: 0,
+      redirectUris: [],
+      deviceFlow: true,
+      log,
+      rotateRefreshTokens: true,
+    });
+    const lines: Array<Record<string, unknown>> = [];
+    const audited = createLogger('info', { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const g = await gateway(rotating, {}, audited);
+    try {
+      const id = 'tv-relay-theft';
+      const tv = await device(g, id);
+      const p = (
+        await tv.ask('authorize', { rid: 't1', scope: 'openid offline_access' }, { status: 'pending' })
+      ).json!;
+      await approveDeviceCode(String(p.verification_uri), String(p.user_code));
+      await tv.waitForReply({ rid: 't1', status: 'authorized' }, { timeoutMs: 10_000 });
+      await tv.ask('refresh', { rid: 't2' }, { status: 'authorized' }); // the upstream rotates
+
+      // a thief redeems the rotated refresh token first
+      const stolen = await keptRefreshToken(g, id);
+      const theft = await fetch(`${rotating.issuer}/token`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${btoa(`${rotating.clientId}:${rotating.clientSecret}`)}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: stolen }).toString(),
+      });
+      expect(theft.status).toBe(200);
+
+      const r = await tv.ask('refresh', { rid: 't3' }, { status: 'error' });
+      expect(r.json).toMatchObject({ rid: 't3', error: 'expired_token' });
+      expect(lines).toContainEqual(
+        expect.objectContaining({ event: 'grant.revoked', reason: 'rotated_token_refused', deviceId: id }),
+      );
+      expect(JSON.stringify(lines)).not.toContain(stolen);
+      const again = await tv.ask('refresh', { rid: 't4' }, { status: 'error' });
+      expect(again.json).toMatchObject({ error: 'expired_token', error_description: /no authorization/ });
+    } finally {
+      await g.close();
+      await rotating.close();
+    }
+  });
+});
+
+describe('relay mode: the per-device cap is checked before the upstream is asked', () => {
+  it('30 concurrent authorize requests of one device cost at most the cap of upstream device authorizations', async () => {
+    let deviceAuthorizations = 0;
+    const counted = await startDemoIdp({
+      host: '127.0.0.1',
+      port: 0,
+      redirectUris: [],
+      deviceFlow: true,
+      log,
+      intercept: (req, _res, next) => {
+        if (req.method === 'POST' && req.url?.startsWith('/device/auth') === true) deviceAuthorizations++;
+        next();
+      },
+    });
+    // the throttle off, so that every request reaches the cap
+    const g = await gateway(counted, { DEVICEGATE_DEVICE_RATE: '0', DEVICEGATE_MAX_FLOWS_PER_DEVICE: '3' });
+    try {
+      const tv = await device(g, 'tv-cap');
+      const rids = Array.from({ length: 30 }, (_, i) => `cap${i}`);
+      await Promise.all(rids.map((rid) => tv.request('authorize', { rid })));
+      const replies = await Promise.all(rids.map((rid) => tv.waitForReply({ rid }, { timeoutMs: 15_000 })));
+      const pending = replies.filter((r) => r.json?.status === 'pending');
+      expect(pending).toHaveLength(3);
+      for (const r of replies) {
+        if (r.json?.status !== 'pending') expect(r.json).toMatchObject({ error: 'slow_down' });
+      }
+      // one instance: live flows plus the starts in flight never pass the cap, so exactly the cap here
+      expect(deviceAuthorizations).toBe(3);
+    } finally {
+      await g.close();
+      await counted.close();
     }
   });
 });

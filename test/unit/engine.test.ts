@@ -7,7 +7,9 @@ import {
   isExpired,
   secondsLeft,
   SLOW_DOWN_STEP_SECONDS,
+  tokenExpired,
 } from '../../src/core/engine.ts';
+import { renderReply } from '../../src/service/replies.ts';
 import type { BridgeFlow, RelayFlow } from '../../src/core/flow.ts';
 import { stateRank } from '../../src/core/flow.ts';
 
@@ -65,7 +67,7 @@ describe('expiry edges (RFC 8628 §3.2: valid up to and including expires_in)', 
       expect(t.flow.state).toBe('expired');
       expect(t.changed).toBe(true);
       expect(t.notify).toBe(true);
-      expect(flowError(t.flow)?.code).toBe('expired_token');
+      expect(flowError(t.flow, T0)?.code).toBe('expired_token');
     }
   });
   it('drops the device code and keeps no poll schedule once expired', () => {
@@ -153,7 +155,7 @@ describe('relay polling (RFC 8628 §3.5)', () => {
       'denied',
     );
     expect(
-      flowError(apply(relayFlow(), { type: 'poll', outcome: { kind: 'access_denied' } }, T0).flow)?.code,
+      flowError(apply(relayFlow(), { type: 'poll', outcome: { kind: 'access_denied' } }, T0).flow, T0)?.code,
     ).toBe('access_denied');
     expect(apply(relayFlow(), { type: 'poll', outcome: { kind: 'expired_token' } }, T0).flow.state).toBe(
       'expired',
@@ -164,7 +166,7 @@ describe('relay polling (RFC 8628 §3.5)', () => {
       T0,
     ).flow;
     expect(failed.state).toBe('failed');
-    expect(flowError(failed)?.code).toBe('unauthorized_client');
+    expect(flowError(failed, T0)?.code).toBe('unauthorized_client');
   });
   it('polls of a finished flow change nothing', () => {
     const done = apply(relayFlow(), { type: 'poll', outcome: { kind: 'access_denied' } }, T0).flow;
@@ -198,7 +200,7 @@ describe('device events', () => {
     const t = apply(relayFlow(), { type: 'cancel' }, T0);
     expect(t.flow.state).toBe('cancelled');
     expect(t.notify).toBe(true);
-    expect(flowError(t.flow)?.code).toBe('access_denied');
+    expect(flowError(t.flow, T0)?.code).toBe('access_denied');
   });
   it('cancel of a finished flow is refused', () => {
     const done = apply(relayFlow(), { type: 'poll', outcome: { kind: 'access_denied' } }, T0).flow;
@@ -318,5 +320,59 @@ describe('each mode takes only its own events', () => {
     expect(expired.state).toBe('expired');
     expect(expired.secrets).toBe(fresh.secrets);
     expect(apply(fresh, { type: 'cancel' }, T0).flow.secrets).toBe(fresh.secrets);
+  });
+});
+
+describe('a queued token past its expiry is never delivered (expires_in counts from when the gateway got it)', () => {
+  it('a relay token records when it arrived; at expires_in it becomes expired_token telling the device to refresh', async () => {
+    const time = new FakeClock(T0);
+    time.advance(5000);
+    const got = time.now();
+    const t = apply(
+      relayFlow(),
+      { type: 'poll', outcome: { kind: 'token', token: TOKEN, refreshable: true } },
+      got,
+    );
+    expect(t.flow).toMatchObject({ state: 'authorized', tokenAt: got, refreshable: true });
+
+    time.advance(3600 * 1000 - 1);
+    expect(tokenExpired(t.flow, time.now())).toBe(false);
+    expect(flowError(t.flow, time.now())).toBeUndefined();
+    expect(await renderReply(t.flow, time.now(), 'https://gw.example')).toMatchObject({
+      status: 'authorized',
+      access_token: 'at-123',
+    });
+
+    time.advance(1);
+    expect(tokenExpired(t.flow, time.now())).toBe(true);
+    const error = flowError(t.flow, time.now());
+    expect(error).toMatchObject({
+      code: 'expired_token',
+      description: expect.stringMatching(/req\/refresh/),
+    });
+    // a redelivery (tick) and req/status both answer the device, with the error and never the dead token
+    expect(apply(t.flow, { type: 'tick' }, time.now()).notify).toBe(true);
+    expect(apply(t.flow, { type: 'status' }, time.now()).notify).toBe(true);
+    const reply = await renderReply(t.flow, time.now(), 'https://gw.example');
+    expect(reply).toMatchObject({ status: 'error', error: 'expired_token', rid: 'r1' });
+    expect(JSON.stringify(reply)).not.toContain('at-123');
+  });
+
+  it('without a kept grant the device is told to start again; a bridge token is timed the same way', async () => {
+    const time = new FakeClock(T0);
+    const t = apply(bridgeFlow(), { type: 'token', token: { ...TOKEN, expires_in: 60 } }, time.now());
+    expect(t.flow.tokenAt).toBe(T0);
+    expect(t.flow.refreshable).toBeUndefined();
+    time.advance(60_000);
+    expect(flowError(t.flow, time.now())).toMatchObject({
+      code: 'expired_token',
+      description: expect.stringMatching(/start a new request/),
+    });
+  });
+
+  it('a token without expires_in is never counted as expired', () => {
+    const { expires_in: _none, ...token } = TOKEN;
+    const t = apply(bridgeFlow(), { type: 'token', token }, T0);
+    expect(tokenExpired(t.flow, T0 + 365 * 86_400_000)).toBe(false);
   });
 });

@@ -51,6 +51,10 @@ class FakeRelayUpstream implements RelayUpstream {
   async refresh(): Promise<never> {
     throw new Error('not used');
   }
+
+  async revoke(): Promise<never> {
+    throw new Error('not used');
+  }
 }
 
 /** The real MemoryStore, with a switch that makes the scheduler's schedule reads fail, and a pause on reads. */

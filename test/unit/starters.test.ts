@@ -46,6 +46,7 @@ function relayUpstream(answer: Partial<DeviceAuthorization> = {}) {
     },
     pollDeviceToken: async () => ({ kind: 'authorization_pending' }),
     refresh: async () => ({ access_token: 'at', token_type: 'Bearer' }),
+    revoke: async () => false,
   };
   return { upstream, calls };
 }
@@ -109,6 +110,33 @@ describe('relay starter', () => {
       code: 'slow_down',
       retryAfter: 5,
     });
+  });
+
+  it('checks the cap before the upstream: 30 concurrent starts of one device make at most the cap of upstream calls', async () => {
+    const { clock, store } = memory();
+    const { upstream, calls } = relayUpstream();
+    const starter = new RelayStarter({ store, upstream, clock, codeTtlSeconds: 600, ...LIMITS });
+    const results = await Promise.allSettled(
+      Array.from({ length: 30 }, (_, i) => starter.start({ ...REQUEST, rid: `c${i}` })),
+    );
+    expect(calls.length).toBe(LIMITS.maxFlowsPerDevice);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(LIMITS.maxFlowsPerDevice);
+    for (const r of results) {
+      if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'slow_down' });
+    }
+    // another device is not affected, and a finished start frees its reservation
+    expect((await starter.start({ ...REQUEST, deviceId: 'tv-2' })).status).toBe('created');
+    expect(calls.length).toBe(LIMITS.maxFlowsPerDevice + 1);
+  });
+
+  it('a device at its cap in the store is refused without an upstream call', async () => {
+    const { clock, store } = memory();
+    const { upstream, calls } = relayUpstream();
+    const starter = new RelayStarter({ store, upstream, clock, codeTtlSeconds: 600, ...LIMITS });
+    await starter.start({ ...REQUEST, rid: 'a' });
+    await starter.start({ ...REQUEST, rid: 'b' });
+    await expect(starter.start({ ...REQUEST, rid: 'c' })).rejects.toMatchObject({ code: 'slow_down' });
+    expect(calls.length).toBe(2);
   });
 });
 

@@ -11,6 +11,7 @@ import { FlowUpdater } from '../../src/service/updater.ts';
 import { flowCodec } from '../../src/store/codec.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import type { FlowStore } from '../../src/store/types.ts';
+import type { RefreshingUpstream } from '../../src/upstream/types.ts';
 import { FakeClock } from '../helpers/clock.ts';
 
 const keys = deriveKeys('u'.repeat(32));
@@ -46,7 +47,13 @@ async function setup(interfere?: (inner: MemoryStore) => (attempt: number) => Pr
     metrics,
     log,
   });
-  const grants = new GrantStore({ store, keys, ttlSeconds: 3600 });
+  const upstream: RefreshingUpstream = {
+    refresh: async () => {
+      throw new Error('not used');
+    },
+    revoke: async () => true,
+  };
+  const grants = new GrantStore({ store, keys, ttlSeconds: 3600, upstream, log });
   const updater = new FlowUpdater({ store, clock, leaseMs: LEASE_MS, grants, replies, metrics, log });
   const now = clock.now();
   const flow: BridgeFlow = {

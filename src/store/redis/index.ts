@@ -184,6 +184,11 @@ export class RedisStore implements FlowStore {
     });
   }
 
+  /** ZCOUNT of the device's live set from `now` (a member counts up to and including its expiresAt). */
+  async liveCount(deviceId: string, now: number): Promise<number> {
+    return this.#do(() => this.#redis.zcount(this.#deviceKey(deviceId), now, '+inf'));
+  }
+
   async nextDue(): Promise<number | undefined> {
     const reply = await this.#do(() => this.#redis.zrange(this.#schedKey, '0', '0', 'WITHSCORES'));
     const score = reply[1];
