@@ -55,8 +55,9 @@ export class FlowUpdater {
 
   /**
    * Applies `event` to the stored flow and writes the result with compare-and-set, re-reading and re-applying after a
-   * conflict (up to {@link MAX_CAS_ATTEMPTS}, then `server_error`). A refresh token in the event is handed to the
-   * grant store first (once), never written into the flow. Store failures throw `UnavailableError`.
+   * conflict (up to {@link MAX_CAS_ATTEMPTS}, then `server_error`). A token the device's key cannot receive turns
+   * into a failure first (`Replies.deliverable`); a refresh token in the event is handed to the grant store (once),
+   * never written into the flow. Store failures throw `UnavailableError`.
    */
   async update(options: UpdateOptions): Promise<UpdateOutcome> {
     const { deviceId, rid, leaseToken } = options;
@@ -68,6 +69,7 @@ export class FlowUpdater {
       current ??= await storeCall(() => store.get(deviceId, rid));
       if (current === undefined) return { status: 'missing' };
       if (!kept) {
+        event = await this.#d.replies.deliverable(current.flow, event);
         event = await this.#d.grants.keep(current.flow, event);
         kept = true;
       }
