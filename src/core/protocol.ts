@@ -50,18 +50,39 @@ export function isMqttUrl(url: string): boolean {
   return URL.canParse(url) && (MQTT_URL_PROTOCOLS as readonly string[]).includes(new URL(url).protocol);
 }
 
-/** A public key the token is encrypted to (RFC 7517). Only public members; private ones are refused. */
+/**
+ * A member of a private key (RFC 7518 §6.2.2, §6.3.2, §6.4.1): refused by name, so a device that sends its whole key
+ * pair learns why. The key itself is judged in `src/core/device-key.ts`.
+ */
+const privateMember = z
+  .never({ error: 'a private key member: send only the public key, never d, p, q, dp, dq, qi, oth or k' })
+  .optional();
+
+/**
+ * A public key the token is encrypted to (RFC 7517): its shape. Whether the gateway will encrypt to it (size,
+ * exponent, curve, low-order points, `alg`) is `src/core/device-key.ts`, applied by `src/service/jwe.ts`; stored
+ * flows and grants are read back with this schema, so a key an older gateway accepted can still be read and refused.
+ */
 const publicJwk = z
   .object({
     kty: z.enum(['EC', 'OKP', 'RSA']),
     crv: z.enum(['P-256', 'P-384', 'P-521', 'X25519']).optional(),
     x: z.string().max(256).optional(),
     y: z.string().max(256).optional(),
-    n: z.string().max(1024).optional(),
+    // long enough for a modulus just over RSA_MAX_BITS, so its refusal names the size rule
+    n: z.string().max(2048).optional(),
     e: z.string().max(16).optional(),
     kid: z.string().max(128).optional(),
     alg: z.string().max(32).optional(),
-    use: z.literal('enc').optional(),
+    use: z.literal('enc', { error: 'use must be "enc" (the key is encrypted to) or absent' }).optional(),
+    d: privateMember,
+    p: privateMember,
+    q: privateMember,
+    dp: privateMember,
+    dq: privateMember,
+    qi: privateMember,
+    oth: privateMember,
+    k: privateMember,
   })
   .strict();
 

@@ -22,7 +22,7 @@ import type { Versioned } from '../store/types.ts';
 import type { IncomingRequest } from '../transport/types.ts';
 import type { RefreshingUpstream } from '../upstream/types.ts';
 import type { GrantStore } from './grants.ts';
-import { checkDeviceKey } from './jwe.ts';
+import { checkDeviceKey, unusableKey } from './jwe.ts';
 import { type Replies, authorizedReply } from './replies.ts';
 import { type FlowStarter, RETRY_AFTER_SECONDS } from './starter.ts';
 import type { DeviceThrottle } from './throttle.ts';
@@ -148,6 +148,15 @@ export class DeviceRequests {
     const grant = await grants.take(deviceId);
     if (grant === undefined) {
       throw new OAuthError('expired_token', 'no authorization is kept for this device; start a new one');
+    }
+    // A grant whose key the gateway will not encrypt to (kept by an older gateway) is dropped — it stays taken —
+    // before its refresh token is spent: no refreshed token could ever reach the device.
+    if (grant.jwk !== undefined) {
+      try {
+        await checkDeviceKey(grant.jwk);
+      } catch (err) {
+        throw unusableKey(err);
+      }
     }
     let token: TokenSet;
     try {

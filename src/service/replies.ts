@@ -3,12 +3,12 @@
  * when the device sent a key — or the error), and the one way replies leave the gateway.
  */
 import type { Logger } from 'pino';
-import { flowError, secondsLeft } from '../core/engine.ts';
+import { type FlowEvent, flowError, secondsLeft } from '../core/engine.ts';
 import { serverError } from '../core/errors.ts';
 import type { Flow, PublicJwk, TokenSet } from '../core/flow.ts';
 import { type AuthorizedReply, type DeviceReply, errorReply } from '../core/protocol.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { encryptForDevice } from './jwe.ts';
+import { checkDeviceKey, encryptForDevice, unusableKey } from './jwe.ts';
 
 /** Where replies go: anything that publishes on a device's `res` topic (see `src/transport/types.ts`). */
 export interface ReplyChannel {
@@ -67,7 +67,13 @@ export async function renderReply(flow: Flow, now: number, publicUrl: string): P
   }
   const error = flowError(flow, now);
   if (error === undefined && flow.state === 'authorized' && flow.secrets.token !== undefined) {
-    return authorizedReply(flow.rid, flow.secrets.token, flow.jwk);
+    try {
+      return await authorizedReply(flow.rid, flow.secrets.token, flow.jwk);
+    } catch (err) {
+      // A flow that became authorized with a key that fails now (stored by an older gateway, whose checks were
+      // weaker): one error view, which is delivered like any result, rather than a delivery that throws forever.
+      return errorReply(unusableKey(err), flow.rid);
+    }
   }
   return errorReply(error ?? serverError('the request failed'), flow.rid);
 }
@@ -91,6 +97,25 @@ export class Replies {
   /** See {@link renderReply}. */
   render(flow: Flow, now: number): Promise<DeviceReply> {
     return renderReply(flow, now, this.#d.publicUrl);
+  }
+
+  /**
+   * A result is a result only if the device can receive it: when `event` brings a token and the flow's key cannot be
+   * encrypted to (a key stored by an older gateway, or a failure `req/authorize` did not foresee), the event becomes a
+   * `fail` with `invalid_request`, so the flow finishes with that error — one reply, no delivery retries — and no
+   * grant is kept for a key no refreshed token could be sent to. Any other event comes back as it is.
+   */
+  async deliverable(flow: Flow, event: FlowEvent): Promise<FlowEvent> {
+    const bringsToken = event.type === 'token' || (event.type === 'poll' && event.outcome.kind === 'token');
+    if (!bringsToken || flow.jwk === undefined || flow.state !== 'pending') return event;
+    try {
+      await checkDeviceKey(flow.jwk);
+      return event;
+    } catch (err) {
+      const refused = unusableKey(err);
+      this.#d.log.warn({ deviceId: flow.deviceId, rid: flow.rid, err }, 'device key refused at delivery');
+      return { type: 'fail', code: refused.code, description: refused.description };
+    }
   }
 
   /** Publishes a reply; `false` when the broker could not take it (the device can ask again with `req/status`). */

@@ -55,9 +55,10 @@ export class FlowUpdater {
 
   /**
    * Applies `event` to the stored flow and writes the result with compare-and-set, re-reading and re-applying after a
-   * conflict (up to {@link MAX_CAS_ATTEMPTS}, then `server_error`). A refresh token in the event is handed to the
-   * grant store first (once), never written into the flow; the grant that result replaced is revoked at the upstream
-   * once the device was served (`GrantStore.revoke`, which never throws). Store failures throw `UnavailableError`.
+   * conflict (up to {@link MAX_CAS_ATTEMPTS}, then `server_error`). A token the device's key cannot receive turns
+   * into a failure first (`Replies.deliverable`); a refresh token in the event is handed to the grant store (once),
+   * never written into the flow; the grant that result replaced is revoked at the upstream once the device was served
+   * (`GrantStore.revoke`, which never throws). Store failures throw `UnavailableError`.
    */
   async update(options: UpdateOptions): Promise<UpdateOutcome> {
     let replaced: string | undefined;
@@ -79,6 +80,7 @@ export class FlowUpdater {
       current ??= await storeCall(() => store.get(deviceId, rid));
       if (current === undefined) return { status: 'missing' };
       if (!kept) {
+        event = await this.#d.replies.deliverable(current.flow, event);
         const k = await this.#d.grants.keep(current.flow, event);
         event = k.event;
         if (k.replaced !== undefined) onReplaced(k.replaced);

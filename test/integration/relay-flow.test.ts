@@ -4,14 +4,18 @@
  * verification pages driven over HTTP like a person would.
  */
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { compactDecrypt, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import type { Logger } from 'pino';
 import { deriveKeys, devicePassword } from '../../src/core/crypto.ts';
+import { dueAt } from '../../src/core/engine.ts';
+import type { PublicJwk } from '../../src/core/flow.ts';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
 import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway.ts';
 import { createLogger } from '../../src/observability/log.ts';
+import { GrantStore } from '../../src/service/grants.ts';
 import { closeAllDevices, connectDevice, type TestDevice } from '../helpers/device.ts';
 import { approveDeviceCode } from '../helpers/idp-person.ts';
 import { freePort, startRedis, stopAll, waitFor } from '../helpers/procs.ts';
@@ -19,6 +23,18 @@ import { relayScenarios, userinfo } from './relay-scenarios.ts';
 
 const KEY = 'relay-test-fleet-key-0123456789';
 const SECRET = 's'.repeat(40);
+/** A 1024-bit RSA key: accepted by the gateway before issue 11, then unusable at delivery (jose needs 2048 bits). */
+const WEAK_RSA = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({
+  format: 'jwk',
+}) as PublicJwk;
+/** An X25519 point of order 8 (RFC 7748 §6.1): any agreement with it gives the all-zero shared secret. */
+const LOW_ORDER_X25519 = {
+  kty: 'OKP',
+  crv: 'X25519',
+  x: Buffer.from('e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800', 'hex').toString(
+    'base64url',
+  ),
+};
 const log = createLogger('silent');
 let idp: DemoIdp;
 let shortIdp: DemoIdp;
@@ -129,6 +145,90 @@ describe('relay mode, mqtt.js device', () => {
     const { plaintext } = await compactDecrypt(String(r.jwe), privateKey);
     const fields = JSON.parse(new TextDecoder().decode(plaintext)) as { access_token: string };
     expect((await userinfo(idp, fields.access_token)).status).toBe(200);
+  });
+
+  it('refuses at authorize, naming the rule, a 1024-bit RSA key and a low-order X25519 key: no flow, no upstream call', async () => {
+    const tv = await device(gw, 'tv-relay-weak');
+    const tokenRequests = idp.stats.tokenRequests;
+    const rsa = (await tv.ask('authorize', { rid: 'w1', jwk: WEAK_RSA }, { status: 'error' })).json!;
+    expect(rsa).toMatchObject({
+      rid: 'w1',
+      error: 'invalid_request',
+      error_description: 'jwk: RSA keys must be at least 2048 bits',
+    });
+    const okp = (await tv.ask('authorize', { rid: 'w2', jwk: LOW_ORDER_X25519 }, { status: 'error' })).json!;
+    expect(okp).toMatchObject({
+      rid: 'w2',
+      error: 'invalid_request',
+      error_description: 'jwk: X25519 keys must not be low-order points',
+    });
+    expect(await gw.store.get('tv-relay-weak', 'w1')).toBeUndefined();
+    expect(await gw.store.get('tv-relay-weak', 'w2')).toBeUndefined();
+    expect(idp.stats.tokenRequests).toBe(tokenRequests);
+  });
+
+  it('a key that fails at delivery: exactly one invalid_request reply, the flow failed, nothing left to retry', async () => {
+    const tv = await device(gw, 'tv-relay-badkey');
+    const p = (await tv.ask('authorize', { rid: 'b1' }, { status: 'pending' })).json!;
+    // the flow as an older gateway stored it, with the weak key its check at req/authorize let through
+    const current = (await gw.store.get('tv-relay-badkey', 'b1'))!;
+    expect(
+      await gw.store.update({ ...current.flow, jwk: WEAK_RSA }, current.version, { now: Date.now() }),
+    ).toMatchObject({ status: 'ok' });
+    await approveDeviceCode(String(p.verification_uri), String(p.user_code));
+    const r = (await tv.waitForReply({ rid: 'b1', status: 'error' }, { timeoutMs: 10_000 })).json!;
+    expect(r).toMatchObject({ error: 'invalid_request' });
+    expect(String(r.error_description)).toMatch(
+      /^the device key could not be used .*authorize again with another key$/,
+    );
+    await waitFor(
+      async () => (await gw.store.get('tv-relay-badkey', 'b1'))?.flow.deliveredAt !== undefined,
+      5000,
+      'delivered',
+    );
+    const done = (await gw.store.get('tv-relay-badkey', 'b1'))!.flow;
+    expect(done.state).toBe('failed');
+    // delivered and failed: the scheduler has no reason to visit it again
+    expect(dueAt(done, Date.now(), gw.config.leaseMs)).toBeUndefined();
+    expect(tv.received.filter((m) => m.json?.rid === 'b1').map((m) => m.json?.status)).toEqual([
+      'pending',
+      'error',
+    ]);
+    // req/status answers the same error, not server_error
+    const s = (await tv.ask('status', { rid: 'b1' }, { status: 'error' })).json!;
+    expect(s).toMatchObject({ error: 'invalid_request', error_description: r.error_description });
+  });
+
+  it('req/refresh with a grant kept for a key the gateway no longer encrypts to: invalid_request, the grant dropped unspent', async () => {
+    const id = 'tv-relay-refresh-weak';
+    const tv = await device(gw, id);
+    const p = (
+      await tv.ask('authorize', { rid: 'k1', scope: 'openid offline_access' }, { status: 'pending' })
+    ).json!;
+    await approveDeviceCode(String(p.verification_uri), String(p.user_code));
+    await tv.waitForReply({ rid: 'k1', status: 'authorized' }, { timeoutMs: 10_000 });
+    // the grant as an older gateway kept it: the same refresh token, bound to the weak key
+    const grants = new GrantStore({
+      store: gw.store,
+      keys: deriveKeys(SECRET),
+      ttlSeconds: 3600,
+      upstream: gw.upstream.upstream,
+      log,
+    });
+    const grant = (await grants.take(id))!;
+    await grants.putBack(id, { ...grant, jwk: WEAK_RSA });
+
+    const refreshes = idp.stats.redemptions.get('refresh_token') ?? 0;
+    const r = (await tv.ask('refresh', { rid: 'k2' }, { status: 'error' })).json!;
+    expect(r).toMatchObject({
+      rid: 'k2',
+      error: 'invalid_request',
+      error_description:
+        'the device key could not be used (jwk: RSA keys must be at least 2048 bits); authorize again with another key',
+    });
+    expect(idp.stats.redemptions.get('refresh_token') ?? 0).toBe(refreshes);
+    const again = (await tv.ask('refresh', { rid: 'k3' }, { status: 'error' })).json!;
+    expect(again).toMatchObject({ rid: 'k3', error: 'expired_token' });
   });
 
   it('req/refresh: the gateway keeps the refresh token (never sent to the device) and mints fresh access tokens', async () => {

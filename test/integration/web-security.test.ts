@@ -6,7 +6,7 @@
  * provider (node-oidc-provider, authorization code + PKCE only). The one part replaced is the MQTT transport, which
  * records what would be published to each device (the broker is not under test here).
  */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { type Config, loadConfig } from '../../src/config/index.ts';
 import { FakeClock } from '../helpers/clock.ts';
 import { USER_CODE_SPACE } from '../../src/core/codes.ts';
 import { GUESS_TARGET, guessProbability, maxLiveCodes } from '../../src/core/limits.ts';
+import type { PublicJwk } from '../../src/core/flow.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
 import { createLogger } from '../../src/observability/log.ts';
@@ -981,6 +982,40 @@ describe('the OAuth callback (C.23, C.24)', () => {
     expect(h.lastReply(f.deviceId)).toMatchObject({ status: 'error', error: 'expired_token' });
     expect(idp.stats.redemptions.get('authorization_code') ?? 0).toBe(redemptions);
     expect((await c.get(res.headers.location as string)).body).toContain('The request expired');
+    expectNoSecretsInResponses(h);
+  });
+
+  it('a device key that fails at delivery: the callback answers the failed page (not 500), the device gets one invalid_request, nothing retries', async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    // the flow as an older gateway stored it, with a 1024-bit key its check at req/authorize let through
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({
+      format: 'jwk',
+    }) as PublicJwk;
+    const current = (await h.store.get(f.deviceId, f.rid))!;
+    await h.store.update({ ...current.flow, jwk: weak }, current.version, { now: h.clock.now() });
+    const c = h.client();
+    const callback = await throughIdp(await approve(c, f.code), 'approve');
+    const publishedBefore = h.published.length;
+    const res = await c.get(local(callback));
+    expect(res.statusCode).toBe(303);
+    expect(res.headers.location).toBe('/device/done?result=failed');
+    const told = h.published.slice(publishedBefore).filter((p) => p.deviceId === f.deviceId);
+    expect(told.map((p) => p.reply)).toEqual([
+      {
+        v: 1,
+        rid: f.rid,
+        status: 'error',
+        error: 'invalid_request',
+        error_description:
+          'the device key could not be used (jwk: RSA keys must be at least 2048 bits); authorize again with another key',
+      },
+    ]);
+    const stored = (await h.store.get(f.deviceId, f.rid))!.flow;
+    expect(stored).toMatchObject({ state: 'failed', deliveredAt: expect.any(Number) });
+    // nothing is due: the scheduler's delivery retry (every lease) has nothing to retry
+    h.clock.advance(3 * h.config.leaseMs);
+    expect(await h.store.claimDue(h.clock.now(), h.config.leaseMs, 10)).toEqual([]);
     expectNoSecretsInResponses(h);
   });
 

@@ -3,12 +3,13 @@
  * upstream and a recording transport: when flows are polled, how a lease another holder has is waited out, what
  * close() gives back, and how a store failure backs off.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { deriveKeys } from '../../src/core/crypto.ts';
 import type { PollOutcome } from '../../src/core/engine.ts';
 import { UnavailableError } from '../../src/core/errors.ts';
-import type { Flow } from '../../src/core/flow.ts';
+import type { Flow, PublicJwk } from '../../src/core/flow.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
@@ -216,6 +217,28 @@ describe('scheduler', () => {
       state: 'authorized',
       deliveredAt: expect.any(Number),
     });
+  });
+
+  it('a token the device key cannot receive: one invalid_request reply, then no more polls and no delivery retries', async () => {
+    const { time, t0, store, upstream, published, start, relayFlow } = setup();
+    const flow = await relayFlow('r-1', 1000);
+    // stored by an older gateway with a 1024-bit key (refused at req/authorize now; jose will not encrypt to it)
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ format: 'jwk' });
+    expect(await store.update({ ...flow, jwk: weak as PublicJwk }, 1, { now: t0 })).toMatchObject({
+      status: 'ok',
+    });
+    upstream.answer = async () => ({ kind: 'token', token: { access_token: 'at-1', token_type: 'Bearer' } });
+    start();
+    await time.tick(1000 + 5 * LEASE_MS);
+    expect(upstream.polls).toHaveLength(1);
+    expect(published).toEqual([
+      {
+        at: t0 + 1000,
+        deviceId: 'tv-1',
+        reply: expect.objectContaining({ rid: 'r-1', status: 'error', error: 'invalid_request' }),
+      },
+    ]);
+    expect((await store.get('tv-1', 'r-1'))?.flow).toMatchObject({ state: 'failed', deliveredAt: t0 + 1000 });
   });
 
   it('looks again soon at a flow whose lease another holder has, and takes it over once that lease runs out', async () => {

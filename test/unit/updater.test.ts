@@ -1,7 +1,8 @@
 /** Read → apply → compare-and-set (src/service/updater.ts) against the in-memory store on a fake clock. */
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { deriveKeys } from '../../src/core/crypto.ts';
-import type { BridgeFlow } from '../../src/core/flow.ts';
+import type { BridgeFlow, PublicJwk } from '../../src/core/flow.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
@@ -13,6 +14,11 @@ import { MemoryStore } from '../../src/store/memory.ts';
 import type { FlowStore } from '../../src/store/types.ts';
 import type { RefreshingUpstream } from '../../src/upstream/types.ts';
 import { FakeClock } from '../helpers/clock.ts';
+
+/** A 1024-bit RSA key, as an older gateway accepted it (src/core/device-key.ts refuses it now). */
+const WEAK_KEY = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({
+  format: 'jwk',
+}) as PublicJwk;
 
 const keys = deriveKeys('u'.repeat(32));
 const LEASE_MS = 10_000;
@@ -108,6 +114,53 @@ describe('flow updater', () => {
     expect(stored?.flow.secrets.token).toEqual({ access_token: 'at', token_type: 'Bearer' });
     expect(await grants.take('tv-1')).toEqual({ refreshToken: 'rt', scope: 'openid' });
     expect(await metrics.value('devicegate_flows_finished_total', { state: 'authorized' })).toBe(1);
+    expect(await inner.nextDue()).toBeUndefined();
+  });
+
+  it('a token the device key cannot receive ends the flow with one invalid_request reply: no grant, nothing scheduled', async () => {
+    const { updater, sent, inner, metrics, grants, flow } = await setup();
+    // a flow stored by an older gateway, whose check at req/authorize let the weak key through
+    expect(await inner.update({ ...flow, jwk: WEAK_KEY }, 1, { now: flow.createdAt })).toMatchObject({
+      status: 'ok',
+    });
+    const token = { access_token: 'at', token_type: 'Bearer', refresh_token: 'rt' };
+    const r = await updater.update({ ...ids, event: { type: 'token', token } });
+    expect(r).toMatchObject({ status: 'ok', transition: { changed: true } });
+    expect(sent.map((s) => s.reply)).toEqual([
+      {
+        v: 1,
+        rid: 'r1',
+        status: 'error',
+        error: 'invalid_request',
+        error_description:
+          'the device key could not be used (jwk: RSA keys must be at least 2048 bits); authorize again with another key',
+      },
+    ]);
+    const stored = await inner.get('tv-1', 'r1');
+    expect(stored?.flow).toMatchObject({ state: 'failed', deliveredAt: expect.any(Number) });
+    expect(stored?.flow.secrets.token).toBeUndefined();
+    expect(await grants.take('tv-1')).toBeUndefined();
+    expect(await metrics.value('devicegate_flows_finished_total', { state: 'failed' })).toBe(1);
+    expect(await inner.nextDue()).toBeUndefined();
+  });
+
+  it('a result stored as authorized with such a key: the visit sends the one error view and marks it delivered', async () => {
+    const { updater, sent, inner, clock, flow } = await setup();
+    const authorized: BridgeFlow = {
+      ...flow,
+      state: 'authorized',
+      jwk: WEAK_KEY,
+      secrets: { userCode: flow.secrets.userCode, token: { access_token: 'at', token_type: 'Bearer' } },
+    };
+    expect(await inner.update(authorized, 1, { now: clock.now() })).toMatchObject({ status: 'ok' });
+    expect(await inner.acquireLease('tv-1', 'r1', 'scheduler', clock.now(), LEASE_MS)).toBe(true);
+    const r = await updater.update({ ...ids, event: { type: 'tick' }, leaseToken: 'scheduler' });
+    expect(r).toMatchObject({ status: 'ok' });
+    expect(sent.map((s) => s.reply)).toEqual([
+      expect.objectContaining({ status: 'error', error: 'invalid_request', rid: 'r1' }),
+    ]);
+    expect(JSON.stringify(sent)).not.toContain('"at"');
+    expect((await inner.get('tv-1', 'r1'))?.flow.deliveredAt).toEqual(expect.any(Number));
     expect(await inner.nextDue()).toBeUndefined();
   });
 
