@@ -40,9 +40,10 @@ export function checkScanProof(
   proof: string,
   now: number,
 ): number | undefined {
-  if (proof.length !== SCAN_PROOF_LENGTH || !/^[A-Za-z0-9_-]+$/.test(proof)) return undefined;
+  if (proof.length !== SCAN_PROOF_LENGTH) return undefined;
   const raw = Buffer.from(proof, 'base64url');
-  if (raw.length !== EXPIRY_BYTES + MAC_BYTES) return undefined;
+  // one spelling per proof: the last character's two spare bits must be zero, as the encoder writes them
+  if (raw.length !== EXPIRY_BYTES + MAC_BYTES || raw.toString('base64url') !== proof) return undefined;
   const expiry = raw.subarray(0, EXPIRY_BYTES);
   if (!timingSafeEqual(raw.subarray(EXPIRY_BYTES), mac(keys, canonicalCode, expiry))) return undefined;
   const expiresAt = expiry.readUIntBE(0, EXPIRY_BYTES);
