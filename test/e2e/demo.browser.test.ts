@@ -62,11 +62,14 @@ describe('the demo of the README', () => {
       NODE_OPTIONS: '',
     };
     const gateway = start('src/main.ts', [], env);
-    await waitFor(() => gateway.out().includes('devicegate is running'), 20_000, 'the gateway banner').catch(
-      (err: unknown) => {
-        throw new Error(`${String(err)}\n${gateway.out()}`);
-      },
-    );
+    // the banner's last instruction, not "devicegate is running": the JSON log line says that too, a little earlier
+    await waitFor(
+      () => gateway.out().includes('npm run sim -- --id tv-1'),
+      20_000,
+      'the gateway banner',
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}\n${gateway.out()}`);
+    });
     expect(gateway.out()).toContain('DEMO MODE');
     expect(gateway.out()).toContain('npm run sim -- --id tv-1');
 
