@@ -13,6 +13,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/index.ts';
 import { FakeClock } from '../helpers/clock.ts';
 import { userCodeSpace } from '../../src/core/codes.ts';
+import { deriveKeys } from '../../src/core/crypto.ts';
+import { scanProof } from '../../src/core/scan-link.ts';
 import { GUESS_TARGET, guessProbability, maxLiveCodes } from '../../src/core/limits.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
@@ -994,6 +996,19 @@ describe('scanning never locks out (issue 11, finding 1)', () => {
     expect(limited.statusCode).toBe(429);
     expect(h.lastReply(f.deviceId)?.status).toBe('pending');
     expect(await h.metrics.value('devicegate_code_entry_failures_total')).toBe(4);
+  });
+
+  it("a link made for an earlier flow that held the same code (another expiry) does not open this flow's confirm page", async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const flow = (await h.store.get(f.deviceId, f.rid))!.flow;
+    // what the gateway signed for a flow with this code that expires a minute earlier: a valid proof, another flow
+    const earlier = scanProof(deriveKeys(SECRET), f.code.replace('-', ''), flow.expiresAt - 60_000);
+    const res = await h.client().get(`/device?user_code=${f.code}&k=${earlier}`);
+    expect(res.statusCode).toBe(200);
+    expect(res.body).not.toContain('Is this your device?');
+    expect(res.body).toContain(`value="${f.code}"`);
+    expect(isConfirmPage(await h.client().get(scannedLink(h, f.deviceId)), f.deviceId)).toBe(true);
   });
 
   it('serves and accepts codes of DEVICEGATE_USER_CODE_LENGTH letters, typed or scanned', async () => {
