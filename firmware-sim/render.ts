@@ -77,7 +77,7 @@ export function pendingLines(r: Extract<SimReply, { status: 'pending' }>, bold: 
   lines.push('  and enter the code', '', ...codeBox(r.user_code, bold), '');
   const complete = r.verification_uri_complete;
   if (complete !== undefined) {
-    lines.push('  or scan this QR code (it opens the page with the code filled in):', '');
+    lines.push('  or scan this QR code (it opens the page that asks you to confirm this device):', '');
     lines.push(qr(complete), `  ${complete}`, '');
   }
   lines.push(

@@ -53,6 +53,8 @@ export interface Config {
   /** undefined: a random secret per start (memory store only, never in production) */
   readonly secret?: string;
   readonly codeTtlSeconds: number;
+  /** bridge mode: letters per user code (src/core/codes.ts) */
+  readonly userCodeLength: number;
   readonly pollIntervalSeconds: number;
   readonly maxFlowsPerDevice: number;
   /** requests per second per device (burst ten times that); 0 = unlimited */
@@ -136,6 +138,7 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     ...(e.DEVICEGATE_DEVICE_KEY !== undefined && { deviceKey: e.DEVICEGATE_DEVICE_KEY }),
     ...(e.DEVICEGATE_SECRET !== undefined && { secret: e.DEVICEGATE_SECRET }),
     codeTtlSeconds: e.DEVICEGATE_CODE_TTL,
+    userCodeLength: e.DEVICEGATE_USER_CODE_LENGTH,
     pollIntervalSeconds: e.DEVICEGATE_POLL_INTERVAL,
     maxFlowsPerDevice: e.DEVICEGATE_MAX_FLOWS_PER_DEVICE,
     deviceRate: e.DEVICEGATE_DEVICE_RATE,
@@ -146,6 +149,7 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     codeEntryLimits: codeEntryLimits({
       ttlSeconds: e.DEVICEGATE_CODE_TTL,
       liveCodes: e.DEVICEGATE_LIVE_CODES,
+      codeLength: e.DEVICEGATE_USER_CODE_LENGTH,
       globalPerMinute: e.DEVICEGATE_CODE_ENTRY_LIMIT_GLOBAL,
       perIpPerMinute: e.DEVICEGATE_CODE_ENTRY_LIMIT_IP,
     }),

@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { UpstreamMode } from '../core/flow.ts';
+import { DEFAULT_USER_CODE_LENGTH, MAX_USER_CODE_LENGTH, MIN_USER_CODE_LENGTH } from '../core/codes.ts';
 import { MQTT_URL_PROTOCOLS } from '../core/protocol.ts';
 
 // eslint-disable-next-line no-control-regex -- NUL is forbidden in MQTT topic names
@@ -181,13 +182,22 @@ const entries = {
     ),
     doc: 'Proxies whose `X-Forwarded-For` is believed for the client address (the code page limits): comma-separated addresses or CIDRs (e.g. `10.0.0.0/8,127.0.0.1`), or a hop count. Unset: `X-Forwarded-For` is ignored.',
   },
+  DEVICEGATE_USER_CODE_LENGTH: {
+    schema: z.coerce
+      .number()
+      .int()
+      .min(MIN_USER_CODE_LENGTH)
+      .max(MAX_USER_CODE_LENGTH)
+      .default(DEFAULT_USER_CODE_LENGTH),
+    doc: 'Bridge mode: letters per user code (8 to 12, shown in groups of four: `XXXX-XXXX-XX`). Each letter multiplies the code space by 20, and the default failed-entry limits grow with it; a scanned `verification_uri_complete` is never limited.',
+  },
   DEVICEGATE_LIVE_CODES: {
     schema: z.coerce.number().int().min(1).max(10_000_000).default(250),
-    doc: 'Bridge mode: how many codes you expect to be live at once. The default global limit on failed code entries is derived from it, the code entropy (20^8) and `DEVICEGATE_CODE_TTL` so that guessing any live code within its lifetime stays below 10^-6.',
+    doc: 'Bridge mode: how many codes you expect to be live at once. The default global limit on failed code entries is derived from it, the code space (20^`DEVICEGATE_USER_CODE_LENGTH`) and `DEVICEGATE_CODE_TTL` so that guessing any live code within its lifetime stays below 10^-6.',
   },
   DEVICEGATE_CODE_ENTRY_LIMIT_GLOBAL: {
     schema: z.coerce.number().int().min(1).max(100_000).optional(),
-    doc: 'Failed code entries per minute over all clients and instances (RFC 8628 §5.1). Default: floor(10^-6 × 20^8 × 60 / (`DEVICEGATE_CODE_TTL` × `DEVICEGATE_LIVE_CODES`)), at least 1 — 10 with the defaults.',
+    doc: 'Failed typed code entries per minute over all clients and instances (RFC 8628 §5.1). Default: floor(10^-6 × 20^L × 60 / (`DEVICEGATE_CODE_TTL` × `DEVICEGATE_LIVE_CODES`)) with L = `DEVICEGATE_USER_CODE_LENGTH`, at least 1 — 10 with the defaults.',
   },
   DEVICEGATE_CODE_ENTRY_LIMIT_IP: {
     schema: z.coerce.number().int().min(1).max(1000).optional(),

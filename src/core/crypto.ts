@@ -21,6 +21,11 @@ export interface Keys {
   lookupHash(purpose: string, value: string): string;
   /** A key for signing cookies and CSRF tokens. */
   readonly cookieSecret: string;
+  /**
+   * HMAC-SHA256 of `message` under a key of its own (the scanned links' proofs, src/core/scan-link.ts), truncated to
+   * 16 bytes (128 bits).
+   */
+  linkMac(message: string): Buffer;
 }
 
 /** Bytes of IV drawn from the CSPRNG at once; {@link nextIv} hands them out 12 at a time. */
@@ -51,6 +56,7 @@ export function deriveKeys(secret: string): Keys {
   const encKey = derive(secret, 'seal');
   const macKey = derive(secret, 'lookup');
   const cookieSecret = derive(secret, 'cookie').toString('base64url');
+  const linkKey = derive(secret, 'scan-link');
   return {
     seal(plaintext, aad) {
       const iv = nextIv();
@@ -76,6 +82,9 @@ export function deriveKeys(secret: string): Keys {
         .slice(0, 40);
     },
     cookieSecret,
+    linkMac(message) {
+      return createHmac('sha256', linkKey).update(message).digest().subarray(0, 16);
+    },
   };
 }
 

@@ -1,17 +1,21 @@
 /**
  * The brute-force limits of the code-entry page (RFC 8628 §5.1) and the arithmetic they are derived from. This is
  * the only copy: `loadConfig` derives its defaults here, and the page's failed-entry guard enforces what it returns.
+ * They bound typed codes only: a scanned `verification_uri_complete` carries a 128-bit proof
+ * (src/core/scan-link.ts) and never goes through the guard, so a tripped limit locks out no one holding the link.
  *
  * An attacker who guesses codes at R per second for a code's lifetime T hits one of N live codes with probability
- * P ≈ R·T·N / |space| (a union bound), |space| = 20^8 = 2.56·10^10 ({@link USER_CODE_SPACE}). The global limit caps R
- * for everyone together, so it is the one that bounds P; the per-address limit keeps one client from spending the
- * whole global budget on its own (and so locking everyone else out) as long as the attacker has few addresses.
+ * P ≈ R·T·N / |space| (a union bound), |space| = 20^L for codes of L letters ({@link userCodeSpace}). The global
+ * limit caps R for everyone together, so it is the one that bounds P; the per-address limit keeps one client from
+ * spending the whole global budget on its own as long as the attacker has few addresses.
  *
- *   P ≤ 10^-6  ⇔  R ≤ 10^-6 · 20^8 / (T · N)
- *   T = 600 s, N = 250 live codes (the defaults)  →  R ≤ 0.1707/s = 10.24/min  →  global 10 failures per minute
+ *   P ≤ 10^-6  ⇔  R ≤ 10^-6 · 20^L / (T · N)
+ *   L = 8, T = 600 s, N = 250 live codes (the defaults)  →  R ≤ 0.1707/s = 10.24/min  →  global 10 failures per minute
  *   global 10 / min, T = 600 s  →  R·T = 100 guesses per code lifetime, P = 3.9·10^-9 · N
- *   N = 100 →  P = 3.9·10^-7;  N = 255 → P = 9.96·10^-7 (the largest N below 10^-6, {@link maxLiveCodes});
- *   N = 10^4 → P = 3.9·10^-5 (too high: lower the global limit or the TTL, or lengthen the code)
+ *   N = 100 →  P = 3.9·10^-7;  N = 255 → P = 9.96·10^-7 (the largest N below 10^-6, {@link maxLiveCodes})
+ *   N = 10^4, T = 600 s:  L = 8 → global 1 / min, P = 3.9·10^-6 (the floor of 1 is above the target)
+ *                         L = 9 → R ≤ 5.12/min → global 5 / min, P = 5/60 · 600 · 10^4 / 20^9 = 9.77·10^-7
+ *                         L = 10 → R ≤ 102.4/min → global 102 / min, P = 102/60 · 600 · 10^4 / 20^10 = 9.96·10^-7
  *
  * Fixed windows let a burst of up to 2·max straddle a window boundary, so a lifetime of T holds at most
  * max·(T/window + 1) = 110 guesses rather than 100 (P × 1.1); the table above is the long-run rate.
@@ -19,7 +23,7 @@
  * Per address: 5 failures per minute (or the global limit when that is lower) — a person who mistypes a few times is
  * never stopped; a single address needs two windows to spend one window's global budget.
  */
-import { USER_CODE_SPACE } from './codes.ts';
+import { userCodeSpace } from './codes.ts';
 
 /** The guessing probability the default limits are derived for. */
 export const GUESS_TARGET = 1e-6;
@@ -52,21 +56,27 @@ export interface CodeEntryLimits {
 }
 
 /**
- * P(an attacker guesses any of `liveCodes` live codes within one code lifetime) ≈ R·T·N / 20^8, where R is the
- * global failure budget per second. Capped at 1.
+ * P(an attacker guesses any of `liveCodes` live codes of `codeLength` letters within one code lifetime)
+ * ≈ R·T·N / 20^L, where R is the global failure budget per second. Capped at 1.
  */
-export function guessProbability(globalPerMinute: number, ttlSeconds: number, liveCodes: number): number {
-  return Math.min(1, ((globalPerMinute / 60) * ttlSeconds * liveCodes) / USER_CODE_SPACE);
+export function guessProbability(
+  globalPerMinute: number,
+  ttlSeconds: number,
+  liveCodes: number,
+  codeLength: number,
+): number {
+  return Math.min(1, ((globalPerMinute / 60) * ttlSeconds * liveCodes) / userCodeSpace(codeLength));
 }
 
-/** The most live codes for which {@link guessProbability} stays below `target`. */
-export function maxLiveCodes(globalPerMinute: number, ttlSeconds: number, target = GUESS_TARGET): number {
-  return Math.ceil((target * USER_CODE_SPACE) / ((globalPerMinute / 60) * ttlSeconds)) - 1;
+/** The most live codes of `codeLength` letters for which {@link guessProbability} stays below {@link GUESS_TARGET}. */
+export function maxLiveCodes(globalPerMinute: number, ttlSeconds: number, codeLength: number): number {
+  return Math.ceil((GUESS_TARGET * userCodeSpace(codeLength)) / ((globalPerMinute / 60) * ttlSeconds)) - 1;
 }
 
 /** The largest global failures-per-minute that keeps {@link guessProbability} ≤ {@link GUESS_TARGET}; at least 1. */
-export function derivedGlobalPerMinute(ttlSeconds: number, liveCodes: number): number {
-  return Math.max(1, Math.floor((GUESS_TARGET * USER_CODE_SPACE * 60) / (ttlSeconds * liveCodes)));
+export function derivedGlobalPerMinute(ttlSeconds: number, liveCodes: number, codeLength: number): number {
+  const space = userCodeSpace(codeLength);
+  return Math.max(1, Math.floor((GUESS_TARGET * space * 60) / (ttlSeconds * liveCodes)));
 }
 
 /**
@@ -76,10 +86,12 @@ export function derivedGlobalPerMinute(ttlSeconds: number, liveCodes: number): n
 export function codeEntryLimits(o: {
   ttlSeconds: number;
   liveCodes: number;
+  /** letters per user code (`DEVICEGATE_USER_CODE_LENGTH`) */
+  codeLength: number;
   globalPerMinute?: number | undefined;
   perIpPerMinute?: number | undefined;
 }): CodeEntryLimits {
-  const global = o.globalPerMinute ?? derivedGlobalPerMinute(o.ttlSeconds, o.liveCodes);
+  const global = o.globalPerMinute ?? derivedGlobalPerMinute(o.ttlSeconds, o.liveCodes, o.codeLength);
   const perIp = o.perIpPerMinute ?? Math.min(DEFAULT_PER_IP_PER_MINUTE, global);
   return {
     perIp: { max: perIp, windowMs: LIMIT_WINDOW_MS },

@@ -47,7 +47,7 @@ export interface FlowService {
 
 export function createFlowService(deps: FlowServiceDeps): FlowService {
   const { config, clock, store, upstream, keys, log, metrics, starter } = deps;
-  const replies = new Replies({ channel: deps.channel, publicUrl: deps.publicUrl, metrics, log });
+  const replies = new Replies({ channel: deps.channel, publicUrl: deps.publicUrl, keys, metrics, log });
   const grants = new GrantStore({ store, keys, ttlSeconds: config.grantTtlSeconds, upstream, log });
   const updater = new FlowUpdater({ store, clock, leaseMs: config.leaseMs, grants, replies, metrics, log });
   const rate = config.deviceRate;

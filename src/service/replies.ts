@@ -4,9 +4,11 @@
  */
 import type { Logger } from 'pino';
 import { type FlowEvent, flowError, secondsLeft } from '../core/engine.ts';
+import type { Keys } from '../core/crypto.ts';
 import { serverError } from '../core/errors.ts';
 import type { Flow, PublicJwk, TokenSet } from '../core/flow.ts';
 import { type AuthorizedReply, type DeviceReply, errorReply } from '../core/protocol.ts';
+import { scanProof } from '../core/scan-link.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { checkDeviceKey, encryptForDevice, unusableKey } from './jwe.ts';
 
@@ -39,22 +41,34 @@ export async function authorizedReply(
 }
 
 /**
- * Where the person goes: the upstream's page (relay) or the gateway's own `/device` page under `publicUrl` (bridge,
- * with the user code filled in, RFC 8628 §3.3.1).
+ * Where the person goes: the upstream's page (relay) or the gateway's own `/device` page under `publicUrl` (bridge).
+ * The bridge's complete link (the QR, RFC 8628 §3.3.1) carries the user code and its proof `k`
+ * (src/core/scan-link.ts), so a scan opens the confirm page without going through the failed-entry limits.
  */
-export function verificationLinks(flow: Flow, publicUrl: string): { uri: string; complete?: string } {
+export function verificationLinks(
+  flow: Flow,
+  publicUrl: string,
+  keys: Keys,
+): { uri: string; complete?: string } {
   if (flow.mode === 'device') {
     const complete = flow.secrets.verificationUriComplete;
     return { uri: flow.verificationUri, ...(complete !== undefined && { complete }) };
   }
   const uri = `${publicUrl}/device`;
-  return { uri, complete: `${uri}?user_code=${encodeURIComponent(flow.secrets.userCode)}` };
+  const code = flow.secrets.userCode;
+  const k = scanProof(keys, code.replaceAll('-', ''), flow.expiresAt);
+  return { uri, complete: `${uri}?user_code=${encodeURIComponent(code)}&k=${k}` };
 }
 
 /** The device's view of a flow at `now`: pending, authorized or error. */
-export async function renderReply(flow: Flow, now: number, publicUrl: string): Promise<DeviceReply> {
+export async function renderReply(
+  flow: Flow,
+  now: number,
+  publicUrl: string,
+  keys: Keys,
+): Promise<DeviceReply> {
   if (flow.state === 'pending') {
-    const links = verificationLinks(flow, publicUrl);
+    const links = verificationLinks(flow, publicUrl, keys);
     return {
       v: 1,
       rid: flow.rid,
@@ -82,6 +96,8 @@ export interface RepliesDeps {
   channel: ReplyChannel;
   /** the effective public base URL (no trailing slash) */
   publicUrl: string;
+  /** signs the proof in the bridge's complete link */
+  keys: Keys;
   metrics: Metrics;
   log: Logger;
 }
@@ -96,7 +112,7 @@ export class Replies {
 
   /** See {@link renderReply}. */
   render(flow: Flow, now: number): Promise<DeviceReply> {
-    return renderReply(flow, now, this.#d.publicUrl);
+    return renderReply(flow, now, this.#d.publicUrl, this.#d.keys);
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
- * Bridge mode's starter: the gateway issues the user code itself (RFC 8628 §6.1: 8 letters of a base-20 alphabet)
- * and creates the flow with the code reserved in the same store operation. A code another live flow holds (a
- * collision, about N/20^8 per draw with N live flows) is drawn again, a few times at most.
+ * Bridge mode's starter: the gateway issues the user code itself (RFC 8628 §6.1: L letters of a base-20 alphabet,
+ * `DEVICEGATE_USER_CODE_LENGTH`) and creates the flow with the code reserved in the same store operation. A code
+ * another live flow holds (a collision, about N/20^L per draw with N live flows) is drawn again, a few times at most.
  */
 import type { Clock } from '../core/clock.ts';
 import { formatUserCode, generateUserCode } from '../core/codes.ts';
@@ -28,6 +28,8 @@ export interface BridgeStarterDeps {
   metrics: Metrics;
   /** a flow's lifetime (s) */
   codeTtlSeconds: number;
+  /** letters per user code */
+  userCodeLength: number;
   /** recorded as the flow's interval (bridge flows are not polled) */
   pollIntervalSeconds: number;
   maxFlowsPerDevice: number;
@@ -47,7 +49,7 @@ export class BridgeStarter implements FlowStarter {
     const now = clock.now();
     const expiresAt = now + codeTtlSeconds * 1000;
     for (let attempt = 1; ; attempt++) {
-      const canonical = generateUserCode();
+      const canonical = generateUserCode(this.#d.userCodeLength);
       const flow: BridgeFlow = {
         ...pendingBase(request, now),
         mode: 'authorization_code',

@@ -7,7 +7,8 @@
  * - pages carry no script, cannot be framed or cached, and leak no URL through a referrer
  *   (./plugins/security-headers.ts);
  * - every POST is a form of declared fields (./plugins/forms.ts) and passes the CSRF checks (./plugins/csrf.ts);
- * - `?user_code=` only pre-fills the input: the person always submits it and then confirms (RFC 8628 §5.4);
+ * - `?user_code=` only pre-fills the input: the person submits it and then confirms (RFC 8628 §5.4); the device's
+ *   scanned link (`&k=`, src/core/scan-link.ts) opens the confirm page at once and is never counted as a failure;
  * - one answer (status and body) for unknown, expired, used and denied codes; failed entries are limited per client
  *   address and globally (RFC 8628 §5.1, src/core/limits.ts);
  * - every POST that changes state answers 303, never 307 (RFC 9700 §4.12);
@@ -51,6 +52,8 @@ export interface DevicePagesDeps {
   requestsPerMinute: number;
   /** a flow's lifetime; the `state` cookie lives no longer (plus the store's grace period) */
   codeTtlSeconds: number;
+  /** letters per user code */
+  userCodeLength: number;
   metrics: Metrics;
   log: Logger;
   /** time for "asked 3 minutes ago" */
@@ -70,6 +73,8 @@ export async function devicePages(app: FastifyInstance, deps: DevicePagesDeps): 
   const ctx: PageContext = {
     bridge: deps.bridge,
     guard: deps.guard,
+    keys: deps.keys,
+    userCodeLength: deps.userCodeLength,
     csrf: new CsrfSessions({ cookieSecret: deps.keys.cookieSecret, publicOrigin: publicUrl.origin, secure }),
     formTargets,
     frame,

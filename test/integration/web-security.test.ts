@@ -12,7 +12,9 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/index.ts';
 import { FakeClock } from '../helpers/clock.ts';
-import { USER_CODE_SPACE } from '../../src/core/codes.ts';
+import { userCodeSpace } from '../../src/core/codes.ts';
+import { deriveKeys } from '../../src/core/crypto.ts';
+import { scanProof } from '../../src/core/scan-link.ts';
 import { GUESS_TARGET, guessProbability, maxLiveCodes } from '../../src/core/limits.ts';
 import type { PublicJwk } from '../../src/core/flow.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
@@ -99,6 +101,8 @@ async function harness(
     redisUrl?: string;
     allowedScopes?: string;
     keyPrefix?: string;
+    /** DEVICEGATE_USER_CODE_LENGTH */
+    userCodeLength?: number;
     /** a config without DEVICEGATE_UPSTREAM_* (demo mode), and no issuer passed to the pages */
   } = {},
 ): Promise<Harness> {
@@ -117,6 +121,7 @@ async function harness(
     DEVICEGATE_REDIS_KEY_PREFIX: o.keyPrefix ?? `dgtest-${randomBytes(4).toString('hex')}:`,
     ...limitsEnv(o.limits ?? GENEROUS),
     ...(o.allowedScopes !== undefined && { DEVICEGATE_ALLOWED_SCOPES: o.allowedScopes }),
+    ...(o.userCodeLength !== undefined && { DEVICEGATE_USER_CODE_LENGTH: String(o.userCodeLength) }),
   });
   const clock = new FakeClock(Date.now());
   const published: Published[] = [];
@@ -746,16 +751,16 @@ describe('one answer for every unusable code (B.21)', () => {
 
 describe('brute force (B.22, RFC 8628 §5.1)', () => {
   it('derives default limits (loadConfig) that keep the guessing probability below 1e-6 for the documented live codes', () => {
-    expect(USER_CODE_SPACE).toBe(20 ** 8);
+    expect(userCodeSpace(8)).toBe(20 ** 8);
     const { perIp, global } = loadConfig({}).codeEntryLimits;
     const perMinute = (global.max * 60_000) / global.windowMs;
-    expect(guessProbability(perMinute, 600, DOCUMENTED_LIVE_CODES)).toBeLessThanOrEqual(GUESS_TARGET);
-    const n = maxLiveCodes(perMinute, 600);
+    expect(guessProbability(perMinute, 600, DOCUMENTED_LIVE_CODES, 8)).toBeLessThanOrEqual(GUESS_TARGET);
+    const n = maxLiveCodes(perMinute, 600, 8);
     expect(n).toBe(255);
-    expect(guessProbability(perMinute, 600, n)).toBeLessThan(1e-6);
-    expect(guessProbability(perMinute, 600, n + 1)).toBeGreaterThanOrEqual(1e-6);
-    expect(guessProbability(perMinute, 600, 100)).toBeCloseTo(3.90625e-7, 12);
-    expect(guessProbability(10, 600, 1e4)).toBeCloseTo(3.90625e-5, 10);
+    expect(guessProbability(perMinute, 600, n, 8)).toBeLessThan(1e-6);
+    expect(guessProbability(perMinute, 600, n + 1, 8)).toBeGreaterThanOrEqual(1e-6);
+    expect(guessProbability(perMinute, 600, 100, 8)).toBeCloseTo(3.90625e-7, 12);
+    expect(guessProbability(10, 600, 1e4, 8)).toBeCloseTo(3.90625e-5, 10);
     expect(perIp.max).toBeLessThan(global.max);
   });
 
@@ -764,7 +769,7 @@ describe('brute force (B.22, RFC 8628 §5.1)', () => {
     const { perIp, global } = h.config.codeEntryLimits;
     // a looser derivation fails here before the loop below would take long
     expect(
-      guessProbability((global.max * 60_000) / global.windowMs, CODE_TTL_S, DOCUMENTED_LIVE_CODES),
+      guessProbability((global.max * 60_000) / global.windowMs, CODE_TTL_S, DOCUMENTED_LIVE_CODES, 8),
     ).toBeLessThanOrEqual(GUESS_TARGET);
     const f = await h.startFlow();
     const c = h.client();
@@ -882,6 +887,145 @@ describe('brute force (B.22, RFC 8628 §5.1)', () => {
     } finally {
       redis.disconnect();
     }
+  });
+});
+
+describe('scanning never locks out (issue 11, finding 1)', () => {
+  /** The path and query of the QR link the device was given. */
+  function scannedLink(h: Harness, deviceId: string): string {
+    const reply = h.lastReply(deviceId);
+    if (reply?.status !== 'pending' || reply.verification_uri_complete === undefined)
+      throw new Error('no link');
+    const u = new URL(reply.verification_uri_complete);
+    expect(u.origin).toBe(PUBLIC_URL);
+    return `${u.pathname}${u.search}`;
+  }
+  const proofOf = (link: string) => new URL(link, PUBLIC_URL).searchParams.get('k')!;
+  /** The same proof with its first character changed (the last one holds two padding bits). */
+  const forged = (k: string) => `${k[0] === 'A' ? 'B' : 'A'}${k.slice(1)}`;
+
+  it('with the global limit tripped by wrong typed codes from two addresses, a third person who scans the link sees the confirm page and approves; typed codes and a wrong k are still refused', async () => {
+    const h = await harness({ limits: 'defaults' });
+    const { perIp, global } = h.config.codeEntryLimits;
+    expect(2 * perIp.max).toBe(global.max);
+    const f = await h.startFlow({ device: { name: 'Kitchen radio' } });
+    const other = await h.startFlow();
+    const link = scannedLink(h, f.deviceId);
+    expect(link).toMatch(/^\/device\?user_code=[A-Z]{4}-[A-Z]{4}&k=[A-Za-z0-9_-]{30}$/);
+    for (const address of ['198.51.100.1', '198.51.100.2']) {
+      const attacker = h.client({ remoteAddress: address });
+      for (let i = 0; i < perIp.max; i++) expect((await attacker.enter('BCDF-GHJK')).statusCode).toBe(400);
+    }
+    const person = h.client({ remoteAddress: '203.0.113.30' });
+    // the typed path is closed for everyone, even with the right code
+    expect((await person.enter(f.code)).statusCode).toBe(429);
+    // a wrong k (forged, or another flow's) is the typed path: the pre-filled entry form, then 429
+    const k = proofOf(link);
+    for (const wrong of [forged(k), proofOf(scannedLink(h, other.deviceId))]) {
+      const res = await person.get(`/device?user_code=${f.code}&k=${wrong}`);
+      expect(res.statusCode).toBe(200);
+      expect(res.body).toContain(`value="${f.code}"`);
+      expect(res.body).not.toContain('Is this your device?');
+      const decision = { csrf: person.csrf!, user_code: f.code, k: wrong, decision: 'approve' };
+      expect((await person.post('/device/decision', decision)).statusCode).toBe(429);
+    }
+    expect(
+      (await person.post('/device/decision', { csrf: person.csrf!, user_code: f.code, decision: 'approve' }))
+        .statusCode,
+    ).toBe(429);
+    expect(h.lastReply(f.deviceId)?.status).toBe('pending');
+
+    // the scanned link: the confirm page at once, its form carrying the proof; Approve goes to the IdP
+    const confirm = await person.get(link);
+    expect(isConfirmPage(confirm, f.deviceId)).toBe(true);
+    expect(confirm.body).toContain('Kitchen radio');
+    expect(confirm.body).toContain(`<input type="hidden" name="k" value="${k}" />`);
+    const approved = await person.post('/device/decision', {
+      csrf: person.csrf!,
+      user_code: f.code,
+      k,
+      decision: 'approve',
+    });
+    expect(approved.statusCode).toBe(303);
+    const callback = await throughIdp(approved.headers.location as string, 'approve');
+    const done = await person.get(local(callback));
+    expect(done.headers.location).toBe('/device/done?result=authorized');
+    expect(h.lastReply(f.deviceId)).toMatchObject({ status: 'authorized' });
+    // only the typed failures were counted; the link is dead once used (the entry form, as for any code)
+    expect(await h.metrics.value('devicegate_code_entry_failures_total')).toBe(global.max);
+    expect((await person.get(link)).body).not.toContain('Is this your device?');
+    // and the limit still holds for typed codes
+    expect((await person.enter(other.code)).statusCode).toBe(429);
+  });
+
+  it('a made-up k is no oracle: the same answer for known and unknown codes, nothing counted, nothing saved', async () => {
+    const h = await harness({ limits: { perIp: 2, global: 1000 } });
+    const f = await h.startFlow();
+    const k = proofOf(scannedLink(h, f.deviceId));
+    const c = h.client({ remoteAddress: '203.0.113.40' });
+    const answers: LightMyRequestResponse[] = [];
+    for (let i = 0; i < 10; i++) {
+      for (const code of [f.code, 'BCDF-GHJK'])
+        answers.push(await c.get(`/device?user_code=${code}&k=${forged(k)}`));
+    }
+    const shape = (res: LightMyRequestResponse) =>
+      `${res.statusCode} ${res.body.replace(/name="csrf" value="[^"]+"/, '').replace(/value="[A-Z]{4}-[A-Z]{4}"/, '')}`;
+    for (const res of answers) expect(shape(res)).toBe(shape(answers[0]!));
+    expect(answers[0]!.body).toContain('action="/device"');
+    // nothing was counted: this address still has its whole budget for typed codes
+    expect((await c.enter('BCDF-GHJK')).statusCode).toBe(400);
+    expect((await c.enter('BCDF-GHJK')).statusCode).toBe(400);
+    expect((await c.enter('BCDF-GHJK')).statusCode).toBe(429);
+    // and a decision with a wrong k is counted like any typed code: no free guesses
+    const d = h.client({ remoteAddress: '203.0.113.41' });
+    await d.get('/device');
+    for (let i = 0; i < 2; i++) {
+      const res = await d.post('/device/decision', {
+        csrf: d.csrf!,
+        user_code: 'BCDF-GHJK',
+        k: forged(k),
+        decision: 'deny',
+      });
+      expect(res.statusCode).toBe(400);
+    }
+    const limited = await d.post('/device/decision', {
+      csrf: d.csrf!,
+      user_code: f.code,
+      k: forged(k),
+      decision: 'deny',
+    });
+    expect(limited.statusCode).toBe(429);
+    expect(h.lastReply(f.deviceId)?.status).toBe('pending');
+    expect(await h.metrics.value('devicegate_code_entry_failures_total')).toBe(4);
+  });
+
+  it("a link made for an earlier flow that held the same code (another expiry) does not open this flow's confirm page", async () => {
+    const h = await harness();
+    const f = await h.startFlow();
+    const flow = (await h.store.get(f.deviceId, f.rid))!.flow;
+    // what the gateway signed for a flow with this code that expires a minute earlier: a valid proof, another flow
+    const earlier = scanProof(deriveKeys(SECRET), f.code.replace('-', ''), flow.expiresAt - 60_000);
+    const res = await h.client().get(`/device?user_code=${f.code}&k=${earlier}`);
+    expect(res.statusCode).toBe(200);
+    expect(res.body).not.toContain('Is this your device?');
+    expect(res.body).toContain(`value="${f.code}"`);
+    expect(isConfirmPage(await h.client().get(scannedLink(h, f.deviceId)), f.deviceId)).toBe(true);
+  });
+
+  it('serves and accepts codes of DEVICEGATE_USER_CODE_LENGTH letters, typed or scanned', async () => {
+    const h = await harness({ limits: { perIp: 1, global: 1 }, userCodeLength: 10 });
+    const f = await h.startFlow();
+    expect(f.code).toMatch(/^[A-Z]{4}-[A-Z]{4}-[A-Z]{2}$/);
+    expect((await h.client().get('/device')).body).toContain('placeholder="XXXX-XXXX-XX"');
+    const typed = h.client({ remoteAddress: '203.0.113.50' });
+    expect(isConfirmPage(await typed.enter(f.code.replaceAll('-', ' ').toLowerCase()), f.deviceId)).toBe(
+      true,
+    );
+    // an 8-letter code is just a code no flow holds, and spends the (one) failure
+    expect((await typed.enter('BCDF-GHJK')).statusCode).toBe(400);
+    expect((await typed.enter(f.code)).statusCode).toBe(429);
+    const scanned = await h.client().get(scannedLink(h, f.deviceId));
+    expect(isConfirmPage(scanned, f.deviceId)).toBe(true);
   });
 });
 

@@ -5,7 +5,8 @@ import {
   generateUserCode,
   normalizeUserCode,
   USER_CODE_ALPHABET,
-  USER_CODE_SPACE,
+  userCodePlaceholder,
+  userCodeSpace,
 } from '../../src/core/codes.ts';
 import { flowCodec } from '../../src/store/codec.ts';
 import type { Flow } from '../../src/core/flow.ts';
@@ -58,11 +59,30 @@ describe('sealing', () => {
 describe('user codes (RFC 8628 §6.1)', () => {
   it('draws 8 letters of the base-20 alphabet', () => {
     for (let i = 0; i < 200; i++) {
-      const c = generateUserCode();
+      const c = generateUserCode(8);
       expect(c).toMatch(new RegExp(`^[${USER_CODE_ALPHABET}]{8}$`));
     }
-    expect(USER_CODE_SPACE).toBe(20 ** 8);
+    expect(userCodeSpace(8)).toBe(20 ** 8);
     expect(formatUserCode('WDJBMJHT')).toBe('WDJB-MJHT');
+  });
+  it('draws, shows and reads back codes of 9 to 12 letters in groups of four', () => {
+    const shown: Record<number, RegExp> = {
+      9: /^[A-Z]{4}-[A-Z]{4}-[A-Z]$/,
+      10: /^[A-Z]{4}-[A-Z]{4}-[A-Z]{2}$/,
+      11: /^[A-Z]{4}-[A-Z]{4}-[A-Z]{3}$/,
+      12: /^[A-Z]{4}-[A-Z]{4}-[A-Z]{4}$/,
+    };
+    for (const length of [9, 10, 11, 12]) {
+      const c = generateUserCode(length);
+      expect(c).toMatch(new RegExp(`^[${USER_CODE_ALPHABET}]{${length}}$`));
+      expect(formatUserCode(c)).toMatch(shown[length]!);
+      expect(normalizeUserCode(formatUserCode(c).toLowerCase())).toBe(c);
+      expect(userCodeSpace(length)).toBe(20 ** length);
+    }
+    expect(formatUserCode('WDJBMJHTXZ')).toBe('WDJB-MJHT-XZ');
+    expect(userCodePlaceholder(8)).toBe('XXXX-XXXX');
+    expect(userCodePlaceholder(10)).toBe('XXXX-XXXX-XX');
+    expect(normalizeUserCode('wdjb mjht xz')).toBe('WDJBMJHTXZ');
   });
   it.each(['wdjb-mjht', ' WDJB MJHT ', 'WDJBMJHT', 'ＷＤＪＢ－ＭＪＨＴ', 'wdjb_mjht', 'WDJB–MJHT'])(
     'normalises %j',
@@ -75,7 +95,7 @@ describe('user codes (RFC 8628 §6.1)', () => {
     ['vowels', 'WDJA-MJHT'],
     ['digits', 'WDJ8-MJHT'],
     ['too short', 'WDJB-MJH'],
-    ['too long', 'WDJB-MJHTX'],
+    ['too long (13 letters)', 'WDJB-MJHT-XZBC-D'],
     ['over 64 characters', `WDJBMJHT${' '.repeat(60)}`],
   ])('refuses %s', (_n, input) => {
     expect(normalizeUserCode(input)).toBeUndefined();

@@ -10,8 +10,11 @@ import {
   tokenExpired,
 } from '../../src/core/engine.ts';
 import { renderReply } from '../../src/service/replies.ts';
+import { deriveKeys } from '../../src/core/crypto.ts';
 import type { BridgeFlow, RelayFlow } from '../../src/core/flow.ts';
 import { stateRank } from '../../src/core/flow.ts';
+
+const KEYS = deriveKeys('engine-test-secret-0123456789abcdef');
 
 const clock = new FakeClock(Date.UTC(2026, 10, 27, 12, 0, 0));
 const T0 = clock.now();
@@ -338,7 +341,7 @@ describe('a queued token past its expiry is never delivered (expires_in counts f
     time.advance(3600 * 1000 - 1);
     expect(tokenExpired(t.flow, time.now())).toBe(false);
     expect(flowError(t.flow, time.now())).toBeUndefined();
-    expect(await renderReply(t.flow, time.now(), 'https://gw.example')).toMatchObject({
+    expect(await renderReply(t.flow, time.now(), 'https://gw.example', KEYS)).toMatchObject({
       status: 'authorized',
       access_token: 'at-123',
     });
@@ -353,7 +356,7 @@ describe('a queued token past its expiry is never delivered (expires_in counts f
     // a redelivery (tick) and req/status both answer the device, with the error and never the dead token
     expect(apply(t.flow, { type: 'tick' }, time.now()).notify).toBe(true);
     expect(apply(t.flow, { type: 'status' }, time.now()).notify).toBe(true);
-    const reply = await renderReply(t.flow, time.now(), 'https://gw.example');
+    const reply = await renderReply(t.flow, time.now(), 'https://gw.example', KEYS);
     expect(reply).toMatchObject({ status: 'error', error: 'expired_token', rid: 'r1' });
     expect(JSON.stringify(reply)).not.toContain('at-123');
   });

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
-import { USER_CODE_SPACE } from '../../src/core/codes.ts';
+import { userCodeSpace } from '../../src/core/codes.ts';
 import { GUESS_TARGET, LIMIT_WINDOW_MS, guessProbability, maxLiveCodes } from '../../src/core/limits.ts';
 
 /** Global failures per minute of a config. */
@@ -23,8 +23,8 @@ describe('code-entry limits from loadConfig', () => {
       global: { max: 10, windowMs: LIMIT_WINDOW_MS },
       requestsPerMinute: 60,
     });
-    expect(guessProbability(globalPerMinute({}), c.codeTtlSeconds, 250)).toBeLessThanOrEqual(GUESS_TARGET);
-    expect(maxLiveCodes(globalPerMinute({}), c.codeTtlSeconds)).toBe(255);
+    expect(guessProbability(globalPerMinute({}), c.codeTtlSeconds, 250, 8)).toBeLessThanOrEqual(GUESS_TARGET);
+    expect(maxLiveCodes(globalPerMinute({}), c.codeTtlSeconds, 8)).toBe(255);
   });
 
   it('keep the guessing probability at or below 1e-6 for any live-code count and lifetime', () => {
@@ -38,9 +38,9 @@ describe('code-entry limits from loadConfig', () => {
       const env = { DEVICEGATE_CODE_TTL: String(ttl), DEVICEGATE_LIVE_CODES: String(live) };
       const perMinute = globalPerMinute(env);
       if (perMinute > 1)
-        expect(guessProbability(perMinute, ttl, live), `${ttl} s, ${live}`).toBeLessThanOrEqual(1e-6);
+        expect(guessProbability(perMinute, ttl, live, 8), `${ttl} s, ${live}`).toBeLessThanOrEqual(1e-6);
       // and the next integer limit would not
-      expect(guessProbability(perMinute + 1, ttl, live), `${ttl} s, ${live}`).toBeGreaterThan(1e-6);
+      expect(guessProbability(perMinute + 1, ttl, live, 8), `${ttl} s, ${live}`).toBeGreaterThan(1e-6);
       const { perIp, global } = loadConfig(env).codeEntryLimits;
       expect(perIp.max).toBeLessThanOrEqual(global.max);
     }
@@ -54,10 +54,38 @@ describe('code-entry limits from loadConfig', () => {
     expect(c.codeEntryLimits.perIp.max).toBe(7);
   });
 
-  it('computes P ≈ R·T·N / 20^8', () => {
-    expect(USER_CODE_SPACE).toBe(20 ** 8);
-    expect(guessProbability(10, 600, 100)).toBeCloseTo(3.90625e-7, 12);
-    expect(guessProbability(10, 600, 1e4)).toBeCloseTo(3.90625e-5, 10);
-    expect(guessProbability(1e6, 600, 1e6)).toBe(1);
+  it('computes P ≈ R·T·N / 20^L', () => {
+    expect(userCodeSpace(8)).toBe(20 ** 8);
+    expect(guessProbability(10, 600, 100, 8)).toBeCloseTo(3.90625e-7, 12);
+    expect(guessProbability(10, 600, 1e4, 8)).toBeCloseTo(3.90625e-5, 10);
+    expect(guessProbability(1e6, 600, 1e6, 8)).toBe(1);
+    expect(guessProbability(10, 600, 1e4, 10)).toBeCloseTo(9.765625e-8, 14);
+  });
+
+  it('derive the limits from DEVICEGATE_USER_CODE_LENGTH: 10^4 live codes need 9 letters for 5 / min, 10 for 102 / min', () => {
+    expect(loadConfig({}).userCodeLength).toBe(8);
+    const live = { DEVICEGATE_LIVE_CODES: '10000' };
+    // 8 letters: the floor of one failure a minute is all that is left, and it is above the target
+    expect(globalPerMinute(live)).toBe(1);
+    expect(guessProbability(1, 600, 1e4, 8)).toBeCloseTo(3.90625e-6, 12);
+    const expected = { 9: [5, 9.765625e-7], 10: [102, 9.9609375e-7] } as const;
+    for (const [length, [perMinute, p]] of Object.entries(expected)) {
+      const env = { ...live, DEVICEGATE_USER_CODE_LENGTH: length };
+      const c = loadConfig(env);
+      expect(c.userCodeLength).toBe(Number(length));
+      expect(c.codeEntryLimits.global.max, `${length} letters`).toBe(perMinute);
+      expect(c.codeEntryLimits.perIp.max).toBe(Math.min(5, perMinute));
+      expect(guessProbability(perMinute, 600, 1e4, Number(length))).toBeCloseTo(p, 14);
+      expect(guessProbability(perMinute, 600, 1e4, Number(length))).toBeLessThanOrEqual(GUESS_TARGET);
+      expect(guessProbability(perMinute + 1, 600, 1e4, Number(length))).toBeGreaterThan(GUESS_TARGET);
+    }
+    // the defaults (250 live codes) at 10 letters: 160 000 / 400 = 4096 a minute
+    expect(globalPerMinute({ DEVICEGATE_USER_CODE_LENGTH: '10' })).toBe(4096);
+  });
+
+  it('refuses code lengths outside 8 to 12 letters, naming the variable', () => {
+    for (const bad of ['7', '13', 'ten', '8.5']) {
+      expect(() => loadConfig({ DEVICEGATE_USER_CODE_LENGTH: bad })).toThrow(/DEVICEGATE_USER_CODE_LENGTH/);
+    }
   });
 });

@@ -140,13 +140,14 @@ describe('relay starter', () => {
   });
 });
 
-function bridgeStarter(store: FlowStore, clock: FakeClock, metrics = new Metrics()) {
+function bridgeStarter(store: FlowStore, clock: FakeClock, metrics = new Metrics(), userCodeLength = 8) {
   return new BridgeStarter({
     store,
     keys,
     clock,
     metrics,
     codeTtlSeconds: 900,
+    userCodeLength,
     pollIntervalSeconds: 5,
     ...LIMITS,
   });
@@ -180,6 +181,15 @@ describe('bridge starter', () => {
     const hash = userCodeHash(keys, normalizeUserCode(r.flow.secrets.userCode)!);
     expect(await store.findUserCode(hash)).toEqual({ deviceId: 'tv-1', rid: 'r1' });
     expect(await store.nextDue()).toBe(now + 900_001);
+  });
+
+  it('draws codes of the configured length (DEVICEGATE_USER_CODE_LENGTH), reserved under their canonical form', async () => {
+    const { clock, store } = memory();
+    const r = await bridgeStarter(store, clock, new Metrics(), 10).start(REQUEST);
+    if (r.status !== 'created' || r.flow.mode !== 'authorization_code') throw new Error('not created');
+    expect(r.flow.secrets.userCode).toMatch(/^[A-Z]{4}-[A-Z]{4}-[A-Z]{2}$/);
+    const hash = userCodeHash(keys, normalizeUserCode(r.flow.secrets.userCode)!);
+    expect(await store.findUserCode(hash)).toEqual({ deviceId: 'tv-1', rid: 'r1' });
   });
 
   it('answers a repeated rid with the stored flow', async () => {

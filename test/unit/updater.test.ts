@@ -2,6 +2,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { deriveKeys } from '../../src/core/crypto.ts';
+import { scanProof } from '../../src/core/scan-link.ts';
 import type { BridgeFlow, PublicJwk } from '../../src/core/flow.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { createLogger } from '../../src/observability/log.ts';
@@ -48,6 +49,7 @@ async function setup(interfere?: (inner: MemoryStore) => (attempt: number) => Pr
   const metrics = new Metrics();
   const sent: Array<{ deviceId: string; reply: DeviceReply }> = [];
   const replies = new Replies({
+    keys,
     channel: { publish: async (deviceId, reply) => void sent.push({ deviceId, reply }) },
     publicUrl: 'https://gw.example',
     metrics,
@@ -81,7 +83,8 @@ const ids = { deviceId: 'tv-1', rid: 'r1' };
 
 describe('flow updater', () => {
   it('answers a status with the pending view and writes nothing', async () => {
-    const { updater, sent, inner } = await setup();
+    const { updater, sent, inner, flow } = await setup();
+    const now = flow.createdAt;
     const r = await updater.update({ ...ids, event: { type: 'status' } });
     expect(r).toMatchObject({ status: 'ok', version: 1, transition: { changed: false, notify: true } });
     expect(sent).toEqual([
@@ -93,7 +96,8 @@ describe('flow updater', () => {
           status: 'pending',
           user_code: 'BCDF-GHJK',
           verification_uri: 'https://gw.example/device',
-          verification_uri_complete: 'https://gw.example/device?user_code=BCDF-GHJK',
+          // the QR link carries the code's proof (src/core/scan-link.ts)
+          verification_uri_complete: `https://gw.example/device?user_code=BCDF-GHJK&k=${scanProof(keys, 'BCDFGHJK', now + 600_000)}`,
           expires_in: 600,
         },
       },

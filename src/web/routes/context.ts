@@ -2,6 +2,10 @@
 import type { FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Clock } from '../../core/clock.ts';
+import { normalizeUserCode, userCodePlaceholder } from '../../core/codes.ts';
+import type { Keys } from '../../core/crypto.ts';
+import type { BridgeFlow } from '../../core/flow.ts';
+import { checkScanProof } from '../../core/scan-link.ts';
 import type { BridgeFlows } from '../../service/bridge.ts';
 import type { CodeEntryGuard } from '../../service/code-entry-guard.ts';
 import type { Metrics } from '../../observability/metrics.ts';
@@ -13,6 +17,10 @@ import { type Frame, type Result, entryPage } from '../views/pages.ts';
 export interface PageContext {
   bridge: BridgeFlows;
   guard: CodeEntryGuard;
+  /** checks the proof of a scanned link (src/core/scan-link.ts) */
+  keys: Keys;
+  /** letters per user code: the entry field's placeholder */
+  userCodeLength: number;
   csrf: CsrfSessions;
   formTargets: FormTargets;
   frame: Frame;
@@ -32,7 +40,12 @@ export interface PageContext {
 /** The one answer for a code that is not usable (unknown, malformed, expired, used, denied): RFC 8628 §5.1. */
 export function notUsable(ctx: PageContext, reply: FastifyReply, sid: string): FastifyReply {
   ctx.metrics.inc('devicegate_code_entry_failures_total');
-  return page(reply, 400, entryPage(ctx.frame, { csrfToken: ctx.csrf.token(sid), invalid: true }));
+  const placeholder = userCodePlaceholder(ctx.userCodeLength);
+  return page(
+    reply,
+    400,
+    entryPage(ctx.frame, { csrfToken: ctx.csrf.token(sid), placeholder, invalid: true }),
+  );
 }
 
 export function doneUrl(result: Result): string {
@@ -53,4 +66,27 @@ export async function beginEntry(
     throw tooMany(attempt.retryAfter);
   }
   return attempt;
+}
+
+/** What a decision that skips the failed-entry guard takes back: nothing was counted. */
+export const UNCOUNTED = { succeeded: async (): Promise<void> => {} };
+
+/**
+ * The flow a scanned link proves (src/core/scan-link.ts): `proof` is valid for the code in `input` and has not
+ * expired, and the code belongs to a live, unused flow with the proof's expiry. `undefined` otherwise; when the
+ * proof itself is wrong nothing is looked up, so a made-up `k` is no oracle and costs the store nothing. Never
+ * counted by the failed-entry guard: only the holder of the device's link can make this succeed.
+ */
+export async function scannedFlow(
+  ctx: PageContext,
+  input: string,
+  proof: string | undefined,
+): Promise<BridgeFlow | undefined> {
+  if (proof === undefined) return undefined;
+  const canonical = normalizeUserCode(input);
+  if (canonical === undefined) return undefined;
+  const expiresAt = checkScanProof(ctx.keys, canonical, proof, ctx.clock.now());
+  if (expiresAt === undefined) return undefined;
+  const flow = await ctx.bridge.lookup(canonical);
+  return flow?.expiresAt === expiresAt ? flow : undefined;
 }

@@ -1,13 +1,14 @@
 /**
  * `POST /device/decision`: Approve redirects to the upstream's authorize endpoint with the OAuth `state` in an
  * HttpOnly, SameSite=Lax cookie scoped to the callback (checked by BridgeFlows.callback, RFC 9700 §2.1.1); Deny ends
- * the flow. Both answer 303, never 307 (RFC 9700 §4.12). Counted by the failed-entry guard like a code entry.
+ * the flow. Both answer 303, never 307 (RFC 9700 §4.12). Counted by the failed-entry guard like a code entry, unless
+ * the form carries the scanned link's proof `k` and it proves the flow (./context.ts `scannedFlow`).
  */
 import { z } from 'zod';
 import { floodLimited } from '../plugins/flood-guard.ts';
 import { formBody } from '../plugins/forms.ts';
 import type { PageScope } from '../zod.ts';
-import { type PageContext, beginEntry, doneUrl, notUsable } from './context.ts';
+import { type PageContext, UNCOUNTED, beginEntry, doneUrl, notUsable, scannedFlow } from './context.ts';
 
 export const STATE_COOKIE = 'dg_state';
 export const CALLBACK_PATH = '/oauth/callback';
@@ -15,6 +16,8 @@ export const CALLBACK_PATH = '/oauth/callback';
 const body = formBody({
   csrf: z.string().optional(),
   user_code: z.string().optional(),
+  /** the scanned link's proof, carried by the confirm page it opened */
+  k: z.string().optional(),
   decision: z.enum(['approve', 'deny']),
 });
 
@@ -24,8 +27,9 @@ export function decisionRoute(scope: PageScope, ctx: PageContext): void {
     { schema: { body }, config: floodLimited(ctx.requestsPerMinute), preHandler: ctx.csrf.preHandler },
     async (req, reply) => {
       const sid = req.csrfSession;
-      const attempt = await beginEntry(ctx, req.ip);
       const code = req.body.user_code ?? '';
+      const scanned = await scannedFlow(ctx, code, req.body.k);
+      const attempt = scanned === undefined ? await beginEntry(ctx, req.ip) : UNCOUNTED;
       let target: string | undefined;
       try {
         if (req.body.decision === 'approve') {

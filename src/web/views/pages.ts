@@ -51,6 +51,8 @@ function signInLine(frame: Frame): Html {
 
 export interface EntryView {
   csrfToken: string;
+  /** the shape of a code, `XXXX-XXXX` for 8 letters (src/core/codes.ts `userCodePlaceholder`) */
+  placeholder: string;
   /** what `?user_code=` carried (already bounded in length); only ever shown as the input's value */
   prefill?: string;
   /** show the one generic "not valid" message */
@@ -72,7 +74,7 @@ export function entryPage(frame: Frame, view: EntryView): string {
         name="user_code"
         type="text"
         value="${view.prefill ?? ''}"
-        placeholder="XXXX-XXXX"
+        placeholder="${view.placeholder}"
         required
         maxlength="20"
         autocomplete="off"
@@ -93,6 +95,8 @@ export function entryPage(frame: Frame, view: EntryView): string {
 export interface ConfirmView {
   csrfToken: string;
   flow: Flow;
+  /** the scanned link's proof (src/core/scan-link.ts), sent back with the decision so it skips the failed-entry guard */
+  proof?: string;
   /** ms since the epoch, for "3 minutes ago" */
   now: number;
 }
@@ -142,6 +146,7 @@ export function confirmPage(frame: Frame, view: ConfirmView): string {
     <form method="post" action="/device/decision">
       <input type="hidden" name="csrf" value="${view.csrfToken}" />
       <input type="hidden" name="user_code" value="${flow.secrets.userCode}" />
+      ${view.proof !== undefined && html`<input type="hidden" name="k" value="${view.proof}" />`}
       <div class="choices">
         <button class="button" type="submit" name="decision" value="deny">${t.deny}</button>
         <button class="button" type="submit" name="decision" value="approve">${t.approve}</button>
