@@ -193,6 +193,10 @@ const entries = {
     schema: z.coerce.number().int().min(1).max(1000).optional(),
     doc: 'Failed code entries per minute per client address (IPv6: per /64). Default: 5, or the global limit when that is lower.',
   },
+  DEVICEGATE_APPROVALS_PER_PERSON: {
+    schema: z.coerce.number().int().min(0).max(100_000).default(20),
+    doc: "Bridge mode: devices one person (the ID token's `sub` at the upstream) may approve per clock hour, over all instances; an approval over it gives the device `access_denied` and the page says why. 0 = no cap. Needs `openid` in the requested scope: without an ID token nobody is counted.",
+  },
   DEVICEGATE_DEMO_PORT: {
     schema: port.default(8081),
     doc: 'Port of the built-in demo identity provider (only when no upstream is configured); 0 picks one.',

@@ -2,6 +2,7 @@
  * Bridge mode (`DEVICEGATE_UPSTREAM_MODE=authorization_code`): the gateway issues the codes, serves the code-entry
  * page, and signs the person in at the upstream with authorization code + PKCE.
  */
+import { ApprovalCap } from '../service/approval-cap.ts';
 import { BridgeFlows } from '../service/bridge.ts';
 import { createUpstream } from '../upstream/oauth.ts';
 import { CodeEntryGuard } from '../service/code-entry-guard.ts';
@@ -34,6 +35,12 @@ export function bridgeWiring(d: WiringDeps): Wiring {
         clock: d.clock,
         metrics: d.metrics,
         log: log.child({ component: 'bridge' }),
+        cap: new ApprovalCap({
+          counter: attempts,
+          keys: d.keys,
+          clock: d.clock,
+          perHour: config.approvalsPerPerson,
+        }),
       });
       const guard = new CodeEntryGuard({ counter: attempts, limits: config.codeEntryLimits, clock: d.clock });
       return {
@@ -46,7 +53,6 @@ export function bridgeWiring(d: WiringDeps): Wiring {
             issuer: d.upstream.issuer,
             keys: d.keys,
             requestsPerMinute: config.codeEntryLimits.requestsPerMinute,
-            codeTtlSeconds: config.codeTtlSeconds,
             metrics: d.metrics,
             log,
             clock: d.clock,

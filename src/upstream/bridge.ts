@@ -7,7 +7,7 @@ import { OAuthError } from '../core/errors.ts';
 import { refusalError, meaning } from './errors.ts';
 import { exchange, orThrow } from './exchange.ts';
 import { type UpstreamContext, refresh, tokenSet } from './tokens.ts';
-import type { BridgeUpstream } from './types.ts';
+import type { BridgeUpstream, SignIn } from './types.ts';
 
 /** The bridge upstream; `redirectUri` is the exact redirect URI registered at the upstream. */
 export function bridgeUpstream(ctx: UpstreamContext, redirectUri: string): BridgeUpstream {
@@ -57,14 +57,16 @@ export function bridgeUpstream(ctx: UpstreamContext, redirectUri: string): Bridg
             expected.codeVerifier,
             options,
           ),
-        async (res) => {
+        async (res): Promise<SignIn> => {
           // The nonce is checked when the answer carries an ID token (an OpenID provider); a plain OAuth 2 server
           // that ignored `openid` sends none, and then an ID token must not carry a nonce either.
           const nonce =
             expected.nonce !== undefined && (await hasIdToken(res)) ? expected.nonce : oauth.expectNoNonce;
-          return tokenSet(
-            await oauth.processAuthorizationCodeResponse(as, ctx.client, res, { expectedNonce: nonce }),
-          );
+          const answer = await oauth.processAuthorizationCodeResponse(as, ctx.client, res, {
+            expectedNonce: nonce,
+          });
+          const subject = oauth.getValidatedIdTokenClaims(answer)?.sub;
+          return { token: tokenSet(answer), ...(subject !== undefined && { subject }) };
         },
       );
       return orThrow('code_exchange', result);

@@ -543,8 +543,13 @@ describe('bridge mode against the demo IdP', () => {
     expect(callback.searchParams.get('state')).toBe(state);
     expect(callback.searchParams.get('iss')).toBe(idp.issuer); // RFC 9207
 
-    const token = await bridge.exchangeCode(callback.searchParams, { state, codeVerifier, nonce });
+    const { token, subject } = await bridge.exchangeCode(callback.searchParams, {
+      state,
+      codeVerifier,
+      nonce,
+    });
     expect(token).toMatchObject({ token_type: 'Bearer', scope: 'openid email' });
+    expect(subject).toBe('demo'); // the validated ID token's sub: who signed in, for the approval cap
     expect(await acceptedByIdp(idp, token.access_token)).toEqual({ sub: 'demo', active: true });
 
     const before = idp.stats.redemptions.get('authorization_code') ?? 0;
