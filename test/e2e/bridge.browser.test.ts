@@ -231,7 +231,7 @@ describe('bridge mode in Chromium', () => {
       await page.getByRole('button', { name: 'Approve' }).click();
       authorizeUrl = (await authorize).url();
       await page.locator('#username').waitFor();
-      attackerCookies = await attacker.cookies(publicUrl);
+      attackerCookies = await attacker.cookies(); // every path: the old cookie was scoped to the callback
     } finally {
       await attacker.close();
     }
@@ -252,8 +252,13 @@ describe('bridge mode in Chromium', () => {
         await page.locator('#password').fill(idp.password);
         await page.getByRole('button', { name: 'Sign in' }).click();
         await page.getByRole('button', { name: 'Approve' }).click();
-        await page.waitForURL((u) => u.href.startsWith(`${publicUrl}/oauth/callback`));
-        await expect.poll(() => page.locator('h1').innerText()).toBe('This sign-in link is no longer valid');
+        await page.waitForURL((u) => u.origin === publicUrl);
+        expect(
+          s.device.received.some((r) => r.json?.['status'] === 'authorized'),
+          `cookie: ${withCookie}`,
+        ).toBe(false);
+        expect(page.url().startsWith(`${publicUrl}/oauth/callback?`)).toBe(true);
+        expect(await page.locator('h1').innerText()).toBe('This sign-in link is no longer valid');
         if (withCookie) await screenshot(page, 'planted-state-refused');
       } finally {
         await victim.close();
