@@ -195,7 +195,7 @@ const entries = {
   },
   DEVICEGATE_APPROVALS_PER_PERSON: {
     schema: z.coerce.number().int().min(0).max(100_000).default(20),
-    doc: "Bridge mode: devices one person (the ID token's `sub` at the upstream) may approve per clock hour, over all instances; an approval over it gives the device `access_denied` and the page says why. 0 = no cap. Needs `openid` in the requested scope: without an ID token nobody is counted.",
+    doc: "Devices one person may approve per clock hour, over all instances; the person is the `sub` of the upstream's ID token, so the scope must include `openid` (without an ID token nobody is counted). Over the cap the device gets `access_denied` instead of the token, and in bridge mode the page says why. 0 = no cap.",
   },
   DEVICEGATE_DEMO_PORT: {
     schema: port.default(8081),

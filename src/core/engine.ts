@@ -13,7 +13,8 @@ export const MAX_BACKOFF_EXPONENT = 5;
 
 /** The answer of one upstream poll in relay mode, already mapped from HTTP by the upstream client. */
 export type PollOutcome =
-  | { kind: 'token'; token: TokenSet }
+  /** `subject`: who approved, when the upstream said so (a validated ID token's `sub`); for the approval cap */
+  | { kind: 'token'; token: TokenSet; subject?: string }
   | { kind: 'authorization_pending' }
   | { kind: 'slow_down' }
   | { kind: 'access_denied' }

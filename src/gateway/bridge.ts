@@ -2,7 +2,6 @@
  * Bridge mode (`DEVICEGATE_UPSTREAM_MODE=authorization_code`): the gateway issues the codes, serves the code-entry
  * page, and signs the person in at the upstream with authorization code + PKCE.
  */
-import { ApprovalCap } from '../service/approval-cap.ts';
 import { BridgeFlows } from '../service/bridge.ts';
 import { createUpstream } from '../upstream/oauth.ts';
 import { CodeEntryGuard } from '../service/code-entry-guard.ts';
@@ -26,7 +25,7 @@ export function bridgeWiring(d: WiringDeps): Wiring {
         maxFlowsPerDevice: config.maxFlowsPerDevice,
         leaseMs: config.leaseMs,
       }),
-    withService({ service, store, attempts }) {
+    withService({ service, store, attempts, cap }) {
       const bridge = new BridgeFlows({
         updater: service.updater,
         store,
@@ -35,12 +34,7 @@ export function bridgeWiring(d: WiringDeps): Wiring {
         clock: d.clock,
         metrics: d.metrics,
         log: log.child({ component: 'bridge' }),
-        cap: new ApprovalCap({
-          counter: attempts,
-          keys: d.keys,
-          clock: d.clock,
-          perHour: config.approvalsPerPerson,
-        }),
+        cap,
       });
       const guard = new CodeEntryGuard({ counter: attempts, limits: config.codeEntryLimits, clock: d.clock });
       return {

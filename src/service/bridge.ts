@@ -19,7 +19,7 @@ import { isExpired } from '../core/engine.ts';
 import type { BridgeFlow, Flow } from '../core/flow.ts';
 import { type FlowStore, GRACE_MS } from '../store/types.ts';
 import type { BridgeUpstream, SignIn } from '../upstream/types.ts';
-import type { ApprovalCap } from './approval-cap.ts';
+import { type ApprovalCap, OVER_CAP } from './approval-cap.ts';
 import { userCodeHash } from './start-bridge.ts';
 import { newLeaseToken } from './lease.ts';
 import type { FlowUpdater, UpdateOptions } from './updater.ts';
@@ -53,9 +53,6 @@ export interface BridgeDeps {
   /** the per-person approval cap, applied to the subject of each sign-in */
   cap: ApprovalCap;
 }
-
-/** What the device is told when the person who signed in reached the approval cap. */
-export const OVER_CAP = 'the person who signed in has approved too many devices in the last hour';
 
 export class BridgeFlows {
   readonly #d: BridgeDeps;
@@ -234,7 +231,6 @@ export class BridgeFlows {
     }
     if (signIn.subject !== undefined && !(await this.#d.cap.admit(signIn.subject))) {
       this.#d.log.info({ deviceId, rid }, 'approval refused: the person reached the approval cap');
-      this.#d.metrics.inc('devicegate_approvals_capped_total');
       return { event: { type: 'fail', code: 'access_denied', description: OVER_CAP }, capped: true };
     }
     return { event: { type: 'token', token: signIn.token }, capped: false };

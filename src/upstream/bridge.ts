@@ -6,7 +6,7 @@ import * as oauth from 'oauth4webapi';
 import { OAuthError } from '../core/errors.ts';
 import { refusalError, meaning } from './errors.ts';
 import { exchange, orThrow } from './exchange.ts';
-import { type UpstreamContext, refresh, tokenSet } from './tokens.ts';
+import { type UpstreamContext, refresh, signIn } from './tokens.ts';
 import type { BridgeUpstream, SignIn } from './types.ts';
 
 /** The bridge upstream; `redirectUri` is the exact redirect URI registered at the upstream. */
@@ -62,11 +62,9 @@ export function bridgeUpstream(ctx: UpstreamContext, redirectUri: string): Bridg
           // that ignored `openid` sends none, and then an ID token must not carry a nonce either.
           const nonce =
             expected.nonce !== undefined && (await hasIdToken(res)) ? expected.nonce : oauth.expectNoNonce;
-          const answer = await oauth.processAuthorizationCodeResponse(as, ctx.client, res, {
-            expectedNonce: nonce,
-          });
-          const subject = oauth.getValidatedIdTokenClaims(answer)?.sub;
-          return { token: tokenSet(answer), ...(subject !== undefined && { subject }) };
+          return signIn(
+            await oauth.processAuthorizationCodeResponse(as, ctx.client, res, { expectedNonce: nonce }),
+          );
         },
       );
       return orThrow('code_exchange', result);

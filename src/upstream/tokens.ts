@@ -4,6 +4,7 @@
  */
 import * as oauth from 'oauth4webapi';
 import type { TokenSet } from '../core/flow.ts';
+import type { SignIn } from './types.ts';
 import type { MetadataSource } from './discovery.ts';
 import { type HttpContext, exchange, orThrow } from './exchange.ts';
 
@@ -25,6 +26,12 @@ export async function refresh(ctx: UpstreamContext, refreshToken: string): Promi
     async (res) => tokenSet(await oauth.processRefreshTokenResponse(as, ctx.client, res)),
   );
   return orThrow('refresh', result);
+}
+
+/** A token response oauth4webapi processed (its ID token, if any, validated): the token set and who signed in. */
+export function signIn(t: oauth.TokenEndpointResponse): SignIn {
+  const subject = oauth.getValidatedIdTokenClaims(t)?.sub;
+  return { token: tokenSet(t), ...(subject !== undefined && { subject }) };
 }
 
 /** RFC 6749 §5.1 members the gateway keeps. */

@@ -161,6 +161,7 @@ describe('relay mode against the demo IdP', () => {
     expect(outcome.token.expires_in).toBeGreaterThan(0);
     expect(typeof outcome.token.refresh_token).toBe('string');
     expect(typeof outcome.token.id_token).toBe('string');
+    expect(outcome.subject).toBe('demo'); // who approved, from the validated ID token: for the approval cap
     expect(await acceptedByIdp(idp, outcome.token.access_token)).toEqual({ sub: 'demo', active: true });
     expect(idp.stats.redemptions.get('urn:ietf:params:oauth:grant-type:device_code')).toBe(before + 1);
 
