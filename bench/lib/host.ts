@@ -206,14 +206,14 @@ async function handle(req: HostRequest): Promise<unknown> {
     case 'bridge-begin': {
       // what the Approve button does: the browser is then sent to `redirectUrl` at the upstream
       if (bridge === undefined) throw new Error('the gateway was not started with bridge: true');
-      const approved = await bridge.approve(req.userCode);
+      const approved = await bridge.approve(req.userCode, BENCH_SESSION);
       if (approved === undefined) throw new Error('approve() refused the code');
-      return approved;
+      return { ...approved, state: stateOf(approved.redirectUrl) };
     }
     case 'bridge-finish': {
       // what `/oauth/callback` does with the upstream's redirect
       if (bridge === undefined) throw new Error('the gateway was not started with bridge: true');
-      const out = await bridge.callback(new URL(req.callbackUrl).searchParams, req.state);
+      const out = await bridge.callback(new URL(req.callbackUrl).searchParams, BENCH_SESSION);
       return { outcome: out.outcome, doneAt: nowMs() };
     }
     case 'metrics-text':
@@ -227,8 +227,9 @@ async function handle(req: HostRequest): Promise<unknown> {
 async function bridgeApprove(userCode: string): Promise<BridgeApproveInfo> {
   if (bridge === undefined) throw new Error('the gateway was not started with bridge: true');
   const approveAt = nowMs();
-  const approved = await bridge.approve(userCode);
+  const approved = await bridge.approve(userCode, BENCH_SESSION);
   if (approved === undefined) throw new Error('approve() refused the code');
+  const state = stateOf(approved.redirectUrl);
   // The browser would follow the redirect to the upstream; the fake upstream answers at once with the callback URL.
   const res = await request(approved.redirectUrl, { method: 'GET' });
   await res.body.dump();
@@ -236,8 +237,16 @@ async function bridgeApprove(userCode: string): Promise<BridgeApproveInfo> {
   if (typeof location !== 'string')
     throw new Error(`the upstream answered ${res.statusCode} without a redirect`);
   const callbackAt = nowMs();
-  const out = await bridge.callback(new URL(location).searchParams, approved.state);
-  return { outcome: out.outcome, state: approved.state, approveAt, callbackAt, doneAt: nowMs() };
+  const out = await bridge.callback(new URL(location).searchParams, BENCH_SESSION);
+  return { outcome: out.outcome, state, approveAt, callbackAt, doneAt: nowMs() };
+}
+
+/** The one browser session every benchmark approval and callback comes from (the state is bound to it). */
+const BENCH_SESSION = 'bench-browser-session';
+
+/** The `state` an authorize URL carries. */
+function stateOf(authorizeUrl: string): string {
+  return new URL(authorizeUrl).searchParams.get('state') ?? '';
 }
 
 /**

@@ -77,6 +77,8 @@ export async function alternative(ctx: BenchContext): Promise<ScenarioResult> {
     const upstreamEnv = {
       DEVICEGATE_UPSTREAM_CLIENT_ID: idp.clientId,
       DEVICEGATE_UPSTREAM_CLIENT_SECRET: idp.clientSecret,
+      // the demo IdP's one person approves every benchmark device: no per-person approval cap
+      DEVICEGATE_APPROVALS_PER_PERSON: '0',
     };
     const bridgeHost = await spawnHost('gateway-bridge');
     hosts.push(bridgeHost);

@@ -67,6 +67,8 @@ export interface Config {
   readonly trustProxy?: number | string;
   /** the bridge-mode page's limits on failed code entries (RFC 8628 §5.1), derived in src/core/limits.ts */
   readonly codeEntryLimits: CodeEntryLimits;
+  /** bridge mode: devices one person may approve per clock hour; 0 = no cap (src/service/approval-cap.ts) */
+  readonly approvalsPerPerson: number;
   readonly logLevel: Env['DEVICEGATE_LOG_LEVEL'];
 }
 
@@ -153,6 +155,7 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
       globalPerMinute: e.DEVICEGATE_CODE_ENTRY_LIMIT_GLOBAL,
       perIpPerMinute: e.DEVICEGATE_CODE_ENTRY_LIMIT_IP,
     }),
+    approvalsPerPerson: e.DEVICEGATE_APPROVALS_PER_PERSON,
     logLevel: e.DEVICEGATE_LOG_LEVEL,
   };
 }

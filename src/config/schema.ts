@@ -203,6 +203,10 @@ const entries = {
     schema: z.coerce.number().int().min(1).max(1000).optional(),
     doc: 'Failed code entries per minute per client address (IPv6: per /64). Default: 5, or the global limit when that is lower.',
   },
+  DEVICEGATE_APPROVALS_PER_PERSON: {
+    schema: z.coerce.number().int().min(0).max(100_000).default(20),
+    doc: "Devices one person may approve per clock hour, over all instances; the person is the `sub` of the upstream's ID token, so the scope must include `openid` (without an ID token nobody is counted). Over the cap the device gets `access_denied` instead of the token, and in bridge mode the page says why. 0 = no cap.",
+  },
   DEVICEGATE_DEMO_PORT: {
     schema: port.default(8081),
     doc: 'Port of the built-in demo identity provider (only when no upstream is configured); 0 picks one.',

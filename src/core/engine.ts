@@ -13,8 +13,11 @@ export const MAX_BACKOFF_EXPONENT = 5;
 
 /** The answer of one upstream poll in relay mode, already mapped from HTTP by the upstream client. */
 export type PollOutcome =
-  /** `refreshable`: the gateway kept a grant from this token set (set by the grant store, not the upstream) */
-  | { kind: 'token'; token: TokenSet; refreshable?: boolean }
+  /**
+   * `refreshable`: the gateway kept a grant from this token set (set by the grant store, not the upstream);
+   * `subject`: who approved, when the upstream said so (a validated ID token's `sub`); for the approval cap
+   */
+  | { kind: 'token'; token: TokenSet; refreshable?: boolean; subject?: string }
   | { kind: 'authorization_pending' }
   | { kind: 'slow_down' }
   | { kind: 'access_denied' }

@@ -26,7 +26,7 @@ export function bridgeWiring(d: WiringDeps): Wiring {
         maxFlowsPerDevice: config.maxFlowsPerDevice,
         leaseMs: config.leaseMs,
       }),
-    withService({ service, store, attempts }) {
+    withService({ service, store, attempts, cap }) {
       const bridge = new BridgeFlows({
         updater: service.updater,
         store,
@@ -35,6 +35,7 @@ export function bridgeWiring(d: WiringDeps): Wiring {
         clock: d.clock,
         metrics: d.metrics,
         log: log.child({ component: 'bridge' }),
+        cap,
       });
       const guard = new CodeEntryGuard({ counter: attempts, limits: config.codeEntryLimits, clock: d.clock });
       return {
@@ -47,7 +48,6 @@ export function bridgeWiring(d: WiringDeps): Wiring {
             issuer: d.upstream.issuer,
             keys: d.keys,
             requestsPerMinute: config.codeEntryLimits.requestsPerMinute,
-            codeTtlSeconds: config.codeTtlSeconds,
             userCodeLength: config.userCodeLength,
             metrics: d.metrics,
             log,

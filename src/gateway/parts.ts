@@ -11,6 +11,7 @@ import { DEMO_DEVICE_KEY, deriveKeys, randomSecret } from '../core/crypto.ts';
 import { createLogger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { type FlowService, createFlowService } from '../service/flows.ts';
+import { ApprovalCap } from '../service/approval-cap.ts';
 import { Scheduler } from '../service/scheduler.ts';
 import { flowCodec } from '../store/codec.ts';
 import type { UpstreamClient } from '../upstream/oauth.ts';
@@ -70,7 +71,15 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
     metrics,
     channel: built.transport,
   });
-  const mode = wiring.withService({ service, store, attempts: opened.attempts });
+  // one cap for both places a person's approval arrives: bridge callbacks and relay polls
+  const cap = new ApprovalCap({
+    counter: opened.attempts,
+    keys,
+    clock,
+    perHour: config.approvalsPerPerson,
+    metrics,
+  });
+  const mode = wiring.withService({ service, store, attempts: opened.attempts, cap });
   const scheduler = new Scheduler({
     store,
     service: service.updater,
@@ -79,6 +88,7 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
     log: log.child({ component: 'scheduler' }),
     metrics,
     leaseMs: config.leaseMs,
+    cap,
   });
   const app = buildApp({
     log,

@@ -8,6 +8,7 @@ import type { Config } from '../config/index.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Keys } from '../core/crypto.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { ApprovalCap } from '../service/approval-cap.ts';
 import type { BridgeFlows } from '../service/bridge.ts';
 import type { FlowService } from '../service/flows.ts';
 import type { FlowStarter } from '../service/starter.ts';
@@ -40,7 +41,12 @@ export interface Wiring {
   /** The mode's flow starter for `req/authorize`, over the store. */
   starter(store: FlowStore): FlowStarter;
   /** Builds the rest of the mode around the service and the store. */
-  withService(parts: { service: FlowService; store: FlowStore; attempts: AttemptCounter }): ModeParts;
+  withService(parts: {
+    service: FlowService;
+    store: FlowStore;
+    attempts: AttemptCounter;
+    cap: ApprovalCap;
+  }): ModeParts;
 }
 
 /**

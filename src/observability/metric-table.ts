@@ -79,6 +79,11 @@ export const METRICS = {
     help: 'Code entries refused because a brute-force limit was reached.',
     labels: [],
   },
+  devicegate_approvals_capped_total: {
+    type: 'counter',
+    help: 'Bridge-mode sign-ins refused because the person reached DEVICEGATE_APPROVALS_PER_PERSON this hour.',
+    labels: [],
+  },
   devicegate_refreshes_total: {
     type: 'counter',
     help: 'Access tokens refreshed for devices (req/refresh).',

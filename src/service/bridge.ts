@@ -4,11 +4,13 @@
  * page and `/oauth/callback` call; nothing here renders HTML.
  *
  * Rules (RFC 8628 §5, RFC 9700): user codes are looked up by keyed hash and compared in constant time; a code is
- * dead once approved, denied or expired; `state` is bound to the browser (cookie) and usable once; the upstream code
- * is exchanged once, by the holder of the flow's lease; the device is told at once.
+ * dead once approved, denied or expired; `state` is bound to the browser session that saw the confirm page and
+ * completes one callback, deleted only once that callback is done; the upstream code is exchanged once, by the holder
+ * of the flow's lease; the device is told at once.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import type { Clock } from '../core/clock.ts';
 import { normalizeUserCode } from '../core/codes.ts';
 import type { Keys } from '../core/crypto.ts';
@@ -16,7 +18,8 @@ import { OAuthError, UnavailableError } from '../core/errors.ts';
 import { isExpired } from '../core/engine.ts';
 import type { BridgeFlow, Flow } from '../core/flow.ts';
 import { type FlowStore, GRACE_MS } from '../store/types.ts';
-import type { BridgeUpstream } from '../upstream/types.ts';
+import type { BridgeUpstream, SignIn } from '../upstream/types.ts';
+import { type ApprovalCap, OVER_CAP } from './approval-cap.ts';
 import { userCodeHash } from './start-bridge.ts';
 import { newLeaseToken } from './lease.ts';
 import type { FlowUpdater, UpdateOptions } from './updater.ts';
@@ -30,11 +33,13 @@ export type CallbackOutcome =
   | { outcome: 'authorized'; flow: Flow }
   /** the person (or the upstream) refused; the device was told `access_denied` */
   | { outcome: 'denied'; flow: Flow }
+  /** the person reached the approval cap (src/service/approval-cap.ts); the device was told `access_denied` */
+  | { outcome: 'capped' }
   /** the flow's lifetime ended first; the device was told `expired_token` */
   | { outcome: 'expired' }
   /** the upstream failed; the device was told */
   | { outcome: 'failed'; error: OAuthError }
-  /** no such state, replayed, or not from this browser: nothing happened */
+  /** no such state, replayed, or not from the browser session it was issued to: nothing happened */
   | { outcome: 'invalid' };
 
 export interface BridgeDeps {
@@ -45,6 +50,8 @@ export interface BridgeDeps {
   clock: Clock;
   metrics: Metrics;
   log: Logger;
+  /** the per-person approval cap, applied to the subject of each sign-in */
+  cap: ApprovalCap;
 }
 
 export class BridgeFlows {
@@ -75,10 +82,12 @@ export class BridgeFlows {
   }
 
   /**
-   * The person approved: the code is used up, and the browser goes to the upstream's authorize endpoint with PKCE
-   * S256 and a fresh `state` (which the caller binds to a cookie). `undefined` when the code is no longer usable.
+   * The person approved, in the browser session `session` (the CSRF session that saw the confirm page): the code is
+   * used up, a fresh `state` is stored bound to that session (keyed hash, never the id itself), and the browser goes
+   * to the upstream's authorize endpoint with PKCE S256 and that `state`. `undefined` when the code is no longer
+   * usable.
    */
-  async approve(input: string): Promise<{ redirectUrl: string; state: string } | undefined> {
+  async approve(input: string, session: string): Promise<{ redirectUrl: string } | undefined> {
     const flow = await this.lookup(input);
     if (flow === undefined) return undefined;
     const state = randomBytes(32).toString('base64url');
@@ -97,8 +106,9 @@ export class BridgeFlows {
     const now = this.#d.clock.now();
     // Kept past expiry (with the record's grace) so a late callback can still tell the device `expired_token`.
     const ttl = Math.max(1000, flow.expiresAt + GRACE_MS - now);
-    await this.#d.store.putOnce(this.#stateHash(state), `${flow.deviceId}/${flow.rid}`, ttl);
-    return { redirectUrl: request.url, state };
+    const ref: StateRef = { deviceId: flow.deviceId, rid: flow.rid, browser: this.#browserHash(session) };
+    await this.#d.store.putOnce(this.#stateHash(state), JSON.stringify(ref), ttl);
+    return { redirectUrl: request.url };
   }
 
   /** The person denied: the code dies and the device is told `access_denied` at once. `false` if not usable. */
@@ -115,75 +125,115 @@ export class BridgeFlows {
   }
 
   /**
-   * `/oauth/callback`: checks that `state` came back to the browser it was issued to and was never used, then
-   * exchanges the code once (holding the flow's lease) and pushes the result to the device.
+   * `/oauth/callback`, arriving in browser session `session`: the `state` must be one this gateway issued, still
+   * unused, and issued to this very session — else `invalid`, and the stored state is left alone (a planted or
+   * crossed callback cannot spend another browser's state). Then, holding the flow's lease, the code is exchanged
+   * once and the result written; only then is the state deleted, so a callback that failed on the store (thrown
+   * `UnavailableError`, the page's 503) can be retried. A replay finds the flow no longer awaiting its callback.
    */
-  async callback(params: URLSearchParams, browserState: string | undefined): Promise<CallbackOutcome> {
-    const { store, clock, updater, log } = this.#d;
+  async callback(params: URLSearchParams, session: string | undefined): Promise<CallbackOutcome> {
+    const { store, clock, log } = this.#d;
     const state = params.get('state');
-    if (state === null || browserState === undefined || !sameSecret(state, browserState))
+    if (state === null || session === undefined) return { outcome: 'invalid' };
+    const stateKey = this.#stateHash(state);
+    const ref = parseStateRef(await store.getOnce(stateKey));
+    if (ref === undefined || !sameSecret(ref.browser, this.#browserHash(session)))
       return { outcome: 'invalid' };
-    const ref = await store.takeOnce(this.#stateHash(state));
-    if (ref === undefined) return { outcome: 'invalid' };
-    const slash = ref.indexOf('/');
-    const deviceId = ref.slice(0, slash);
-    const rid = ref.slice(slash + 1);
+    const { deviceId, rid } = ref;
     const lease = newLeaseToken();
-    if (!(await store.acquireLease(deviceId, rid, lease, clock.now(), MAX_AUTHORIZE_MS)))
-      return { outcome: 'invalid' };
+    let held: boolean;
     try {
-      const current = await store.get(deviceId, rid);
-      if (current === undefined) return { outcome: 'expired' };
-      const { flow } = current;
-      if (
-        flow.mode !== 'authorization_code' ||
-        flow.state !== 'pending' ||
-        flow.approvedAt === undefined ||
-        flow.secrets.codeVerifier === undefined
-      ) {
-        return { outcome: 'invalid' };
-      }
-      if (isExpired(flow, clock.now())) {
-        await updater.update({ deviceId, rid, event: { type: 'tick' }, leaseToken: lease, known: current });
-        return { outcome: 'expired' };
-      }
-      let event: UpdateOptions['event'];
-      try {
-        const token = await this.#d.upstream.exchangeCode(params, {
-          state,
-          codeVerifier: flow.secrets.codeVerifier,
-          ...(flow.secrets.nonce !== undefined && { nonce: flow.secrets.nonce }),
-        });
-        event = { type: 'token', token };
-      } catch (err) {
-        const e =
-          err instanceof OAuthError
-            ? err
-            : new OAuthError(
-                'server_error',
-                err instanceof UnavailableError
-                  ? 'the identity provider could not be reached'
-                  : 'the sign-in failed',
-              );
-        if (!(err instanceof OAuthError)) log.warn({ deviceId, rid, err }, 'code exchange failed');
-        event = { type: 'fail', code: e.code, description: e.description };
-      }
-      const r = await updater.update({ deviceId, rid, event, leaseToken: lease, known: current });
-      if (r.status !== 'ok') return { outcome: 'invalid' };
-      const after = r.transition.flow;
-      if (after.state === 'authorized') return { outcome: 'authorized', flow: after };
-      if (after.state === 'denied') return { outcome: 'denied', flow: after };
-      if (after.state === 'expired') return { outcome: 'expired' };
-      return {
-        outcome: 'failed',
-        error: new OAuthError(
-          after.error?.code ?? 'server_error',
-          after.error?.description ?? 'the sign-in failed',
-        ),
-      };
+      held = await store.acquireLease(deviceId, rid, lease, clock.now(), MAX_AUTHORIZE_MS);
+    } catch (err) {
+      // A timed-out call may still have taken the lease in the store: give it back, or the retry would find the
+      // flow leased for MAX_AUTHORIZE_MS. On one Redis connection the release runs after the take.
+      await store.releaseLease(deviceId, rid, lease).catch(() => undefined);
+      throw err;
+    }
+    if (!held) return { outcome: 'invalid' };
+    try {
+      const outcome = await this.#complete(deviceId, rid, state, params, lease);
+      // Finished either way; a leftover state is harmless (its flow no longer awaits a callback) and expires.
+      await store.deleteOnce(stateKey).catch((err: unknown) => log.warn({ err }, 'state not deleted'));
+      return outcome;
     } finally {
       await store.releaseLease(deviceId, rid, lease).catch(() => undefined);
     }
+  }
+
+  /** The callback's work under the lease: check the flow, exchange the code, cap, write and tell the device. */
+  async #complete(
+    deviceId: string,
+    rid: string,
+    state: string,
+    params: URLSearchParams,
+    lease: string,
+  ): Promise<CallbackOutcome> {
+    const { store, clock, updater } = this.#d;
+    const current = await store.get(deviceId, rid);
+    if (current === undefined) return { outcome: 'expired' };
+    const { flow } = current;
+    if (
+      flow.mode !== 'authorization_code' ||
+      flow.state !== 'pending' ||
+      flow.approvedAt === undefined ||
+      flow.secrets.codeVerifier === undefined
+    ) {
+      return { outcome: 'invalid' };
+    }
+    if (isExpired(flow, clock.now())) {
+      await updater.update({ deviceId, rid, event: { type: 'tick' }, leaseToken: lease, known: current });
+      return { outcome: 'expired' };
+    }
+    const { event, capped } = await this.#exchange(flow, state, params);
+    const r = await updater.update({ deviceId, rid, event, leaseToken: lease, known: current });
+    if (r.status !== 'ok') return { outcome: 'invalid' };
+    const after = r.transition.flow;
+    if (after.state === 'authorized') return { outcome: 'authorized', flow: after };
+    if (capped && after.state === 'denied') return { outcome: 'capped' };
+    if (after.state === 'denied') return { outcome: 'denied', flow: after };
+    if (after.state === 'expired') return { outcome: 'expired' };
+    return {
+      outcome: 'failed',
+      error: new OAuthError(
+        after.error?.code ?? 'server_error',
+        after.error?.description ?? 'the sign-in failed',
+      ),
+    };
+  }
+
+  /** Exchanges the code once and applies the per-person cap: the event the flow gets, and whether the cap refused. */
+  async #exchange(
+    flow: BridgeFlow,
+    state: string,
+    params: URLSearchParams,
+  ): Promise<{ event: UpdateOptions['event']; capped: boolean }> {
+    const { deviceId, rid } = flow;
+    let signIn: SignIn;
+    try {
+      signIn = await this.#d.upstream.exchangeCode(params, {
+        state,
+        codeVerifier: flow.secrets.codeVerifier!,
+        ...(flow.secrets.nonce !== undefined && { nonce: flow.secrets.nonce }),
+      });
+    } catch (err) {
+      const e =
+        err instanceof OAuthError
+          ? err
+          : new OAuthError(
+              'server_error',
+              err instanceof UnavailableError
+                ? 'the identity provider could not be reached'
+                : 'the sign-in failed',
+            );
+      if (!(err instanceof OAuthError)) this.#d.log.warn({ deviceId, rid, err }, 'code exchange failed');
+      return { event: { type: 'fail', code: e.code, description: e.description }, capped: false };
+    }
+    if (signIn.subject !== undefined && !(await this.#d.cap.admit(signIn.subject))) {
+      this.#d.log.info({ deviceId, rid }, 'approval refused: the person reached the approval cap');
+      return { event: { type: 'fail', code: 'access_denied', description: OVER_CAP }, capped: true };
+    }
+    return { event: { type: 'token', token: signIn.token }, capped: false };
   }
 
   #codeHash(canonical: string): string {
@@ -192,6 +242,24 @@ export class BridgeFlows {
 
   #stateHash(state: string): string {
     return this.#d.keys.lookupHash('oauth_state', state);
+  }
+
+  #browserHash(session: string): string {
+    return this.#d.keys.lookupHash('browser_session', session);
+  }
+}
+
+/** What is stored under a `state`'s hash: its flow, and the keyed hash of the browser session that approved. */
+const StateRef = z.object({ deviceId: z.string(), rid: z.string(), browser: z.string() });
+type StateRef = z.infer<typeof StateRef>;
+
+function parseStateRef(stored: string | undefined): StateRef | undefined {
+  if (stored === undefined) return undefined;
+  try {
+    const r = StateRef.safeParse(JSON.parse(stored));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
   }
 }
 

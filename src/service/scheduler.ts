@@ -19,6 +19,7 @@ import { type PollOutcome, apply, dueAt } from '../core/engine.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { RelayUpstream, Upstream } from '../upstream/types.ts';
 import type { FlowUpdater } from './updater.ts';
+import { type ApprovalCap, OVER_CAP } from './approval-cap.ts';
 import { type Lease, takeLease } from './lease.ts';
 import { describe } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -34,6 +35,8 @@ export interface SchedulerOptions {
   log: Logger;
   metrics: Metrics;
   leaseMs: number;
+  /** the per-person approval cap, applied to a relay token answer that says who approved */
+  cap: ApprovalCap;
   /** Longest sleep between looks at the schedule (other instances may add work). Default 250 ms. */
   maxIdleMs?: number;
   /** Flows visited at once. Default 64. */
@@ -157,7 +160,7 @@ export class Scheduler {
       ) {
         // Paused past the lease: another instance may be polling this device_code right now. Never send it twice.
         if (lease.lost) return;
-        const outcome = await this.#poll(upstream, flow.secrets.deviceCode);
+        const outcome = await this.#poll(upstream, flow.secrets.deviceCode, deviceId, rid);
         await service.update({
           deviceId,
           rid,
@@ -190,9 +193,23 @@ export class Scheduler {
     return Math.max(50, Math.min(this.#o.leaseMs / 4, 1000));
   }
 
-  async #poll(upstream: RelayUpstream, deviceCode: string): Promise<PollOutcome> {
+  /** One poll; a token for a person over the approval cap becomes `access_denied` (the token is never delivered). */
+  async #poll(
+    upstream: RelayUpstream,
+    deviceCode: string,
+    deviceId: string,
+    rid: string,
+  ): Promise<PollOutcome> {
     const outcome = await upstream.pollDeviceToken(deviceCode);
     this.#o.metrics.inc('devicegate_upstream_polls_total', { outcome: outcome.kind });
+    if (
+      outcome.kind === 'token' &&
+      outcome.subject !== undefined &&
+      !(await this.#o.cap.admit(outcome.subject))
+    ) {
+      this.#o.log.info({ deviceId, rid }, 'approval refused: the person reached the approval cap');
+      return { kind: 'error', code: 'access_denied', description: OVER_CAP };
+    }
     return outcome;
   }
 }

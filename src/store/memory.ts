@@ -260,6 +260,14 @@ export class MemoryStore implements FlowStore {
     return v;
   }
 
+  async getOnce(hash: string): Promise<string | undefined> {
+    return this.#alive(this.#once, hash);
+  }
+
+  async deleteOnce(hash: string): Promise<void> {
+    this.#once.delete(hash);
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {}

@@ -110,6 +110,15 @@ export interface FlowStore {
   /** Reads and deletes a one-time value atomically: of two concurrent takers at most one gets it. */
   takeOnce(hash: string): Promise<string | undefined>;
 
+  /**
+   * Reads a one-time value and leaves it in place (`undefined` once taken, deleted or past its ttl): for a value
+   * that must outlive a failed attempt, such as the OAuth `state` until its callback has finished.
+   */
+  getOnce(hash: string): Promise<string | undefined>;
+
+  /** Forgets a one-time value; nothing happens when there is none. */
+  deleteOnce(hash: string): Promise<void>;
+
   /** Throws {@link UnavailableError} when the store cannot be reached. */
   ping(): Promise<void>;
 

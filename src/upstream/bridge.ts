@@ -6,8 +6,8 @@ import * as oauth from 'oauth4webapi';
 import { OAuthError } from '../core/errors.ts';
 import { refusalError, meaning } from './errors.ts';
 import { exchange, orThrow } from './exchange.ts';
-import { type UpstreamContext, refresh, revoke, tokenSet } from './tokens.ts';
-import type { BridgeUpstream } from './types.ts';
+import { type UpstreamContext, refresh, revoke, signIn } from './tokens.ts';
+import type { BridgeUpstream, SignIn } from './types.ts';
 
 /** The bridge upstream; `redirectUri` is the exact redirect URI registered at the upstream. */
 export function bridgeUpstream(ctx: UpstreamContext, redirectUri: string): BridgeUpstream {
@@ -58,12 +58,12 @@ export function bridgeUpstream(ctx: UpstreamContext, redirectUri: string): Bridg
             expected.codeVerifier,
             options,
           ),
-        async (res) => {
+        async (res): Promise<SignIn> => {
           // The nonce is checked when the answer carries an ID token (an OpenID provider); a plain OAuth 2 server
           // that ignored `openid` sends none, and then an ID token must not carry a nonce either.
           const nonce =
             expected.nonce !== undefined && (await hasIdToken(res)) ? expected.nonce : oauth.expectNoNonce;
-          return tokenSet(
+          return signIn(
             await oauth.processAuthorizationCodeResponse(as, ctx.client, res, { expectedNonce: nonce }),
           );
         },

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { PollOutcome } from '../core/engine.ts';
 import type { Clock, Timers } from '../core/clock.ts';
 import { UnavailableError } from '../core/errors.ts';
-import type { TokenSet } from '../core/flow.ts';
+import type { SignIn } from './types.ts';
 import { UNUSABLE_ANSWER, asPollOutcome, meaning, refusalError } from './errors.ts';
 import type { UpstreamFetch } from './http.ts';
 
@@ -172,8 +172,11 @@ export function orThrow<T>(endpoint: Exclude<ExchangeEndpoint, 'token_poll'>, re
 }
 
 /** A token poll's result as an RFC 8628 §3.5 outcome; never throws. */
-export function asPollResult(result: Exchanged<TokenSet>): PollOutcome {
-  if (result.ok) return { kind: 'token', token: result.value };
+export function asPollResult(result: Exchanged<SignIn>): PollOutcome {
+  if (result.ok) {
+    const { token, subject } = result.value;
+    return { kind: 'token', token, ...(subject !== undefined && { subject }) };
+  }
   const f = result.failure;
   switch (f.kind) {
     case 'refused':

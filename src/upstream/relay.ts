@@ -5,7 +5,7 @@
 import * as oauth from 'oauth4webapi';
 import { UnavailableError } from '../core/errors.ts';
 import { asPollResult, discard, exchange, orThrow } from './exchange.ts';
-import { type UpstreamContext, refresh, revoke, tokenSet } from './tokens.ts';
+import { type UpstreamContext, refresh, revoke, signIn } from './tokens.ts';
 import type { DeviceAuthorization, RelayUpstream } from './types.ts';
 
 /** RFC 8628 §3.2: the poll interval when the upstream sends none. */
@@ -57,7 +57,7 @@ export function relayUpstream(
         ctx,
         'token_poll',
         (options) => oauth.deviceCodeGrantRequest(as, ctx.client, ctx.clientAuth, deviceCode, options),
-        async (res) => tokenSet(await oauth.processDeviceCodeResponse(as, ctx.client, res)),
+        async (res) => signIn(await oauth.processDeviceCodeResponse(as, ctx.client, res)),
       );
       return asPollResult(result);
     },

@@ -4,6 +4,7 @@
  */
 import * as oauth from 'oauth4webapi';
 import type { TokenSet } from '../core/flow.ts';
+import type { SignIn } from './types.ts';
 import type { MetadataSource } from './discovery.ts';
 import { type HttpContext, exchange, orThrow } from './exchange.ts';
 
@@ -46,6 +47,12 @@ export async function revoke(ctx: UpstreamContext, refreshToken: string): Promis
   );
   orThrow('revocation', result);
   return true;
+}
+
+/** A token response oauth4webapi processed (its ID token, if any, validated): the token set and who signed in. */
+export function signIn(t: oauth.TokenEndpointResponse): SignIn {
+  const subject = oauth.getValidatedIdTokenClaims(t)?.sub;
+  return { token: tokenSet(t), ...(subject !== undefined && { subject }) };
 }
 
 /** RFC 6749 §5.1 members the gateway keeps. */

@@ -25,6 +25,17 @@ export interface AuthorizationRequest {
   nonce?: string;
 }
 
+/** Bridge mode: what {@link BridgeUpstream.exchangeCode} yields. */
+export interface SignIn {
+  /** what the device gets (and the grant the gateway keeps) */
+  token: TokenSet;
+  /**
+   * Who signed in: the `sub` of the ID token oauth4webapi validated (issuer, audience, nonce, expiry), when the answer
+   * carried one. Personal data: counted only by keyed hash, never logged.
+   */
+  subject?: string;
+}
+
 /** What both modes offer. */
 export interface RefreshingUpstream {
   /**
@@ -67,7 +78,7 @@ export interface BridgeUpstream extends RefreshingUpstream {
   exchangeCode(
     callback: URLSearchParams,
     expected: { state: string; codeVerifier: string; nonce?: string },
-  ): Promise<TokenSet>;
+  ): Promise<SignIn>;
 }
 
 export type Upstream = RelayUpstream | BridgeUpstream;

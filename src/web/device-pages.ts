@@ -12,7 +12,8 @@
  * - one answer (status and body) for unknown, expired, used and denied codes; failed entries are limited per client
  *   address and globally (RFC 8628 §5.1, src/core/limits.ts);
  * - every POST that changes state answers 303, never 307 (RFC 9700 §4.12);
- * - `state` travels in an HttpOnly, SameSite=Lax, path-scoped cookie and is checked by BridgeFlows.callback.
+ * - `state` is bound to the browser session that approved (./plugins/csrf.ts) and checked by BridgeFlows.callback;
+ *   page cookies are `__Host-` prefixed on https (./plugins/cookies.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -21,7 +22,6 @@ import type { Keys } from '../core/crypto.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { BridgeFlows } from '../service/bridge.ts';
 import type { CodeEntryGuard } from '../service/code-entry-guard.ts';
-import { GRACE_MS } from '../store/types.ts';
 import { pageErrorHandler } from './errors.ts';
 import { cookies } from './plugins/cookies.ts';
 import { CsrfSessions } from './plugins/csrf.ts';
@@ -50,8 +50,6 @@ export interface DevicePagesDeps {
   keys: Keys;
   /** the flood guard: POSTs (and callbacks) per client address per minute on each form route */
   requestsPerMinute: number;
-  /** a flow's lifetime; the `state` cookie lives no longer (plus the store's grace period) */
-  codeTtlSeconds: number;
   /** letters per user code */
   userCodeLength: number;
   metrics: Metrics;
@@ -80,7 +78,6 @@ export async function devicePages(app: FastifyInstance, deps: DevicePagesDeps): 
     frame,
     publicOrigin: publicUrl.origin,
     secure,
-    stateCookieMaxAge: deps.codeTtlSeconds + Math.ceil(GRACE_MS / 1000),
     requestsPerMinute: deps.requestsPerMinute,
     metrics: deps.metrics,
     log: deps.log,

@@ -601,6 +601,19 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
         expect(got.filter((v) => v !== undefined)).toEqual(['value-1']);
       });
 
+      it('get reads without consuming; delete forgets; a taken value is gone for get too', async () => {
+        expect(await store.getOnce('s1')).toBeUndefined();
+        await store.putOnce('s1', 'value-1', MINUTE);
+        await store.putOnce('s2', 'value-2', MINUTE);
+        expect(await store.getOnce('s1')).toBe('value-1');
+        expect(await store.getOnce('s1')).toBe('value-1');
+        await store.deleteOnce('s1');
+        expect(await store.getOnce('s1')).toBeUndefined();
+        await store.deleteOnce('s1');
+        expect(await store.takeOnce('s2')).toBe('value-2');
+        expect(await store.getOnce('s2')).toBeUndefined();
+      });
+
       it('a value is gone after its ttl', async () => {
         await store.putOnce('s1', 'value-1', 100);
         // A take consumes, so watch a user code reserved just after with the same ttl: once it is gone, so is s1.
@@ -613,6 +626,7 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
           10_000,
           'the probe to expire',
         );
+        expect(await store.getOnce('s1')).toBeUndefined();
         expect(await store.takeOnce('s1')).toBeUndefined();
       });
     });

@@ -4,7 +4,7 @@
  * mqtt.js device with its HMAC credential, and Debian's Chromium. Saves a screenshot of every page to
  * test-results/screenshots/ and the entry and confirm pages to docs/images/ for the README.
  */
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
@@ -292,6 +292,93 @@ describe('bridge mode in Chromium', () => {
       expect(typeof token).toBe('string');
       expect(await userinfoStatus(token as string)).toBe(200);
       expect(watched.problems).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  }, 90_000);
+
+  it("a planted authorize link: the victim signs in, the callback is refused, the attacker's device gets nothing (finding 5)", async () => {
+    const s = await startDevice('tv-e2e-attacker', 'r-attacker');
+    // the attacker approves their own device in their own browser, up to the IdP, and keeps the authorize link
+    const attacker = await phoneContext(browser);
+    let authorizeUrl: string;
+    let attackerCookies: Awaited<ReturnType<BrowserContext['cookies']>>;
+    try {
+      const page = await attacker.newPage();
+      await toConfirmPage(page, s, 'scanned');
+      const authorize = page.waitForRequest((r) => r.url().startsWith(`${idp.issuer}/`));
+      await page.getByRole('button', { name: 'Approve' }).click();
+      authorizeUrl = (await authorize).url();
+      await page.locator('#username').waitFor();
+      attackerCookies = await attacker.cookies(); // every path: the old cookie was scoped to the callback
+    } finally {
+      await attacker.close();
+    }
+    const state = new URL(authorizeUrl).searchParams.get('state')!;
+    // the old per-flow cookie as the attacker's browser had it, else as the attacker would forge it
+    const planted = attackerCookies.filter((c) => c.name === 'dg_state');
+    const stateCookie =
+      planted.length > 0 ? planted : [{ name: 'dg_state', value: state, url: `${publicUrl}/oauth/callback` }];
+
+    for (const withCookie of [true, false]) {
+      const victim = await phoneContext(browser);
+      try {
+        if (withCookie) await victim.addCookies(stateCookie);
+        const page = await victim.newPage();
+        // the victim follows the attacker's link and signs in, never having seen our confirm page
+        await page.goto(authorizeUrl);
+        await page.locator('#username').fill(idp.username);
+        await page.locator('#password').fill(idp.password);
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        await page.getByRole('button', { name: 'Approve' }).click();
+        await page.waitForURL((u) => u.origin === publicUrl);
+        expect(
+          s.device.received.some((r) => r.json?.['status'] === 'authorized'),
+          `cookie: ${withCookie}`,
+        ).toBe(false);
+        expect(page.url().startsWith(`${publicUrl}/oauth/callback?`)).toBe(true);
+        expect(await page.locator('h1').innerText()).toBe('This sign-in link is no longer valid');
+        if (withCookie) await screenshot(page, 'planted-state-refused');
+      } finally {
+        await victim.close();
+      }
+      expect(
+        s.device.received.some((r) => r.json?.['status'] === 'authorized'),
+        `cookie: ${withCookie}`,
+      ).toBe(false);
+    }
+  }, 90_000);
+
+  it('two devices approved from one browser, in two tabs: both devices get their tokens (finding 6)', async () => {
+    const one = await startDevice('tv-e2e-tab-1', 'r-tab-1');
+    const two = await startDevice('tv-e2e-tab-2', 'r-tab-2');
+    const context = await phoneContext(browser);
+    try {
+      const tab1 = await context.newPage();
+      const tab2 = await context.newPage();
+      // scanned links: the scan test above may have tripped the typed-code limit for this minute
+      await toConfirmPage(tab1, one, 'scanned');
+      await toConfirmPage(tab2, two, 'scanned');
+      // both approved before either sign-in comes back
+      for (const tab of [tab1, tab2]) {
+        await tab.getByRole('button', { name: 'Approve' }).click();
+        await tab.locator('#username').waitFor();
+      }
+      for (const tab of [tab1, tab2]) {
+        await tab.locator('#username').fill(idp.username);
+        await tab.locator('#password').fill(idp.password);
+        await tab.getByRole('button', { name: 'Sign in' }).click();
+        // the IdP asks for consent again, or remembers the one just given: either is fine here
+        const done = `${publicUrl}/device/done?result=authorized`;
+        const consent = tab.getByRole('button', { name: 'Approve' });
+        await Promise.race([tab.waitForURL(done), consent.waitFor()]);
+        if (tab.url() !== done) await consent.click();
+        await tab.waitForURL(done);
+      }
+      for (const s of [one, two]) {
+        const reply = await s.device.waitForReply({ rid: s.rid, status: 'authorized' });
+        expect(await userinfoStatus(reply.json?.['access_token'] as string)).toBe(200);
+      }
     } finally {
       await context.close();
     }

@@ -291,6 +291,8 @@ export function instanceEnv(o: InstanceEnvOptions): Record<string, string> {
     DEVICEGATE_DEVICE_KEY: o.key,
     DEVICEGATE_SECRET: o.secret,
     DEVICEGATE_LOG_LEVEL: 'info',
+    // the demo IdP has one person, who approves every device of the fleet here: no per-person cap
+    DEVICEGATE_APPROVALS_PER_PERSON: '0',
   };
 }
 

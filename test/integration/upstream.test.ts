@@ -161,6 +161,7 @@ describe('relay mode against the demo IdP', () => {
     expect(outcome.token.expires_in).toBeGreaterThan(0);
     expect(typeof outcome.token.refresh_token).toBe('string');
     expect(typeof outcome.token.id_token).toBe('string');
+    expect(outcome.subject).toBe('demo'); // who approved, from the validated ID token: for the approval cap
     expect(await acceptedByIdp(idp, outcome.token.access_token)).toEqual({ sub: 'demo', active: true });
     expect(idp.stats.redemptions.get('urn:ietf:params:oauth:grant-type:device_code')).toBe(before + 1);
 
@@ -543,8 +544,13 @@ describe('bridge mode against the demo IdP', () => {
     expect(callback.searchParams.get('state')).toBe(state);
     expect(callback.searchParams.get('iss')).toBe(idp.issuer); // RFC 9207
 
-    const token = await bridge.exchangeCode(callback.searchParams, { state, codeVerifier, nonce });
+    const { token, subject } = await bridge.exchangeCode(callback.searchParams, {
+      state,
+      codeVerifier,
+      nonce,
+    });
     expect(token).toMatchObject({ token_type: 'Bearer', scope: 'openid email' });
+    expect(subject).toBe('demo'); // the validated ID token's sub: who signed in, for the approval cap
     expect(await acceptedByIdp(idp, token.access_token)).toEqual({ sub: 'demo', active: true });
 
     const before = idp.stats.redemptions.get('authorization_code') ?? 0;

@@ -27,6 +27,7 @@ import type { DeviceTransport } from '../../src/transport/types.ts';
 import type { FlowStore } from '../../src/store/types.ts';
 import { type Gateway, buildGateway } from '../../src/gateway/index.ts';
 import { startRedis, stopAll } from '../helpers/procs.ts';
+import { RedisStore } from '../../src/store/redis/index.ts';
 
 const PUBLIC_URL = 'http://gateway.test';
 const CALLBACK = `${PUBLIC_URL}/oauth/callback`;
@@ -39,6 +40,7 @@ type LimitsEnv = { perIp?: number; global?: number } | 'defaults';
 const GENEROUS = { perIp: 1000, global: 1000 } as const;
 /** The live-code count the default limits are documented for (DEVICEGATE_LIVE_CODES' default). */
 const DOCUMENTED_LIVE_CODES = 250;
+const HOUR_MS = 60 * 60 * 1000;
 
 let idp: DemoIdp;
 
@@ -103,6 +105,10 @@ async function harness(
     keyPrefix?: string;
     /** DEVICEGATE_USER_CODE_LENGTH */
     userCodeLength?: number;
+    /** DEVICEGATE_PUBLIC_URL (default http://gateway.test) */
+    publicUrl?: string;
+    /** DEVICEGATE_APPROVALS_PER_PERSON (default: loadConfig's) */
+    approvalsPerPerson?: number;
     /** a config without DEVICEGATE_UPSTREAM_* (demo mode), and no issuer passed to the pages */
   } = {},
 ): Promise<Harness> {
@@ -114,8 +120,11 @@ async function harness(
     ...(o.redis !== undefined && { DEVICEGATE_REDIS_URL: o.redisUrl }),
     ...(o.trustProxy !== undefined && { DEVICEGATE_TRUST_PROXY: o.trustProxy }),
     DEVICEGATE_UPSTREAM_MODE: 'authorization_code',
-    DEVICEGATE_PUBLIC_URL: PUBLIC_URL,
+    DEVICEGATE_PUBLIC_URL: o.publicUrl ?? PUBLIC_URL,
     DEVICEGATE_SECRET: SECRET,
+    ...(o.approvalsPerPerson !== undefined && {
+      DEVICEGATE_APPROVALS_PER_PERSON: String(o.approvalsPerPerson),
+    }),
     DEVICEGATE_CODE_TTL: String(CODE_TTL_S),
     DEVICEGATE_DEFAULT_SCOPE: 'openid',
     DEVICEGATE_REDIS_KEY_PREFIX: o.keyPrefix ?? `dgtest-${randomBytes(4).toString('hex')}:`,
@@ -349,6 +358,11 @@ async function throughIdp(authorizeUrl: string, consent: 'approve' | 'deny'): Pr
   throw new Error('the IdP did not redirect back');
 }
 
+/** Waits until the Redis that `admin` talks to takes writes again (after CLIENT PAUSE … WRITE). */
+async function waitForWrites(admin: Redis): Promise<void> {
+  await admin.set('dgtest:probe', '1'); // a write: answered once the pause is over
+}
+
 /** Path and query of a callback URL, for inject. */
 function local(u: URL): string {
   return `${u.pathname}${u.search}`;
@@ -360,7 +374,6 @@ async function approve(c: PageClient, code: string): Promise<string> {
   expect(confirm.statusCode).toBe(200);
   const res = await c.decide(code, 'approve');
   expect(res.statusCode).toBe(303);
-  expect(c.jar.has('dg_state')).toBe(true);
   return res.headers.location as string;
 }
 
@@ -498,7 +511,6 @@ describe('cross-site request forgery (B.14)', () => {
       expect(res.headers['content-type']).toMatch(/^text\/html/);
       expect(res.body).toContain('This form has expired');
       expect(res.headers.location).toBeUndefined();
-      expect(res.headers['set-cookie'] ?? '').not.toContain('dg_state');
       await expectUnchanged(h, f, before);
     }
     // and the real thing still works from the person's own page — as Chromium sends it under no-referrer
@@ -641,19 +653,33 @@ describe('headers on every page (B.15, B.17, B.18)', () => {
     expect(done.body).toContain('You denied the request');
   });
 
-  it('sets the state cookie HttpOnly, SameSite=Lax, scoped to the callback, short-lived', async () => {
+  it('sets one session cookie: HttpOnly, SameSite=Lax, Path=/, signed; __Host- prefixed and Secure on https', async () => {
+    const sessionCookie = async (h: Harness) => {
+      const c = h.client();
+      const res = await c.get('/device');
+      const all = [res.headers['set-cookie']].flat().filter((x) => x !== undefined);
+      expect(all).toHaveLength(1);
+      return all[0]!;
+    };
+    const plain = await sessionCookie(await harness());
+    expect(plain).toMatch(/^dg_session=[^;]+\.[^;]+;/); // signed
+    expect(plain).toMatch(/; HttpOnly/);
+    expect(plain).toMatch(/; SameSite=Lax/);
+    expect(plain).toMatch(/; Path=\/(;|$)/);
+    expect(plain).not.toMatch(/; Secure|; Domain/);
+    const https = await sessionCookie(await harness({ publicUrl: 'https://gateway.test' }));
+    expect(https).toMatch(/^__Host-dg_session=/);
+    expect(https).toMatch(/; Secure/);
+    expect(https).toMatch(/; Path=\/(;|$)/);
+    expect(https).not.toMatch(/; Domain/);
+
+    // Approve sets no cookie at all: the state lives in the store, bound to the session
     const h = await harness();
     const f = await h.startFlow();
     const c = h.client();
     await c.enter(f.code);
     const res = await c.decide(f.code, 'approve');
-    const cookie = [res.headers['set-cookie']].flat().find((s) => s?.startsWith('dg_state='));
-    expect(cookie).toBeDefined();
-    expect(cookie).toMatch(/; HttpOnly/);
-    expect(cookie).toMatch(/; SameSite=Lax/);
-    expect(cookie).toMatch(/; Path=\/oauth\/callback/);
-    expect(cookie).toMatch(/; Max-Age=(\d+)/);
-    expect(Number(/Max-Age=(\d+)/.exec(cookie!)![1])).toBeLessThanOrEqual(CODE_TTL_S + 30);
+    expect(res.headers['set-cookie']).toBeUndefined();
     const location = new URL(res.headers.location as string);
     expect(location.searchParams.get('code_challenge_method')).toBe('S256');
     expect(location.searchParams.get('redirect_uri')).toBe(CALLBACK);
@@ -1036,11 +1062,9 @@ describe('the OAuth callback (C.23, C.24)', () => {
     const c = h.client();
     const callback = await throughIdp(await approve(c, f.code), 'approve');
     expect(callback.searchParams.get('state')).toBeTruthy();
-    const stateCookie = c.jar.get('dg_state')!;
     const res = await c.get(local(callback));
     expect(res.statusCode).toBe(303);
     expect(res.headers.location).toBe('/device/done?result=authorized');
-    expect(c.jar.has('dg_state')).toBe(false);
     const reply = h.lastReply(f.deviceId);
     expect(reply).toMatchObject({ status: 'authorized', token_type: expect.stringMatching(/^bearer$/i) });
     const accessToken = (reply as { access_token: string }).access_token;
@@ -1048,11 +1072,10 @@ describe('the OAuth callback (C.23, C.24)', () => {
     const done = await c.get(res.headers.location as string);
     expect(done.body).toContain('Your device is connected; you can close this page.');
 
-    // the same callback URL again (reload, or a stolen copy), with and without the cookie
+    // the same callback URL again from the same browser (a reload): the state is spent
     const redemptions = idp.stats.redemptions.get('authorization_code') ?? 0;
     const publishedBefore = h.published.length;
-    // the browser still holding the state cookie (a reload racing the clear, or a copied cookie) gets nothing either
-    const replay = await c.get(local(callback), { cookie: `dg_state=${stateCookie}` });
+    const replay = await c.get(local(callback));
     expect(replay.statusCode).toBe(400);
     expect(replay.body).toContain('This sign-in link is no longer valid');
     expect(idp.stats.redemptions.get('authorization_code') ?? 0).toBe(redemptions);
@@ -1060,15 +1083,16 @@ describe('the OAuth callback (C.23, C.24)', () => {
     expectNoSecretsInResponses(h);
   });
 
-  it('refuses a missing state, a forged state, and a state without its cookie; the real one still works after', async () => {
+  it('refuses a missing state, a forged state, another browser and a forged session; the real one still works after (finding 5)', async () => {
     const h = await harness();
     const f = await h.startFlow();
     const c = h.client();
     const callback = await throughIdp(await approve(c, f.code), 'approve');
-    const stateCookie = c.jar.get('dg_state')!;
     const code = callback.searchParams.get('code')!;
     const iss = callback.searchParams.get('iss') ?? idp.issuer;
     const stranger = h.client();
+    const otherSession = h.client();
+    await otherSession.get('/device'); // a browser with its own valid session
     const redemptions = idp.stats.redemptions.get('authorization_code') ?? 0;
     const cases: Array<[string, () => Promise<LightMyRequestResponse>]> = [
       ['no state', () => c.get(`/oauth/callback?code=${code}&iss=${encodeURIComponent(iss)}`)],
@@ -1079,24 +1103,114 @@ describe('the OAuth callback (C.23, C.24)', () => {
             `/oauth/callback?code=${code}&state=${randomBytes(32).toString('base64url')}&iss=${encodeURIComponent(iss)}`,
           ),
       ],
-      ['no cookie (a stolen link)', () => stranger.get(local(callback))],
+      ['no session (a stolen link)', () => stranger.get(local(callback))],
+      ['another browser session (a planted link)', () => otherSession.get(local(callback))],
       [
-        'cookie not signed by us',
-        () => stranger.get(local(callback), { cookie: `dg_state=${callback.searchParams.get('state')}` }),
+        'a session cookie not signed by us',
+        () =>
+          stranger.get(local(callback), { cookie: `dg_session=${randomBytes(32).toString('base64url')}` }),
+      ],
+      [
+        'the old per-flow state cookie, planted',
+        () => otherSession.get(local(callback), { cookie: `dg_state=${callback.searchParams.get('state')}` }),
       ],
     ];
     for (const [what, attempt] of cases) {
       const res = await attempt();
       expect(res.statusCode, what).toBe(400);
       expect(res.body, what).toContain('This sign-in link is no longer valid');
+      expect(res.headers['set-cookie'], what).toBeUndefined();
       expect(h.lastReply(f.deviceId)?.status, what).toBe('pending');
-      c.jar.set('dg_state', stateCookie); // the refusal cleared it; the person's browser still has the real one
     }
     expect(idp.stats.redemptions.get('authorization_code') ?? 0).toBe(redemptions);
     const ok = await c.get(local(callback));
     expect(ok.headers.location).toBe('/device/done?result=authorized');
     expect(h.lastReply(f.deviceId)?.status).toBe('authorized');
     expectNoSecretsInResponses(h);
+  });
+
+  it('one browser approves two devices: both callbacks complete, in either order (finding 6)', async () => {
+    const h = await harness();
+    const c = h.client();
+    const first = await h.startFlow();
+    const second = await h.startFlow();
+    // both confirm pages open, both approved, before either sign-in comes back
+    const firstAuthorize = await approve(c, first.code);
+    const secondAuthorize = await approve(c, second.code);
+    const secondCallback = await throughIdp(secondAuthorize, 'approve');
+    const firstCallback = await throughIdp(firstAuthorize, 'approve');
+    // a crossed callback from another browser in between spends nothing
+    const other = h.client();
+    await other.get('/device');
+    expect((await other.get(local(firstCallback))).statusCode).toBe(400);
+    expect((await c.get(local(secondCallback))).headers.location).toBe('/device/done?result=authorized');
+    expect((await c.get(local(firstCallback))).headers.location).toBe('/device/done?result=authorized');
+    expect(h.lastReply(first.deviceId)?.status).toBe('authorized');
+    expect(h.lastReply(second.deviceId)?.status).toBe('authorized');
+    expectNoSecretsInResponses(h);
+  });
+
+  it('a store hiccup during the callback: 503, the state survives, and the retry completes (finding 7)', async () => {
+    const redisServer = await startRedis();
+    const redis = new Redis(redisServer.url, RedisStore.clientOptions());
+    const admin = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+    try {
+      const h = await harness({ redis, redisUrl: redisServer.url });
+      const f = await h.startFlow();
+      const c = h.client();
+      const callback = await throughIdp(await approve(c, f.code), 'approve');
+      // Redis stops taking writes for longer than the gateway's command deadline (1 s): reads still answer, so the
+      // callback finds its state and then fails on the lease — as in a failover or a stall under load
+      await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE');
+      const failed = await c.get(local(callback));
+      expect(failed.statusCode).toBe(503);
+      expect(h.lastReply(f.deviceId)?.status).toBe('pending');
+      await waitForWrites(admin);
+      const retry = await c.get(local(callback));
+      expect(retry.headers.location).toBe('/device/done?result=authorized');
+      expect(h.lastReply(f.deviceId)?.status).toBe('authorized');
+      // and it is spent now
+      expect((await c.get(local(callback))).statusCode).toBe(400);
+    } finally {
+      redis.disconnect();
+      admin.disconnect();
+    }
+  });
+
+  it('caps the devices one person approves per hour: the device gets access_denied and the page says why', async () => {
+    const h = await harness({ approvalsPerPerson: 2 });
+    // the cap counts per clock hour: start just after one begins, so the first three sign-ins share it
+    h.clock.set(Math.ceil(h.clock.now() / HOUR_MS) * HOUR_MS + 1000);
+    const c = h.client();
+    const signIn = async () => {
+      const f = await h.startFlow({ scope: 'openid' });
+      const res = await c.get(local(await throughIdp(await approve(c, f.code), 'approve')));
+      return { f, location: res.headers.location };
+    };
+    expect((await signIn()).location).toBe('/device/done?result=authorized');
+    expect((await signIn()).location).toBe('/device/done?result=authorized');
+    const over = await signIn();
+    expect(over.location).toBe('/device/done?result=capped');
+    const reply = h.lastReply(over.f.deviceId);
+    expect(reply).toMatchObject({ status: 'error', error: 'access_denied' });
+    expect(reply).not.toHaveProperty('access_token');
+    const page = await c.get(over.location as string);
+    expect(page.body).toContain('You have approved too many devices in the last hour');
+    expect(await h.metrics.value('devicegate_approvals_capped_total')).toBe(1);
+    // the next clock hour the person may approve again
+    h.clock.advance(HOUR_MS);
+    expect((await signIn()).location).toBe('/device/done?result=authorized');
+    expectNoSecretsInResponses(h);
+  });
+
+  it('DEVICEGATE_APPROVALS_PER_PERSON=0 caps nothing', async () => {
+    const h = await harness({ approvalsPerPerson: 0 });
+    const c = h.client();
+    for (let i = 0; i < 3; i++) {
+      const f = await h.startFlow({ scope: 'openid' });
+      const res = await c.get(local(await throughIdp(await approve(c, f.code), 'approve')));
+      expect(res.headers.location).toBe('/device/done?result=authorized');
+    }
   });
 
   it('error=access_denied tells the device access_denied at once', async () => {

@@ -16,6 +16,8 @@ import { Metrics } from '../../src/observability/metrics.ts';
 import { createFlowService } from '../../src/service/flows.ts';
 import { RelayStarter } from '../../src/service/start-relay.ts';
 import { Scheduler } from '../../src/service/scheduler.ts';
+import { ApprovalCap, OVER_CAP } from '../../src/service/approval-cap.ts';
+import { MemoryAttemptCounter } from '../../src/store/memory-attempts.ts';
 import { flowCodec } from '../../src/store/codec.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import type { DeviceTransport } from '../../src/transport/types.ts';
@@ -91,7 +93,8 @@ afterEach(async () => {
   scheduler = undefined;
 });
 
-function setup() {
+/** `approvalsPerPerson`: the approval cap (DEVICEGATE_APPROVALS_PER_PERSON); default loadConfig's. */
+function setup(o: { approvalsPerPerson?: number } = {}) {
   const time = new FakeTime();
   const t0 = time.now();
   const config = loadConfig({
@@ -101,6 +104,9 @@ function setup() {
     DEVICEGATE_SECRET: SECRET,
     DEVICEGATE_LEASE_MS: String(LEASE_MS),
     DEVICEGATE_LOG_LEVEL: 'silent',
+    ...(o.approvalsPerPerson !== undefined && {
+      DEVICEGATE_APPROVALS_PER_PERSON: String(o.approvalsPerPerson),
+    }),
   });
   const log = createLogger('silent');
   const metrics = new Metrics();
@@ -145,6 +151,13 @@ function setup() {
       log,
       metrics,
       leaseMs: LEASE_MS,
+      cap: new ApprovalCap({
+        counter: new MemoryAttemptCounter(time),
+        keys,
+        clock: time,
+        perHour: config.approvalsPerPerson,
+        metrics,
+      }),
       maxIdleMs: MAX_IDLE_MS,
     });
     scheduler.start();
@@ -239,6 +252,33 @@ describe('scheduler', () => {
       },
     ]);
     expect((await store.get('tv-1', 'r-1'))?.flow).toMatchObject({ state: 'failed', deliveredAt: t0 + 1000 });
+  });
+
+  it('relay: a token answer naming a person over the approval cap becomes access_denied, the token undelivered', async () => {
+    const { time, store, upstream, published, metrics, start, relayFlow } = setup({ approvalsPerPerson: 1 });
+    await relayFlow('r-1', 1000);
+    await relayFlow('r-2', 2000);
+    let n = 0;
+    upstream.answer = async () => ({
+      kind: 'token',
+      token: { access_token: `at-${++n}`, token_type: 'Bearer' },
+      subject: 'person-1',
+    });
+    start();
+    await time.tick(5000);
+    expect(upstream.polls).toHaveLength(2);
+    expect(published.map((p) => p.reply)).toEqual([
+      expect.objectContaining({ rid: 'r-1', status: 'authorized', access_token: 'at-1' }),
+      expect.objectContaining({
+        rid: 'r-2',
+        status: 'error',
+        error: 'access_denied',
+        error_description: OVER_CAP,
+      }),
+    ]);
+    expect(JSON.stringify(published)).not.toContain('at-2');
+    expect((await store.get('tv-1', 'r-2'))?.flow.state).toBe('failed'); // a poll error: the device got access_denied
+    expect(await metrics.value('devicegate_approvals_capped_total')).toBe(1);
   });
 
   it('looks again soon at a flow whose lease another holder has, and takes it over once that lease runs out', async () => {

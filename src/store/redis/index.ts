@@ -242,6 +242,15 @@ export class RedisStore implements FlowStore {
     return value ?? undefined;
   }
 
+  async getOnce(hash: string): Promise<string | undefined> {
+    const value = await this.#do(() => this.#redis.get(`${this.#p}once:${hash}`));
+    return value ?? undefined;
+  }
+
+  async deleteOnce(hash: string): Promise<void> {
+    await this.#do(() => this.#redis.del(`${this.#p}once:${hash}`));
+  }
+
   /**
    * PING with a deadline. Throws {@link UnavailableError} at once when the client is not connected (reconnecting,
    * closed), else when no PONG arrives within `pingTimeoutMs`.

@@ -1,12 +1,18 @@
 /**
- * Cross-site request forgery defence of the pages' POSTs (OWASP CSRF cheat sheet): Fetch Metadata, `Origin`, then a
- * synchronizer token bound to the browser's session cookie. {@link CsrfSessions.preHandler} runs on every form route
- * after the body is validated and before the handler; the handler reads the verified session from
- * `req.csrfSession`.
+ * The browser session of the pages, and the cross-site request forgery defence of their POSTs (OWASP CSRF cheat
+ * sheet): Fetch Metadata, `Origin`, then a synchronizer token bound to the browser's session cookie.
+ * {@link CsrfSessions.preHandler} runs on every form route after the body is validated and before the handler; the
+ * handler reads the verified session from `req.csrfSession`.
+ *
+ * The session cookie (`__Host-dg_session` on https, `dg_session` on http; signed, HttpOnly) is `Path=/` and
+ * `SameSite=Lax` because it must also come back on the upstream's top-level redirect to `/oauth/callback`: the OAuth
+ * `state` is bound to the session that approved (src/service/bridge.ts). Lax lets it ride cross-site top-level GETs
+ * only; the POSTs stay protected by the checks below, which never rely on SameSite.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PageError } from '../errors.ts';
+import { pageCookieName } from './cookies.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -15,7 +21,7 @@ declare module 'fastify' {
   }
 }
 
-const CSRF_COOKIE = 'dg_csrf';
+const SESSION_COOKIE = 'dg_session';
 const SID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 
 export interface CsrfOptions {
@@ -30,26 +36,36 @@ export class CsrfSessions {
   readonly #key: Buffer;
   readonly #publicOrigin: string;
   readonly #secure: boolean;
+  readonly #cookie: string;
 
   constructor(o: CsrfOptions) {
     this.#key = createHmac('sha256', o.cookieSecret).update('devicegate csrf').digest();
     this.#publicOrigin = o.publicOrigin;
     this.#secure = o.secure;
+    this.#cookie = pageCookieName(SESSION_COOKIE, o.secure);
   }
 
   /** The browser's session id; a new one, with its cookie set on `reply`, when it has none (pages that show forms). */
   open(req: FastifyRequest, reply: FastifyReply): string {
-    const existing = this.#existing(req);
+    const existing = this.session(req);
     if (existing !== undefined) return existing;
     const sid = randomBytes(32).toString('base64url');
-    reply.setCookie(CSRF_COOKIE, sid, {
+    reply.setCookie(this.#cookie, sid, {
       signed: true,
       httpOnly: true,
-      sameSite: 'strict',
+      sameSite: 'lax',
       secure: this.#secure,
-      path: '/device',
+      path: '/',
     });
     return sid;
+  }
+
+  /** The session id of the browser's valid, signed session cookie, if it sent one (for the OAuth callback). */
+  session(req: FastifyRequest): string | undefined {
+    const raw = req.cookies[this.#cookie];
+    if (raw === undefined) return undefined;
+    const u = req.unsignCookie(raw);
+    return u.valid && u.value !== null && SID_PATTERN.test(u.value) ? u.value : undefined;
   }
 
   /** The synchronizer token a form of this session carries. */
@@ -74,7 +90,7 @@ export class CsrfSessions {
     } else if (origin !== undefined && origin !== this.#publicOrigin) {
       throw new PageError(403, 'csrf');
     }
-    const sid = this.#existing(req);
+    const sid = this.session(req);
     const token = formToken(req.body);
     if (sid === undefined || token === undefined) throw new PageError(403, 'csrf');
     const expected = Buffer.from(this.token(sid));
@@ -83,13 +99,6 @@ export class CsrfSessions {
       throw new PageError(403, 'csrf');
     req.csrfSession = sid;
   };
-
-  #existing(req: FastifyRequest): string | undefined {
-    const raw = req.cookies[CSRF_COOKIE];
-    if (raw === undefined) return undefined;
-    const u = req.unsignCookie(raw);
-    return u.valid && u.value !== null && SID_PATTERN.test(u.value) ? u.value : undefined;
-  }
 }
 
 /** The `csrf` field of a validated form body. */

@@ -28,8 +28,6 @@ export interface PageContext {
   publicOrigin: string;
   /** the public URL is https: cookies are `Secure` */
   secure: boolean;
-  /** seconds the OAuth `state` cookie lives: no longer than a flow (and so its state) can */
-  stateCookieMaxAge: number;
   /** the flood guard's requests per address per minute on each form route */
   requestsPerMinute: number;
   metrics: Metrics;

@@ -1,8 +1,8 @@
 /**
- * `POST /device/decision`: Approve redirects to the upstream's authorize endpoint with the OAuth `state` in an
- * HttpOnly, SameSite=Lax cookie scoped to the callback (checked by BridgeFlows.callback, RFC 9700 §2.1.1); Deny ends
- * the flow. Both answer 303, never 307 (RFC 9700 §4.12). Counted by the failed-entry guard like a code entry, unless
- * the form carries the scanned link's proof `k` and it proves the flow (./context.ts `scannedFlow`).
+ * `POST /device/decision`: Approve redirects to the upstream's authorize endpoint with an OAuth `state` bound to this
+ * browser session (BridgeFlows.approve stores it; BridgeFlows.callback checks it, RFC 9700 §2.1.1 and §4.7); Deny
+ * ends the flow. Both answer 303, never 307 (RFC 9700 §4.12). Counted by the failed-entry guard like a code entry,
+ * unless the form carries the scanned link's proof `k` and it proves the flow (./context.ts `scannedFlow`).
  */
 import { z } from 'zod';
 import { floodLimited } from '../plugins/flood-guard.ts';
@@ -10,7 +10,6 @@ import { formBody } from '../plugins/forms.ts';
 import type { PageScope } from '../zod.ts';
 import { type PageContext, UNCOUNTED, beginEntry, doneUrl, notUsable, scannedFlow } from './context.ts';
 
-export const STATE_COOKIE = 'dg_state';
 export const CALLBACK_PATH = '/oauth/callback';
 
 const body = formBody({
@@ -33,19 +32,10 @@ export function decisionRoute(scope: PageScope, ctx: PageContext): void {
       let target: string | undefined;
       try {
         if (req.body.decision === 'approve') {
-          const approved = await ctx.bridge.approve(code);
+          const approved = await ctx.bridge.approve(code, sid);
           if (approved !== undefined) {
             target = approved.redirectUrl;
             ctx.formTargets.allow(approved.redirectUrl);
-            reply.setCookie(STATE_COOKIE, approved.state, {
-              signed: true,
-              httpOnly: true,
-              // Lax: the cookie must come back with the upstream's top-level redirect to the callback
-              sameSite: 'lax',
-              secure: ctx.secure,
-              path: CALLBACK_PATH,
-              maxAge: ctx.stateCookieMaxAge,
-            });
           }
         } else if (await ctx.bridge.deny(code)) {
           target = doneUrl('denied');

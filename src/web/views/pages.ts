@@ -12,7 +12,7 @@ export const STYLESHEET_PATH = '/static/device.css';
 export const FAVICON_PATH = '/static/favicon.svg';
 
 /** The outcomes `/device/done` can show (a fixed list: nothing from the query string is echoed). */
-export const RESULTS = ['authorized', 'denied', 'expired', 'failed'] as const;
+export const RESULTS = ['authorized', 'denied', 'expired', 'failed', 'capped'] as const;
 export type Result = (typeof RESULTS)[number];
 
 /** What every page shows around its content. */
@@ -164,6 +164,7 @@ export function outcomePage(frame: Frame, result: Result): string {
     denied: [t.doneDeniedTitle, t.doneDenied],
     expired: [t.doneExpiredTitle, t.doneExpired],
     failed: [t.doneFailedTitle, t.doneFailed],
+    capped: [t.doneCappedTitle, t.doneCapped],
   };
   const [title, message] = pages[result];
   const body = html`<h1${result === 'authorized' ? html` class="ok"` : ''}>${title}</h1>

@@ -59,13 +59,16 @@ export const en = {
   doneExpired: 'The request expired; start again on your device to get a new code.',
   doneFailedTitle: 'Sign-in did not complete',
   doneFailed: 'The sign-in did not complete, and the device got no access. Start again on your device.',
+  doneCappedTitle: 'Too many devices approved',
+  doneCapped:
+    'You have approved too many devices in the last hour, so this device got no access. Wait an hour and start again on your device.',
 
   // Error pages
   csrfTitle: 'This form has expired',
   csrf: 'The form could not be accepted. It may have been open too long, or it did not come from this site. Start again.',
   callbackInvalidTitle: 'This sign-in link is no longer valid',
   callbackInvalid:
-    'This sign-in link is no longer valid. It may have been used already. Start again on your device.',
+    'This sign-in link is no longer valid. It may have been used already, or opened in another browser than the one you approved the device in. Start again on your device.',
   tooManyTitle: 'Too many attempts',
   tooMany: (seconds: number) =>
     `Too many codes were tried. Wait ${seconds < 60 ? `${seconds} seconds` : `${Math.ceil(seconds / 60)} minutes`} and try again.`,
