@@ -86,13 +86,20 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   const picked = pickVariables(env);
   const problems = unknownVariables(env);
   const parsed = envSchema.safeParse(picked);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
-    throw new ConfigError(problems);
+  if (parsed.success) {
+    problems.push(...crossVariableProblems(parsed.data));
+    if (problems.length > 0) throw new ConfigError(problems);
+    return Object.freeze(buildConfig(parsed.data, picked));
   }
-  problems.push(...crossVariableProblems(parsed.data));
-  if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(buildConfig(parsed.data, picked));
+  for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
+  // One pass: the variables are independent in the schema, so without the malformed ones the rest parses, and the
+  // cross-variable rules run on it (skipping the rules that read a malformed variable).
+  const malformed = new Set(parsed.error.issues.map((issue) => String(issue.path[0])));
+  const rest = envSchema.safeParse(
+    Object.fromEntries(Object.entries(picked).filter(([name]) => !malformed.has(name))),
+  );
+  if (rest.success) problems.push(...crossVariableProblems(rest.data, malformed));
+  throw new ConfigError(problems);
 }
 
 /** The known variables that are set to something; an empty value counts as unset. */

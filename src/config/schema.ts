@@ -45,7 +45,7 @@ const entries = {
       .refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), 'must be an http(s) URL')
       .transform((v) => v.replace(/\/+$/, ''))
       .optional(),
-    doc: 'Base URL people and the upstream reach the gateway at (default `http://localhost:{HTTP port}`); `verification_uri` and the OAuth redirect URI are built from it and never from request headers.',
+    doc: 'Base URL people and the upstream reach the gateway at (default `http://localhost:{HTTP port}`); `verification_uri` and the OAuth redirect URI are built from it and never from request headers. Required, and https, when `NODE_ENV=production`.',
   },
   DEVICEGATE_HTTP_HOST: {
     schema: z.string().min(1).default('127.0.0.1'),
@@ -123,7 +123,7 @@ const entries = {
   },
   DEVICEGATE_ALLOW_INSECURE_UPSTREAM: {
     schema: bool.optional(),
-    doc: 'Allow a plain-http upstream. Default: allowed for loopback hosts outside production (with a warning), refused otherwise.',
+    doc: 'Allow a plain-http upstream (`true`, with a warning at start), for example when a sidecar on the same host adds the TLS. Default: allowed for loopback hosts outside production; any other plain-http issuer is refused at start.',
   },
   DEVICEGATE_DEFAULT_SCOPE: {
     schema: scopeList.default('openid'),
@@ -203,7 +203,7 @@ const entries = {
   },
   NODE_ENV: {
     schema: optionalString,
-    doc: '`production` refuses demo defaults: the demo upstream, the demo device key, `DEVICEGATE_DEVICE_AUTH=none`, a random secret.',
+    doc: '`production` refuses demo defaults (the demo upstream, the demo device key, `DEVICEGATE_DEVICE_AUTH=none`, a random secret), a public URL that is not https, a plain-http upstream unless explicitly allowed, and a Redis whose `maxmemory-policy` is not `noeviction`.',
   },
 } as const;
 
