@@ -7,6 +7,7 @@
 import { type CodeEntryLimits, codeEntryLimits } from '../core/limits.ts';
 import type { UpstreamMode } from '../core/flow.ts';
 import { crossVariableProblems } from './checks.ts';
+import { type SentinelTarget, sentinelTarget } from './redis-url.ts';
 import { type Env, envSchema, upstreamMode, variableNames } from './schema.ts';
 
 export type { UpstreamMode };
@@ -34,7 +35,12 @@ export interface Config {
         readonly clientId?: string;
       };
   readonly topicPrefix: string;
-  readonly redis?: { readonly url: string; readonly keyPrefix: string };
+  readonly redis?: {
+    readonly url: string;
+    readonly keyPrefix: string;
+    /** set when `url` is a `redis+sentinel://` URL (./redis-url.ts) */
+    readonly sentinel?: SentinelTarget;
+  };
   readonly keyPrefix: string;
   /** undefined: start the demo identity provider */
   readonly upstream?: {
@@ -127,9 +133,7 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     http: { host: e.DEVICEGATE_HTTP_HOST, port: e.DEVICEGATE_HTTP_PORT },
     mqtt: mqttConfig(e, picked.DEVICEGATE_MQTT_PORT === undefined),
     topicPrefix: e.DEVICEGATE_TOPIC_PREFIX,
-    ...(e.DEVICEGATE_REDIS_URL !== undefined && {
-      redis: { url: e.DEVICEGATE_REDIS_URL, keyPrefix: e.DEVICEGATE_REDIS_KEY_PREFIX },
-    }),
+    ...(e.DEVICEGATE_REDIS_URL !== undefined && { redis: redisConfig(e.DEVICEGATE_REDIS_URL, e) }),
     keyPrefix: e.DEVICEGATE_REDIS_KEY_PREFIX,
     ...upstreamConfig(e),
     mode: upstreamMode(e),
@@ -158,6 +162,11 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     }),
     logLevel: e.DEVICEGATE_LOG_LEVEL,
   };
+}
+
+function redisConfig(url: string, e: Env): NonNullable<Config['redis']> {
+  const sentinel = sentinelTarget(url);
+  return { url, keyPrefix: e.DEVICEGATE_REDIS_KEY_PREFIX, ...(sentinel !== undefined && { sentinel }) };
 }
 
 function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {

@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { UpstreamMode } from '../core/flow.ts';
 import { MQTT_URL_PROTOCOLS } from '../core/protocol.ts';
+import { redisUrlProblem } from './redis-url.ts';
 
 // eslint-disable-next-line no-control-regex -- NUL is forbidden in MQTT topic names
 const TOPIC_LEVEL = /^[^#+/\u0000]+$/;
@@ -90,8 +91,16 @@ const entries = {
     doc: 'Topic prefix of the device contract.',
   },
   DEVICEGATE_REDIS_URL: {
-    schema: optionalUrl(['redis:', 'rediss:']),
-    doc: 'Redis for flows, shared by every instance. Unset: in-memory store, one instance only.',
+    schema: optionalString.pipe(
+      z
+        .string()
+        .superRefine((v, ctx) => {
+          const problem = redisUrlProblem(v);
+          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+        })
+        .optional(),
+    ),
+    doc: "Redis for flows, shared by every instance: `redis://` or `rediss://`, or Sentinel as `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/masterName` (sentinel port 26379 by default; the credentials are the master's). Its `maxmemory-policy` must be `noeviction` (checked at start: refused in production, a warning otherwise). Unset: in-memory store, one instance only.",
   },
   DEVICEGATE_REDIS_KEY_PREFIX: {
     schema: z

@@ -1,0 +1,68 @@
+/**
+ * `DEVICEGATE_REDIS_URL`: a plain Redis URL (`redis://`, `rediss://`, as ioredis reads them) or a Sentinel URL
+ *
+ *     redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/masterName
+ *
+ * listing the sentinels (port 26379 by default) and the name of the master they watch; the credentials, when given,
+ * are the master's. ioredis asks the sentinels where the master is and follows a failover.
+ */
+
+/** Where the master is found: ioredis' `sentinels` and `name` options (and the master's credentials). */
+export interface SentinelTarget {
+  readonly sentinels: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+  readonly name: string;
+  readonly username?: string;
+  readonly password?: string;
+}
+
+const SENTINEL = 'redis+sentinel:';
+const SENTINEL_PORT = 26379;
+
+/** The problem with `value` as a `DEVICEGATE_REDIS_URL`, or `undefined` when it is fine. */
+export function redisUrlProblem(value: string): string | undefined {
+  if (value.startsWith(`${SENTINEL}//`)) {
+    const parsed = parseSentinelUrl(value);
+    return typeof parsed === 'string' ? parsed : undefined;
+  }
+  if (URL.canParse(value) && ['redis:', 'rediss:'].includes(new URL(value).protocol)) return undefined;
+  return 'must be a URL (redis:, rediss: or redis+sentinel:)';
+}
+
+/** The sentinels of a valid `redis+sentinel://` URL; `undefined` for a plain Redis URL. */
+export function sentinelTarget(value: string): SentinelTarget | undefined {
+  if (!value.startsWith(`${SENTINEL}//`)) return undefined;
+  const parsed = parseSentinelUrl(value);
+  if (typeof parsed === 'string') throw new Error(`DEVICEGATE_REDIS_URL: ${parsed}`);
+  return parsed;
+}
+
+/** The target, or the problem as a sentence. */
+function parseSentinelUrl(value: string): SentinelTarget | string {
+  const rest = value.slice(`${SENTINEL}//`.length);
+  const slash = rest.indexOf('/');
+  const authority = slash < 0 ? rest : rest.slice(0, slash);
+  const name = slash < 0 ? '' : decodeURIComponent(rest.slice(slash + 1));
+  if (!/^[^/\s]+$/.test(name)) return 'a Sentinel URL ends with /masterName';
+  const at = authority.lastIndexOf('@');
+  const hostList = authority.slice(at + 1);
+  const sentinels: Array<{ host: string; port: number }> = [];
+  for (const entry of hostList.split(',')) {
+    const url = URL.canParse(`redis://${entry}`) ? new URL(`redis://${entry}`) : undefined;
+    if (entry === '' || url === undefined || url.hostname === '' || url.pathname !== '') {
+      return `"${entry}" is not a host[:port] of a sentinel`;
+    }
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    sentinels.push({ host, port: url.port === '' ? SENTINEL_PORT : Number(url.port) });
+  }
+  if (at < 0) return { sentinels, name };
+  const userinfo = authority.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  const username = decodeURIComponent(colon < 0 ? userinfo : userinfo.slice(0, colon));
+  const password = colon < 0 ? '' : decodeURIComponent(userinfo.slice(colon + 1));
+  return {
+    sentinels,
+    name,
+    ...(username !== '' && { username }),
+    ...(password !== '' && { password }),
+  };
+}
