@@ -2,16 +2,15 @@
  * Two gateway instances on one Redis, one of them on a host whose clock is 15 s ahead. The instances compare times
  * across each other (a flow scheduled by one is polled by whichever claims it; a lease taken by one is checked by the
  * other), so both run on the Redis server's time (src/store/redis/clock.ts). The upstream is a fake RFC 8628 server
- * that counts token requests, so the first poll's time is measured where it arrives.
+ * that times token requests (test/helpers/fake-upstream.ts), so the first poll is measured where it arrives.
  */
-import { type Server, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import type { Clock } from '../../src/core/clock.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { takeLease } from '../../src/service/lease.ts';
 import { closeAllDevices, connectDevice } from '../helpers/device.ts';
+import { type FakeUpstream, startFakeUpstream } from '../helpers/fake-upstream.ts';
 import { type StartedGateway, startGateway } from '../helpers/gateway.ts';
 import { startRedis, stopAll, waitFor } from '../helpers/procs.ts';
 
@@ -19,55 +18,6 @@ const KEY = 'clock-skew-fleet-key-0123456789';
 const SKEW_MS = 15_000;
 const INTERVAL_S = 5;
 const log = createLogger('silent');
-
-/** A device authorization server on loopback http: every flow stays pending; token requests are timed. */
-interface FakeUpstream {
-  readonly url: string;
-  readonly polls: Array<{ at: number; deviceCode: string }>;
-  readonly server: Server;
-}
-
-async function startFakeUpstream(): Promise<FakeUpstream> {
-  const polls: FakeUpstream['polls'] = [];
-  let codes = 0;
-  let url = '';
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = new URLSearchParams(Buffer.concat(chunks).toString());
-      const send = (status: number, json: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        res.end(JSON.stringify(json));
-      };
-      switch (req.url) {
-        case '/.well-known/openid-configuration':
-          return send(200, {
-            issuer: url,
-            device_authorization_endpoint: `${url}/device`,
-            token_endpoint: `${url}/token`,
-          });
-        case '/device':
-          codes++;
-          return send(200, {
-            device_code: `dc-${codes}`,
-            user_code: `BCDF-GH${codes}`,
-            verification_uri: `${url}/activate`,
-            expires_in: 600,
-            interval: INTERVAL_S,
-          });
-        case '/token':
-          polls.push({ at: Date.now(), deviceCode: body.get('device_code') ?? '' });
-          return send(400, { error: 'authorization_pending' });
-        default:
-          return send(404, { error: 'not_found' });
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, polls, server };
-}
 
 let upstream: FakeUpstream;
 let onTime: StartedGateway;
@@ -89,7 +39,7 @@ async function gateway(redisUrl: string, clock: Clock): Promise<StartedGateway> 
 
 beforeAll(async () => {
   const redis = await startRedis();
-  upstream = await startFakeUpstream();
+  upstream = await startFakeUpstream({ intervalSeconds: INTERVAL_S });
   onTime = await gateway(redis.url, { now: () => Date.now() });
   ahead = await gateway(redis.url, { now: () => Date.now() + SKEW_MS });
 });
@@ -98,8 +48,7 @@ afterAll(async () => {
   await closeAllDevices();
   await onTime?.close();
   await ahead?.close();
-  upstream?.server.closeAllConnections();
-  await new Promise<void>((resolve) => (upstream ? upstream.server.close(() => resolve()) : resolve()));
+  await upstream?.close();
   await stopAll();
 });
 

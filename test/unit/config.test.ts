@@ -160,6 +160,36 @@ describe('loadConfig', () => {
     expect(c.redis?.keyPrefix).toBe('devicegate:');
   });
 
+  it('reads a Sentinel URL: the sentinels (port 26379 by default), the master name and its credentials', () => {
+    const secret = { DEVICEGATE_SECRET: 'x'.repeat(32) };
+    const c = loadConfig({
+      ...secret,
+      DEVICEGATE_REDIS_URL: 'redis+sentinel://app:p%40ss@s1.example,s2.example:26380,[::1]:5000/flows',
+    });
+    expect(c.redis?.sentinel).toEqual({
+      sentinels: [
+        { host: 's1.example', port: 26379 },
+        { host: 's2.example', port: 26380 },
+        { host: '::1', port: 5000 },
+      ],
+      name: 'flows',
+      username: 'app',
+      password: 'p@ss',
+    });
+    expect(loadConfig({ ...secret, DEVICEGATE_REDIS_URL: 'redis://r:6379' }).redis?.sentinel).toBeUndefined();
+    for (const bad of [
+      'redis+sentinel://s1:26379',
+      'redis+sentinel://s1:26379/',
+      'redis+sentinel://s1,,s2/flows',
+      'redis+sentinel://s1:port/flows',
+      'http://r:6379',
+    ]) {
+      expect(() => loadConfig({ ...secret, DEVICEGATE_REDIS_URL: bad }), bad).toThrow(
+        /DEVICEGATE_REDIS_URL: /,
+      );
+    }
+  });
+
   it('wants the upstream issuer and client id together, and broker credentials only with a broker URL', () => {
     expect(() => loadConfig({ DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.example' })).toThrow(
       /DEVICEGATE_UPSTREAM_CLIENT_ID: required when DEVICEGATE_UPSTREAM_ISSUER is set/,
