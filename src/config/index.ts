@@ -7,7 +7,7 @@
 import { type CodeEntryLimits, codeEntryLimits } from '../core/limits.ts';
 import type { UpstreamMode } from '../core/flow.ts';
 import { crossVariableProblems } from './checks.ts';
-import { type SentinelTarget, sentinelTarget } from './redis-url.ts';
+import type { RedisTarget, SentinelTarget } from './redis-url.ts';
 import { type Env, envSchema, upstreamMode, variableNames } from './schema.ts';
 
 export type { UpstreamMode };
@@ -164,9 +164,8 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
   };
 }
 
-function redisConfig(url: string, e: Env): NonNullable<Config['redis']> {
-  const sentinel = sentinelTarget(url);
-  return { url, keyPrefix: e.DEVICEGATE_REDIS_KEY_PREFIX, ...(sentinel !== undefined && { sentinel }) };
+function redisConfig(target: RedisTarget, e: Env): NonNullable<Config['redis']> {
+  return { ...target, keyPrefix: e.DEVICEGATE_REDIS_KEY_PREFIX };
 }
 
 function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {

@@ -18,22 +18,20 @@ export interface SentinelTarget {
 const SENTINEL = 'redis+sentinel:';
 const SENTINEL_PORT = 26379;
 
-/** The problem with `value` as a `DEVICEGATE_REDIS_URL`, or `undefined` when it is fine. */
-export function redisUrlProblem(value: string): string | undefined {
-  if (value.startsWith(`${SENTINEL}//`)) {
-    const parsed = parseSentinelUrl(value);
-    return typeof parsed === 'string' ? parsed : undefined;
-  }
-  if (URL.canParse(value) && ['redis:', 'rediss:'].includes(new URL(value).protocol)) return undefined;
-  return 'must be a URL (redis:, rediss: or redis+sentinel:)';
+/** A valid `DEVICEGATE_REDIS_URL`: the URL as given, and its sentinels when it is a Sentinel URL. */
+export interface RedisTarget {
+  readonly url: string;
+  readonly sentinel?: SentinelTarget;
 }
 
-/** The sentinels of a valid `redis+sentinel://` URL; `undefined` for a plain Redis URL. */
-export function sentinelTarget(value: string): SentinelTarget | undefined {
-  if (!value.startsWith(`${SENTINEL}//`)) return undefined;
-  const parsed = parseSentinelUrl(value);
-  if (typeof parsed === 'string') throw new Error(`DEVICEGATE_REDIS_URL: ${parsed}`);
-  return parsed;
+/** The target `value` names, or the problem with it as a sentence. */
+export function parseRedisUrl(value: string): RedisTarget | string {
+  if (value.startsWith(`${SENTINEL}//`)) {
+    const sentinel = parseSentinelUrl(value);
+    return typeof sentinel === 'string' ? sentinel : { url: value, sentinel };
+  }
+  if (URL.canParse(value) && ['redis:', 'rediss:'].includes(new URL(value).protocol)) return { url: value };
+  return 'must be a URL (redis:, rediss: or redis+sentinel:)';
 }
 
 /** The target, or the problem as a sentence. */

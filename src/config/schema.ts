@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { UpstreamMode } from '../core/flow.ts';
 import { MQTT_URL_PROTOCOLS } from '../core/protocol.ts';
-import { redisUrlProblem } from './redis-url.ts';
+import { parseRedisUrl } from './redis-url.ts';
 
 // eslint-disable-next-line no-control-regex -- NUL is forbidden in MQTT topic names
 const TOPIC_LEVEL = /^[^#+/\u0000]+$/;
@@ -94,9 +94,11 @@ const entries = {
     schema: optionalString.pipe(
       z
         .string()
-        .superRefine((v, ctx) => {
-          const problem = redisUrlProblem(v);
-          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+        .transform((v, ctx) => {
+          const target = parseRedisUrl(v);
+          if (typeof target !== 'string') return target;
+          ctx.addIssue({ code: 'custom', message: target });
+          return z.NEVER;
         })
         .optional(),
     ),

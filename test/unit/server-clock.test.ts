@@ -54,6 +54,23 @@ describe('ServerClock', () => {
     expect(time.pending).toBe(0);
   });
 
+  it('says nothing about a resync still in flight when the clock is stopped (the gateway closed its client)', async () => {
+    const time = new FakeTime();
+    const lines: string[] = [];
+    const log = createLogger('info', { write: (line: string) => lines.push(line) });
+    let fail: ((err: Error) => void) | undefined;
+    let calls = 0;
+    const serverTime = (): Promise<number> =>
+      ++calls === 1 ? Promise.resolve(time.now()) : new Promise((_, reject) => (fail = reject));
+    const clock = new ServerClock({ local: time, timers: time, serverTime, log });
+    await clock.start();
+    await time.tick(RESYNC_MS);
+    clock.stop();
+    fail!(new Error('Connection is closed.'));
+    await time.tick(1);
+    expect(lines.filter((l) => l.includes('could not sample'))).toEqual([]);
+  });
+
   it('keeps the last offset while resyncs fail, logs the outage once and the recovery', async () => {
     const { time, clock, server, lines } = setup({ skew: -3000, out: 1, back: 1 });
     await clock.start();

@@ -71,6 +71,8 @@ export class ServerClock implements Clock {
         this.#d.log.info({ offsetMs: this.#offset }, 'clock: Redis server time sampled again');
       this.#failing = false;
     } catch (err) {
+      // a sample still in flight when the gateway closed its client: nothing to report
+      if (this.#timer === undefined) return;
       if (!this.#failing)
         this.#d.log.warn({ err }, 'clock: could not sample the Redis server time; keeping the last offset');
       this.#failing = true;
