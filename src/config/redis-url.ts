@@ -39,8 +39,8 @@ function parseSentinelUrl(value: string): SentinelTarget | string {
   const rest = value.slice(`${SENTINEL}//`.length);
   const slash = rest.indexOf('/');
   const authority = slash < 0 ? rest : rest.slice(0, slash);
-  const name = slash < 0 ? '' : decodeURIComponent(rest.slice(slash + 1));
-  if (!/^[^/\s]+$/.test(name)) return 'a Sentinel URL ends with /masterName';
+  const name = slash < 0 ? '' : decoded(rest.slice(slash + 1));
+  if (name === undefined || !/^[^/\s]+$/.test(name)) return 'a Sentinel URL ends with /masterName';
   const at = authority.lastIndexOf('@');
   const hostList = authority.slice(at + 1);
   const sentinels: Array<{ host: string; port: number }> = [];
@@ -55,12 +55,23 @@ function parseSentinelUrl(value: string): SentinelTarget | string {
   if (at < 0) return { sentinels, name };
   const userinfo = authority.slice(0, at);
   const colon = userinfo.indexOf(':');
-  const username = decodeURIComponent(colon < 0 ? userinfo : userinfo.slice(0, colon));
-  const password = colon < 0 ? '' : decodeURIComponent(userinfo.slice(colon + 1));
+  const username = decoded(colon < 0 ? userinfo : userinfo.slice(0, colon));
+  const password = colon < 0 ? '' : decoded(userinfo.slice(colon + 1));
+  if (username === undefined || password === undefined)
+    return 'the credentials are not valid percent-encoding';
   return {
     sentinels,
     name,
     ...(username !== '' && { username }),
     ...(password !== '' && { password }),
   };
+}
+
+/** `decodeURIComponent`, with `undefined` for a malformed escape instead of a URIError. */
+function decoded(part: string): string | undefined {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return undefined;
+  }
 }

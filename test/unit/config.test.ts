@@ -182,6 +182,8 @@ describe('loadConfig', () => {
       'redis+sentinel://s1:26379/',
       'redis+sentinel://s1,,s2/flows',
       'redis+sentinel://s1:port/flows',
+      'redis+sentinel://s1/%E0',
+      'redis+sentinel://us%E0r:pw@s1/flows',
       'http://r:6379',
     ]) {
       expect(() => loadConfig({ ...secret, DEVICEGATE_REDIS_URL: bad }), bad).toThrow(
