@@ -22,7 +22,8 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   const { run } = await import('./run.ts');
   const running = await run(config, log);
-  process.stderr.write(running.banner);
+  // stdout carries only JSON log lines; the demo's banner is for the person at the terminal
+  if (running.banner !== undefined) process.stderr.write(running.banner);
   onSignals(log, running.close);
 }
 

@@ -13,7 +13,8 @@ import { publicUrlOf } from './gateway/wiring.ts';
 
 export interface Running {
   readonly gateway: Gateway;
-  readonly banner: string;
+  /** the demo's "how to try it" text (outside the demo the `devicegate is running` log line says where it listens) */
+  readonly banner: string | undefined;
   close(): Promise<void>;
 }
 
@@ -38,7 +39,7 @@ export async function run(config: Config, log: Logger): Promise<Running> {
     }
     return {
       gateway,
-      banner: banner(gateway, at, demo),
+      banner: demo === undefined ? undefined : banner(gateway, at, demo),
       async close() {
         await gateway.close();
         if (demo !== undefined) {

@@ -1,8 +1,8 @@
-/** What `npm start` prints: where everything listens and how to try it. */
+/** What `npm start` prints in the demo (to stderr): where everything listens and how to try it. */
 import type { Demo } from '../demo/launch.ts';
 import type { Addresses, Gateway } from '../gateway/index.ts';
 
-export function banner(g: Gateway, at: Addresses, demo: Demo | undefined): string {
+export function banner(g: Gateway, at: Addresses, demo: Demo): string {
   const lines = [
     '',
     '  devicegate is running',
@@ -10,25 +10,21 @@ export function banner(g: Gateway, at: Addresses, demo: Demo | undefined): strin
     `  devices (MQTT)     ${at.mqttUrl}   topics ${g.config.topicPrefix}/{deviceId}/req/+ and /res`,
     `  web                ${at.publicUrl}/device   (health ${at.httpUrl}/healthz, ${at.httpUrl}/readyz, ${at.httpUrl}/metrics)`,
     `  upstream           ${g.upstreamIssuer}   (${g.config.mode === 'device' ? 'relay: RFC 8628 device endpoint' : 'bridge: authorization code + PKCE'})`,
+    '',
+    '  ************************************************************************',
+    '  *  DEMO MODE - a built-in identity provider with a demo user.           *',
+    '  *  Not for production: set DEVICEGATE_UPSTREAM_ISSUER to a real one.     *',
+    '  ************************************************************************',
+    '',
+    `  demo user          ${demo.idp.username} / ${demo.idp.password}`,
+    ...demo.moves.map((m) => `  note               ${m}`),
+    '',
+    '  Try it: in a second terminal run',
+    '',
+    '      npm run sim -- --id tv-1',
+    '',
+    '  then open the URL it prints, enter the code, and sign in as the demo user.',
+    '',
   ];
-  if (demo !== undefined) {
-    lines.push(
-      '',
-      '  ************************************************************************',
-      '  *  DEMO MODE - a built-in identity provider with a demo user.           *',
-      '  *  Not for production: set DEVICEGATE_UPSTREAM_ISSUER to a real one.     *',
-      '  ************************************************************************',
-      '',
-      `  demo user          ${demo.idp.username} / ${demo.idp.password}`,
-      ...demo.moves.map((m) => `  note               ${m}`),
-      '',
-      '  Try it: in a second terminal run',
-      '',
-      '      npm run sim -- --id tv-1',
-      '',
-      '  then open the URL it prints, enter the code, and sign in as the demo user.',
-    );
-  }
-  lines.push('');
   return `${lines.join('\n')}\n`;
 }

@@ -1,69 +1,138 @@
 /**
  * The rules that span several variables, each a function from the parsed environment to the problems it finds (empty
- * when none), so that `loadConfig` reports all of them in one pass. Rules on one variable alone live in its schema
- * (./schema.ts).
+ * when none), so that `loadConfig` reports all of them in one pass. Each rule names the variables it reads: when one
+ * of them is malformed (the schema already reported it), the rule is skipped rather than run on a default the
+ * operator never chose. Rules on one variable alone live in its schema (./schema.ts).
  */
 import { type Env, upstreamMode } from './schema.ts';
 
-/** Every cross-variable problem of `e`, in the order the rules below are listed. */
-export function crossVariableProblems(e: Env): string[] {
-  return [
-    ...upstreamPairProblems(e),
-    ...productionProblems(e),
-    ...redisProblems(e),
-    ...mqttCredentialProblems(e),
-    ...bridgePortProblems(e),
-  ];
+interface Rule {
+  /** the variables the rule reads */
+  readonly reads: ReadonlyArray<keyof Env>;
+  readonly check: (e: Env) => string[];
 }
 
-/** The upstream issuer and the gateway's client id there come together or not at all. */
-function upstreamPairProblems(e: Env): string[] {
-  const issuerSet = e.DEVICEGATE_UPSTREAM_ISSUER !== undefined;
-  const clientIdSet = e.DEVICEGATE_UPSTREAM_CLIENT_ID !== undefined;
-  if (issuerSet && !clientIdSet) {
-    return ['DEVICEGATE_UPSTREAM_CLIENT_ID: required when DEVICEGATE_UPSTREAM_ISSUER is set'];
-  }
-  if (!issuerSet && clientIdSet) {
-    return ['DEVICEGATE_UPSTREAM_ISSUER: required when DEVICEGATE_UPSTREAM_CLIENT_ID is set'];
-  }
-  return [];
+/**
+ * Every cross-variable problem of `e`, in the order the rules below are listed. `malformed` names the variables the
+ * schema refused (their value in `e` is the default); the rules that read any of them are skipped.
+ */
+export function crossVariableProblems(e: Env, malformed: ReadonlySet<string> = new Set()): string[] {
+  return rules.filter((r) => !r.reads.some((name) => malformed.has(name))).flatMap((r) => r.check(e));
 }
 
-/** `NODE_ENV=production` refuses every demo default: demo upstream, no device auth, demo device key, random secret. */
-function productionProblems(e: Env): string[] {
-  if (e.NODE_ENV !== 'production') return [];
-  const problems: string[] = [];
-  if (e.DEVICEGATE_UPSTREAM_ISSUER === undefined) {
-    problems.push('DEVICEGATE_UPSTREAM_ISSUER: required in production (no demo upstream)');
-  }
-  if (e.DEVICEGATE_DEVICE_AUTH === 'none')
-    problems.push('DEVICEGATE_DEVICE_AUTH: "none" is refused in production');
-  if (e.DEVICEGATE_DEVICE_AUTH === 'hmac' && e.DEVICEGATE_DEVICE_KEY === undefined) {
-    problems.push('DEVICEGATE_DEVICE_KEY: required in production');
-  }
-  if (e.DEVICEGATE_SECRET === undefined) problems.push('DEVICEGATE_SECRET: required in production');
-  return problems;
+/**
+ * Whether the upstream may be reached over plain http: the operator's explicit word
+ * (`DEVICEGATE_ALLOW_INSECURE_UPSTREAM`), else only a loopback issuer outside production. The one rule both the
+ * start-time check below and the upstream client (src/gateway/wiring.ts) follow, so an issuer the client would refuse
+ * never gets past `loadConfig`.
+ */
+export function plainHttpUpstreamAllowed(o: {
+  explicit: boolean | undefined;
+  production: boolean;
+  issuer: string;
+}): boolean {
+  return o.explicit ?? (!o.production && isLoopback(o.issuer));
 }
 
-/** Instances sharing a Redis must unseal each other's flows, so a random per-start secret cannot do. */
-function redisProblems(e: Env): string[] {
-  return e.DEVICEGATE_REDIS_URL !== undefined && e.DEVICEGATE_SECRET === undefined
-    ? ['DEVICEGATE_SECRET: required with DEVICEGATE_REDIS_URL (every instance must share it)']
-    : [];
+function isLoopback(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === 'localhost' || host === '[::1]' || host.startsWith('127.');
 }
 
-/** The gateway's broker credentials mean nothing to the embedded broker. */
-function mqttCredentialProblems(e: Env): string[] {
-  return e.DEVICEGATE_MQTT_URL === undefined && (e.DEVICEGATE_MQTT_USERNAME ?? e.DEVICEGATE_MQTT_PASSWORD)
-    ? ['DEVICEGATE_MQTT_USERNAME: only used with DEVICEGATE_MQTT_URL']
-    : [];
-}
-
-/** The redirect URI registered at the upstream is built from the public URL before any port is bound. */
-function bridgePortProblems(e: Env): string[] {
-  return upstreamMode(e) === 'authorization_code' &&
-    e.DEVICEGATE_HTTP_PORT === 0 &&
-    e.DEVICEGATE_PUBLIC_URL === undefined
-    ? ['DEVICEGATE_PUBLIC_URL: required in bridge mode when DEVICEGATE_HTTP_PORT is 0']
-    : [];
-}
+const rules: readonly Rule[] = [
+  // The upstream issuer and the gateway's client id there come together or not at all.
+  {
+    reads: ['DEVICEGATE_UPSTREAM_ISSUER', 'DEVICEGATE_UPSTREAM_CLIENT_ID'],
+    check(e) {
+      const issuerSet = e.DEVICEGATE_UPSTREAM_ISSUER !== undefined;
+      const clientIdSet = e.DEVICEGATE_UPSTREAM_CLIENT_ID !== undefined;
+      if (issuerSet && !clientIdSet) {
+        return ['DEVICEGATE_UPSTREAM_CLIENT_ID: required when DEVICEGATE_UPSTREAM_ISSUER is set'];
+      }
+      if (!issuerSet && clientIdSet) {
+        return ['DEVICEGATE_UPSTREAM_ISSUER: required when DEVICEGATE_UPSTREAM_CLIENT_ID is set'];
+      }
+      return [];
+    },
+  },
+  // `NODE_ENV=production` refuses every demo default: demo upstream, no device auth, demo device key, random secret.
+  {
+    reads: [
+      'NODE_ENV',
+      'DEVICEGATE_UPSTREAM_ISSUER',
+      'DEVICEGATE_DEVICE_AUTH',
+      'DEVICEGATE_DEVICE_KEY',
+      'DEVICEGATE_SECRET',
+    ],
+    check(e) {
+      if (e.NODE_ENV !== 'production') return [];
+      const problems: string[] = [];
+      if (e.DEVICEGATE_UPSTREAM_ISSUER === undefined) {
+        problems.push('DEVICEGATE_UPSTREAM_ISSUER: required in production (no demo upstream)');
+      }
+      if (e.DEVICEGATE_DEVICE_AUTH === 'none')
+        problems.push('DEVICEGATE_DEVICE_AUTH: "none" is refused in production');
+      if (e.DEVICEGATE_DEVICE_AUTH === 'hmac' && e.DEVICEGATE_DEVICE_KEY === undefined) {
+        problems.push('DEVICEGATE_DEVICE_KEY: required in production');
+      }
+      if (e.DEVICEGATE_SECRET === undefined) problems.push('DEVICEGATE_SECRET: required in production');
+      return problems;
+    },
+  },
+  // In production people type codes and sign in through the public URL, and the OAuth redirect URI is built from it
+  // (RFC 9700 §4.1.1 wants TLS for redirect URIs; a cookie set over http can be read and planted on the path).
+  {
+    reads: ['NODE_ENV', 'DEVICEGATE_PUBLIC_URL'],
+    check(e) {
+      if (e.NODE_ENV !== 'production') return [];
+      const url = e.DEVICEGATE_PUBLIC_URL;
+      if (url === undefined) return ['DEVICEGATE_PUBLIC_URL: required in production (an https URL)'];
+      return new URL(url).protocol === 'https:' ? [] : ['DEVICEGATE_PUBLIC_URL: must be https in production'];
+    },
+  },
+  // A plain-http issuer the upstream client would refuse is refused here, at start, instead of looping in discovery.
+  {
+    reads: ['NODE_ENV', 'DEVICEGATE_UPSTREAM_ISSUER', 'DEVICEGATE_ALLOW_INSECURE_UPSTREAM'],
+    check(e) {
+      const issuer = e.DEVICEGATE_UPSTREAM_ISSUER;
+      if (issuer === undefined || new URL(issuer).protocol !== 'http:') return [];
+      const production = e.NODE_ENV === 'production';
+      if (plainHttpUpstreamAllowed({ explicit: e.DEVICEGATE_ALLOW_INSECURE_UPSTREAM, production, issuer }))
+        return [];
+      return [
+        `DEVICEGATE_UPSTREAM_ISSUER: plain http is refused${production ? ' in production' : ' for a host other than loopback'} (set DEVICEGATE_ALLOW_INSECURE_UPSTREAM=true to allow it)`,
+      ];
+    },
+  },
+  // Instances sharing a Redis must unseal each other's flows, so a random per-start secret cannot do.
+  {
+    reads: ['DEVICEGATE_REDIS_URL', 'DEVICEGATE_SECRET'],
+    check: (e) =>
+      e.DEVICEGATE_REDIS_URL !== undefined && e.DEVICEGATE_SECRET === undefined
+        ? ['DEVICEGATE_SECRET: required with DEVICEGATE_REDIS_URL (every instance must share it)']
+        : [],
+  },
+  // The gateway's broker credentials mean nothing to the embedded broker.
+  {
+    reads: ['DEVICEGATE_MQTT_URL', 'DEVICEGATE_MQTT_USERNAME', 'DEVICEGATE_MQTT_PASSWORD'],
+    check: (e) =>
+      e.DEVICEGATE_MQTT_URL === undefined && (e.DEVICEGATE_MQTT_USERNAME ?? e.DEVICEGATE_MQTT_PASSWORD)
+        ? ['DEVICEGATE_MQTT_USERNAME: only used with DEVICEGATE_MQTT_URL']
+        : [],
+  },
+  // The redirect URI registered at the upstream is built from the public URL before any port is bound.
+  {
+    reads: [
+      'DEVICEGATE_UPSTREAM_MODE',
+      'DEVICEGATE_UPSTREAM_ISSUER',
+      'DEVICEGATE_HTTP_PORT',
+      'DEVICEGATE_PUBLIC_URL',
+    ],
+    check: (e) =>
+      upstreamMode(e) === 'authorization_code' &&
+      e.DEVICEGATE_HTTP_PORT === 0 &&
+      e.DEVICEGATE_PUBLIC_URL === undefined
+        ? ['DEVICEGATE_PUBLIC_URL: required in bridge mode when DEVICEGATE_HTTP_PORT is 0']
+        : [],
+  },
+];

@@ -7,6 +7,7 @@
 import { type CodeEntryLimits, codeEntryLimits } from '../core/limits.ts';
 import type { UpstreamMode } from '../core/flow.ts';
 import { crossVariableProblems } from './checks.ts';
+import type { RedisTarget, SentinelTarget } from './redis-url.ts';
 import { type Env, envSchema, upstreamMode, variableNames } from './schema.ts';
 
 export type { UpstreamMode };
@@ -34,7 +35,12 @@ export interface Config {
         readonly clientId?: string;
       };
   readonly topicPrefix: string;
-  readonly redis?: { readonly url: string; readonly keyPrefix: string };
+  readonly redis?: {
+    readonly url: string;
+    readonly keyPrefix: string;
+    /** set when `url` is a `redis+sentinel://` URL (./redis-url.ts) */
+    readonly sentinel?: SentinelTarget;
+  };
   readonly keyPrefix: string;
   /** undefined: start the demo identity provider */
   readonly upstream?: {
@@ -90,13 +96,20 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   const picked = pickVariables(env);
   const problems = unknownVariables(env);
   const parsed = envSchema.safeParse(picked);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
-    throw new ConfigError(problems);
+  if (parsed.success) {
+    problems.push(...crossVariableProblems(parsed.data));
+    if (problems.length > 0) throw new ConfigError(problems);
+    return Object.freeze(buildConfig(parsed.data, picked));
   }
-  problems.push(...crossVariableProblems(parsed.data));
-  if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(buildConfig(parsed.data, picked));
+  for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
+  // One pass: the variables are independent in the schema, so without the malformed ones the rest parses, and the
+  // cross-variable rules run on it (skipping the rules that read a malformed variable).
+  const malformed = new Set(parsed.error.issues.map((issue) => String(issue.path[0])));
+  const rest = envSchema.safeParse(
+    Object.fromEntries(Object.entries(picked).filter(([name]) => !malformed.has(name))),
+  );
+  if (rest.success) problems.push(...crossVariableProblems(rest.data, malformed));
+  throw new ConfigError(problems);
 }
 
 /** The known variables that are set to something; an empty value counts as unset. */
@@ -124,9 +137,7 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     http: { host: e.DEVICEGATE_HTTP_HOST, port: e.DEVICEGATE_HTTP_PORT },
     mqtt: mqttConfig(e, picked.DEVICEGATE_MQTT_PORT === undefined),
     topicPrefix: e.DEVICEGATE_TOPIC_PREFIX,
-    ...(e.DEVICEGATE_REDIS_URL !== undefined && {
-      redis: { url: e.DEVICEGATE_REDIS_URL, keyPrefix: e.DEVICEGATE_REDIS_KEY_PREFIX },
-    }),
+    ...(e.DEVICEGATE_REDIS_URL !== undefined && { redis: redisConfig(e.DEVICEGATE_REDIS_URL, e) }),
     keyPrefix: e.DEVICEGATE_REDIS_KEY_PREFIX,
     ...upstreamConfig(e),
     mode: upstreamMode(e),
@@ -158,6 +169,10 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     approvalsPerPerson: e.DEVICEGATE_APPROVALS_PER_PERSON,
     logLevel: e.DEVICEGATE_LOG_LEVEL,
   };
+}
+
+function redisConfig(target: RedisTarget, e: Env): NonNullable<Config['redis']> {
+  return { ...target, keyPrefix: e.DEVICEGATE_REDIS_KEY_PREFIX };
 }
 
 function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {

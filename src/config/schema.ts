@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { UpstreamMode } from '../core/flow.ts';
 import { DEFAULT_USER_CODE_LENGTH, MAX_USER_CODE_LENGTH, MIN_USER_CODE_LENGTH } from '../core/codes.ts';
 import { MQTT_URL_PROTOCOLS } from '../core/protocol.ts';
+import { parseRedisUrl } from './redis-url.ts';
 
 // eslint-disable-next-line no-control-regex -- NUL is forbidden in MQTT topic names
 const TOPIC_LEVEL = /^[^#+/\u0000]+$/;
@@ -46,7 +47,7 @@ const entries = {
       .refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), 'must be an http(s) URL')
       .transform((v) => v.replace(/\/+$/, ''))
       .optional(),
-    doc: 'Base URL people and the upstream reach the gateway at (default `http://localhost:{HTTP port}`); `verification_uri` and the OAuth redirect URI are built from it and never from request headers.',
+    doc: 'Base URL people and the upstream reach the gateway at (default `http://localhost:{HTTP port}`); `verification_uri` and the OAuth redirect URI are built from it and never from request headers. Required, and https, when `NODE_ENV=production`.',
   },
   DEVICEGATE_HTTP_HOST: {
     schema: z.string().min(1).default('127.0.0.1'),
@@ -91,8 +92,18 @@ const entries = {
     doc: 'Topic prefix of the device contract.',
   },
   DEVICEGATE_REDIS_URL: {
-    schema: optionalUrl(['redis:', 'rediss:']),
-    doc: 'Redis for flows, shared by every instance. Unset: in-memory store, one instance only.',
+    schema: optionalString.pipe(
+      z
+        .string()
+        .transform((v, ctx) => {
+          const target = parseRedisUrl(v);
+          if (typeof target !== 'string') return target;
+          ctx.addIssue({ code: 'custom', message: target });
+          return z.NEVER;
+        })
+        .optional(),
+    ),
+    doc: "Redis for flows, shared by every instance: `redis://` or `rediss://`, or Sentinel as `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/masterName` (sentinel port 26379 by default; the credentials are the master's). Its `maxmemory-policy` must be `noeviction` (checked at start: refused in production, a warning otherwise). Unset: in-memory store, one instance only.",
   },
   DEVICEGATE_REDIS_KEY_PREFIX: {
     schema: z
@@ -124,7 +135,7 @@ const entries = {
   },
   DEVICEGATE_ALLOW_INSECURE_UPSTREAM: {
     schema: bool.optional(),
-    doc: 'Allow a plain-http upstream. Default: allowed for loopback hosts outside production (with a warning), refused otherwise.',
+    doc: 'Allow a plain-http upstream (`true`, with a warning at start), for example when a sidecar on the same host adds the TLS. Default: allowed for loopback hosts outside production; any other plain-http issuer is refused at start.',
   },
   DEVICEGATE_DEFAULT_SCOPE: {
     schema: scopeList.default('openid'),
@@ -217,7 +228,7 @@ const entries = {
   },
   NODE_ENV: {
     schema: optionalString,
-    doc: '`production` refuses demo defaults: the demo upstream, the demo device key, `DEVICEGATE_DEVICE_AUTH=none`, a random secret.',
+    doc: '`production` refuses demo defaults (the demo upstream, the demo device key, `DEVICEGATE_DEVICE_AUTH=none`, a random secret), a public URL that is not https, a plain-http upstream unless explicitly allowed, and a Redis whose `maxmemory-policy` is not `noeviction`.',
   },
 } as const;
 

@@ -23,6 +23,7 @@ import type { BuiltTransport } from './transport.ts';
 
 /** Parts a caller provides instead of the ones the config would build. */
 export interface GatewayOverrides {
+  /** the host's clock (the gateway runs on the Redis server's time when the store is Redis) */
   clock?: Clock;
   log?: Logger;
   /** a Redis client to borrow instead of opening one from the config (not closed by the gateway) */
@@ -48,6 +49,8 @@ export interface Addresses {
 export interface Gateway {
   readonly config: Config;
   readonly log: Logger;
+  /** the gateway's time: the Redis server's clock on the Redis store (every instance shares it), else the local one */
+  readonly clock: Clock;
   readonly metrics: Metrics;
   readonly store: FlowStore;
   readonly service: FlowService;
@@ -83,6 +86,7 @@ export function buildGateway(config: Config, overrides: GatewayOverrides = {}): 
   return {
     config,
     log: p.log,
+    clock: p.clock,
     metrics: p.metrics,
     store: p.opened.store,
     service: p.service,

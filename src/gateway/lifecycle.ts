@@ -1,9 +1,9 @@
 /**
- * Starting and closing the parts (docs/architecture.md, "Lifecycle"): the upstream's discovery first (awaited only
- * for the demo, whose identity provider runs in this process; a real upstream may come up later and `/readyz` says
- * so), then the transport (devices can send requests), the scheduler (polls and deliveries), and last the HTTP
- * listener. Every part that started is registered with the closers, so a failed start and `close()` both close
- * exactly what was started, newest first.
+ * Starting and closing the parts (docs/architecture.md, "Lifecycle"): the store first (Redis' eviction policy and the
+ * shared clock), then the upstream's discovery (awaited only for the demo, whose identity provider runs in this
+ * process; a real upstream may come up later and `/readyz` says so), then the transport (devices can send requests),
+ * the scheduler (polls and deliveries), and last the HTTP listener. Every part that started is registered with the
+ * closers, so a failed start and `close()` both close exactly what was started, newest first.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Addresses } from './index.ts';
@@ -15,6 +15,8 @@ import { publicUrlOf } from './wiring.ts';
 export async function startParts(p: Parts, closers: Closers, awaitUpstream: boolean): Promise<Addresses> {
   const { config, upstream, built, service, scheduler, app } = p;
   try {
+    // first: the Redis checks and the shared clock, before any part reads the time or takes a request
+    await p.opened.start();
     closers.push('upstream', async () => upstream.close());
     upstream.start();
     if (awaitUpstream) await upstream.ready();

@@ -28,6 +28,7 @@ import { type ModeParts, publicUrlOf } from './wiring.ts';
 export interface Parts {
   readonly config: Config;
   readonly log: Logger;
+  readonly clock: Clock;
   readonly metrics: Metrics;
   readonly opened: OpenedStore;
   readonly upstream: UpstreamClient;
@@ -43,7 +44,8 @@ export interface Parts {
 /** Builds every part; opens, binds and connects nothing. Throws when neither the config nor `o` names an upstream. */
 export function buildParts(config: Config, o: GatewayOverrides): Parts {
   const log = o.log ?? createLogger(config.logLevel);
-  const clock: Clock = o.clock ?? systemClock;
+  // the host's clock; the gateway's own time comes from the store (Redis server time on Redis: ./store.ts)
+  const localClock: Clock = o.clock ?? systemClock;
   const upstreamConfig = config.upstream ?? o.upstream;
   if (upstreamConfig === undefined) throw new Error('no upstream: configure one or start the demo');
   warnAboutDemoKnobs(config, log, o.upstream !== undefined);
@@ -52,8 +54,8 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
   const deviceKey = config.deviceKey ?? DEMO_DEVICE_KEY;
   const publicUrl = publicUrlOf(config);
 
-  const opened = openStore({ config, codec: flowCodec(keys), clock, log, redis: o.redis });
-  const { store } = opened;
+  const opened = openStore({ config, codec: flowCodec(keys), clock: localClock, log, redis: o.redis });
+  const { store, clock } = opened;
   const wiringDeps = { config, upstream: upstreamConfig, publicUrl, keys, clock, log, metrics };
   const wiring = config.mode === 'device' ? relayWiring(wiringDeps) : bridgeWiring(wiringDeps);
   const built: BuiltTransport =
@@ -100,6 +102,7 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
   return {
     config,
     log,
+    clock,
     metrics,
     opened,
     upstream: wiring.upstream,

@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { plainHttpUpstreamAllowed } from '../config/checks.ts';
 import type { Config } from '../config/index.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Keys } from '../core/crypto.ts';
@@ -74,12 +75,11 @@ export function upstreamOptions(d: WiringDeps): Omit<UpstreamOptions, 'mode'> {
   };
 }
 
-/** Whether plain-http upstream endpoints may be used: the config's word, else loopback outside production. */
+/** Whether plain-http upstream endpoints may be used: the rule `loadConfig` already checked a configured issuer by. */
 function allowInsecureUpstream(config: Config, issuer: string): boolean {
-  return config.allowInsecureUpstream ?? (!config.production && isLoopback(issuer));
-}
-
-function isLoopback(url: string): boolean {
-  const host = new URL(url).hostname;
-  return host === 'localhost' || host === '[::1]' || host.startsWith('127.');
+  return plainHttpUpstreamAllowed({
+    explicit: config.allowInsecureUpstream,
+    production: config.production,
+    issuer,
+  });
 }

@@ -106,8 +106,13 @@ export async function stopAll(): Promise<void> {
   processes.clear();
 }
 
-/** A private redis-server on a free port. `appendonly: true` turns on AOF (everysec) in its own directory. */
-export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<ManagedProcess> {
+/**
+ * A private redis-server on a free port. `appendonly: true` turns on AOF (everysec) in its own directory; `args` are
+ * appended to its command line (e.g. `['--maxmemory-policy', 'allkeys-lru']`).
+ */
+export async function startRedis(
+  opts: { appendonly?: boolean; args?: readonly string[] } = {},
+): Promise<ManagedProcess> {
   const port = await freePort();
   const dir = await mkdtemp(path.join(tmpdir(), 'dg-redis-'));
   const args = [
@@ -127,6 +132,7 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<M
     'no',
     '--logfile',
     path.join(dir, 'redis.log'),
+    ...(opts.args ?? []),
   ];
   const h = await managed(
     'redis',
@@ -141,6 +147,31 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<M
       await stop(signal);
     },
   });
+}
+
+/**
+ * A private Redis Sentinel on a free port watching `master` (a redis-server on 127.0.0.1) under `name`, with a quorum
+ * of one. Sentinel rewrites its config file, so it gets one of its own in a temp directory.
+ */
+export async function startSentinel(master: ManagedProcess, name: string): Promise<ManagedProcess> {
+  const port = await freePort();
+  const dir = await mkdtemp(path.join(tmpdir(), 'dg-sentinel-'));
+  const conf = path.join(dir, 'sentinel.conf');
+  const lines = [
+    `port ${port}`,
+    'bind 127.0.0.1',
+    `dir ${dir}`,
+    `logfile ${path.join(dir, 'sentinel.log')}`,
+    `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
+  ];
+  await writeFile(conf, `${lines.join('\n')}\n`);
+  return managed(
+    'sentinel',
+    port,
+    dir,
+    () => spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' }),
+    `redis+sentinel://127.0.0.1:${port}/${name}`,
+  );
 }
 
 /**

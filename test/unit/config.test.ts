@@ -68,6 +68,89 @@ describe('loadConfig', () => {
     ).toThrow(/DEVICEGATE_DEVICE_KEY/);
   });
 
+  it('reports malformed variables and cross-variable problems together, in one pass', () => {
+    let err: unknown;
+    try {
+      loadConfig({
+        DEVICEGATE_HTTP_PORT: 'eighty',
+        DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.example',
+        DEVICEGATE_REDIS_URL: 'redis://127.0.0.1:6379',
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems).toEqual([
+      expect.stringMatching(/^DEVICEGATE_HTTP_PORT: /),
+      'DEVICEGATE_UPSTREAM_CLIENT_ID: required when DEVICEGATE_UPSTREAM_ISSUER is set',
+      'DEVICEGATE_SECRET: required with DEVICEGATE_REDIS_URL (every instance must share it)',
+    ]);
+  });
+
+  it('skips the cross-variable rules that read a malformed variable (no problem about a default never chosen)', () => {
+    let err: unknown;
+    try {
+      loadConfig({ DEVICEGATE_HTTP_PORT: '-1', DEVICEGATE_PUBLIC_URL: 'ftp://gw.example' });
+    } catch (e) {
+      err = e;
+    }
+    const problems = (err as ConfigError).problems;
+    expect(problems).toHaveLength(2);
+    expect(problems.join('\n')).not.toContain('required in bridge mode');
+  });
+
+  it('requires an https public URL in production', () => {
+    const prod = {
+      NODE_ENV: 'production',
+      DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.example',
+      DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+      DEVICEGATE_DEVICE_KEY: 'k'.repeat(32),
+      DEVICEGATE_SECRET: 's'.repeat(32),
+    };
+    expect(() => loadConfig(prod)).toThrow(/DEVICEGATE_PUBLIC_URL: required in production/);
+    expect(() => loadConfig({ ...prod, DEVICEGATE_PUBLIC_URL: 'http://gw.example' })).toThrow(
+      /DEVICEGATE_PUBLIC_URL: must be https in production/,
+    );
+    expect(loadConfig({ ...prod, DEVICEGATE_PUBLIC_URL: 'https://gw.example' }).publicUrl).toBe(
+      'https://gw.example',
+    );
+  });
+
+  it('refuses at start a plain-http upstream the upstream client would refuse, unless explicitly allowed', () => {
+    const prod = {
+      NODE_ENV: 'production',
+      DEVICEGATE_PUBLIC_URL: 'https://gw.example',
+      DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+      DEVICEGATE_DEVICE_KEY: 'k'.repeat(32),
+      DEVICEGATE_SECRET: 's'.repeat(32),
+    };
+    expect(() => loadConfig({ ...prod, DEVICEGATE_UPSTREAM_ISSUER: 'http://127.0.0.1:9000' })).toThrow(
+      /DEVICEGATE_UPSTREAM_ISSUER: plain http is refused in production/,
+    );
+    expect(() =>
+      loadConfig({ DEVICEGATE_UPSTREAM_ISSUER: 'http://idp.example', DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw' }),
+    ).toThrow(/DEVICEGATE_UPSTREAM_ISSUER: plain http is refused for a host other than loopback/);
+    expect(() =>
+      loadConfig({
+        DEVICEGATE_UPSTREAM_ISSUER: 'http://localhost:9000',
+        DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+        DEVICEGATE_ALLOW_INSECURE_UPSTREAM: 'false',
+      }),
+    ).toThrow(/DEVICEGATE_UPSTREAM_ISSUER: plain http is refused/);
+    // loopback outside production, and an explicit yes, are allowed (the gateway warns at start)
+    const local = {
+      DEVICEGATE_UPSTREAM_ISSUER: 'http://127.0.0.1:9000',
+      DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+    };
+    expect(loadConfig(local).upstream?.issuer).toBe('http://127.0.0.1:9000');
+    const allowed = loadConfig({
+      ...prod,
+      DEVICEGATE_UPSTREAM_ISSUER: 'http://idp.internal',
+      DEVICEGATE_ALLOW_INSECURE_UPSTREAM: 'true',
+    });
+    expect(allowed.allowInsecureUpstream).toBe(true);
+  });
+
   it('requires a shared secret with Redis', () => {
     expect(() => loadConfig({ DEVICEGATE_REDIS_URL: 'redis://127.0.0.1:6379' })).toThrow(/DEVICEGATE_SECRET/);
     const c = loadConfig({
@@ -75,6 +158,38 @@ describe('loadConfig', () => {
       DEVICEGATE_SECRET: 'x'.repeat(32),
     });
     expect(c.redis?.keyPrefix).toBe('devicegate:');
+  });
+
+  it('reads a Sentinel URL: the sentinels (port 26379 by default), the master name and its credentials', () => {
+    const secret = { DEVICEGATE_SECRET: 'x'.repeat(32) };
+    const c = loadConfig({
+      ...secret,
+      DEVICEGATE_REDIS_URL: 'redis+sentinel://app:p%40ss@s1.example,s2.example:26380,[::1]:5000/flows',
+    });
+    expect(c.redis?.sentinel).toEqual({
+      sentinels: [
+        { host: 's1.example', port: 26379 },
+        { host: 's2.example', port: 26380 },
+        { host: '::1', port: 5000 },
+      ],
+      name: 'flows',
+      username: 'app',
+      password: 'p@ss',
+    });
+    expect(loadConfig({ ...secret, DEVICEGATE_REDIS_URL: 'redis://r:6379' }).redis?.sentinel).toBeUndefined();
+    for (const bad of [
+      'redis+sentinel://s1:26379',
+      'redis+sentinel://s1:26379/',
+      'redis+sentinel://s1,,s2/flows',
+      'redis+sentinel://s1:port/flows',
+      'redis+sentinel://s1/%E0',
+      'redis+sentinel://us%E0r:pw@s1/flows',
+      'http://r:6379',
+    ]) {
+      expect(() => loadConfig({ ...secret, DEVICEGATE_REDIS_URL: bad }), bad).toThrow(
+        /DEVICEGATE_REDIS_URL: /,
+      );
+    }
   });
 
   it('wants the upstream issuer and client id together, and broker credentials only with a broker URL', () => {

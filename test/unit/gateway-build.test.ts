@@ -26,6 +26,7 @@ describe('building the gateway', () => {
     const config = loadConfig({
       DEVICEGATE_UPSTREAM_ISSUER: 'http://idp.example',
       DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+      DEVICEGATE_ALLOW_INSECURE_UPSTREAM: 'true',
     });
     const gw = buildGateway(config, { log });
     await gw.close();

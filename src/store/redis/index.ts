@@ -16,8 +16,9 @@
  *
  * A new flow, its user-code reservation and its schedule entry are written by one script (`create-4.lua`), so a flow
  * start is one round trip and no crash can leave half of it done. Time always comes from the caller (`now` as ARGV,
- * never Redis TIME) and TTLs are relative (`expiresAt + graceMs − now`), so the gateway's clock is the only time
- * source for decisions.
+ * never Redis TIME inside a script) and TTLs are relative (`expiresAt + graceMs − now`), so the gateway's clock is the
+ * only time source for decisions; on Redis that clock is the server's time, sampled by ./clock.ts, so every instance
+ * passes the same `now`.
  *
  * Every failure to reach Redis surfaces as {@link UnavailableError}; the flow service answers
  * `temporarily_unavailable`. Open the client with {@link RedisStore.clientOptions} so such calls fail fast.
