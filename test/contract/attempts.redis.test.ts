@@ -7,23 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnavailableError } from '../../src/core/errors.ts';
 import { RedisAttemptCounter } from '../../src/store/redis/attempts.ts';
 import { RedisStore } from '../../src/store/redis/index.ts';
+import { OffsetClock } from '../helpers/clock.ts';
 import { type ManagedProcess, startRedis, stopAll } from '../helpers/procs.ts';
-import { type MovableClock, attemptCounterConformance } from './store.contract.ts';
+import { attemptCounterConformance } from './store.contract.ts';
 
 let server: ManagedProcess;
 let redis: Redis;
 let prefixes = 0;
-
-/** Redis counts TTLs in its own time; the clock is only there for the suite to move. */
-class OffsetClock implements MovableClock {
-  #offset = 0;
-  now(): number {
-    return Date.now() + this.#offset;
-  }
-  advance(ms: number): void {
-    this.#offset += ms;
-  }
-}
 
 beforeAll(async () => {
   server = await startRedis();

@@ -9,8 +9,9 @@ import { deriveKeys } from '../../src/core/crypto.ts';
 import type { Flow } from '../../src/core/flow.ts';
 import { flowCodec } from '../../src/store/codec.ts';
 import { RedisStore } from '../../src/store/redis/index.ts';
+import { OffsetClock } from '../helpers/clock.ts';
 import { type ManagedProcess, startRedis, stopAll, waitFor } from '../helpers/procs.ts';
-import { type MovableClock, pendingFlow, storeConformance } from './store.contract.ts';
+import { pendingFlow, storeConformance } from './store.contract.ts';
 
 const keys = deriveKeys('x'.repeat(32));
 const codec = flowCodec(keys);
@@ -20,17 +21,6 @@ const GRACE_MS = 200;
 let server: ManagedProcess;
 let redis: Redis;
 let prefixes = 0;
-
-/** Real time, moved forward by `advance`: decisions use it, Redis TTLs run on the server's own time. */
-class OffsetClock implements MovableClock {
-  #offset = 0;
-  now(): number {
-    return Date.now() + this.#offset;
-  }
-  advance(ms: number): void {
-    this.#offset += ms;
-  }
-}
 
 function newClient(): Redis {
   const client = new Redis(server.url, RedisStore.clientOptions());

@@ -80,3 +80,17 @@ export class FakeTime extends FakeClock implements Timers {
 async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
+
+/**
+ * Real time moved forward by `advance`: for suites over Redis, whose TTLs run on the server's own clock while the
+ * gateway's decisions use this one.
+ */
+export class OffsetClock implements Clock {
+  #offset = 0;
+  now(): number {
+    return Date.now() + this.#offset;
+  }
+  advance(ms: number): void {
+    this.#offset += ms;
+  }
+}
