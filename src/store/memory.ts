@@ -235,12 +235,6 @@ export class MemoryStore implements FlowStore {
     if (r?.lease?.token === token) delete r.lease;
   }
 
-  async reserveUserCode(hash: string, deviceId: string, rid: string, ttlMs: number): Promise<boolean> {
-    if (this.#alive(this.#userCodes, hash) !== undefined) return false;
-    this.#userCodes.set(hash, { value: fid(deviceId, rid), deadline: this.#clock.now() + ttlMs });
-    return true;
-  }
-
   async findUserCode(hash: string): Promise<{ deviceId: string; rid: string } | undefined> {
     const v = this.#alive(this.#userCodes, hash);
     return v === undefined ? undefined : splitFid(v);

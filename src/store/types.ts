@@ -92,12 +92,6 @@ export interface FlowStore {
   /** Gives the lease up if (and only if) `token` holds it. */
   releaseLease(deviceId: string, rid: string, token: string): Promise<void>;
 
-  /**
-   * Points the keyed hash of a user code at a flow unless another flow holds it (SET NX), for `ttlMs`. `false` means
-   * a collision: draw another code.
-   */
-  reserveUserCode(hash: string, deviceId: string, rid: string, ttlMs: number): Promise<boolean>;
-
   /** The flow a user-code hash points at. */
   findUserCode(hash: string): Promise<{ deviceId: string; rid: string } | undefined>;
 

@@ -494,18 +494,28 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
     });
 
     describe('user codes', () => {
-      it('reserve is first come first served; find points at the holder; release frees the code', async () => {
+      /** Creates a pending flow holding the user-code hash `hash`; its status. */
+      const createWithCode = async (deviceId: string, rid: string, hash: string, ttlMs = MINUTE) => {
+        const now = clock.now();
+        const r = await store.create(pendingFlow(deviceId, rid, now), {
+          now,
+          maxLive: 5,
+          userCode: { hash, ttlMs },
+        });
+        return r.status;
+      };
+
+      it('a code is first come first served; find points at the holder; release frees the code', async () => {
         expect(await store.findUserCode('h1')).toBeUndefined();
-        expect(await store.reserveUserCode('h1', 'tv-1', 'r-1', MINUTE)).toBe(true);
-        expect(await store.reserveUserCode('h1', 'tv-2', 'r-9', MINUTE)).toBe(false);
-        expect(await store.reserveUserCode('h1', 'tv-1', 'r-1', MINUTE)).toBe(false);
+        expect(await createWithCode('tv-1', 'r-1', 'h1')).toBe('created');
+        expect(await createWithCode('tv-2', 'r-9', 'h1')).toBe('code_taken');
         expect(await store.findUserCode('h1')).toEqual({ deviceId: 'tv-1', rid: 'r-1' });
-        expect(await store.reserveUserCode('h2', 'tv-2', 'r-9', MINUTE)).toBe(true);
+        expect(await createWithCode('tv-2', 'r-9', 'h2')).toBe('created');
         expect(await store.findUserCode('h2')).toEqual({ deviceId: 'tv-2', rid: 'r-9' });
         await store.releaseUserCode('h1');
         expect(await store.findUserCode('h1')).toBeUndefined();
         expect(await store.findUserCode('h2')).toEqual({ deviceId: 'tv-2', rid: 'r-9' });
-        expect(await store.reserveUserCode('h1', 'tv-3', 'r-3', MINUTE)).toBe(true);
+        expect(await createWithCode('tv-3', 'r-3', 'h1')).toBe('created');
         expect(await store.findUserCode('h1')).toEqual({ deviceId: 'tv-3', rid: 'r-3' });
       });
 
@@ -562,17 +572,18 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
         expect(await store.findUserCode('h3')).toBeUndefined();
       });
 
-      it('of concurrent reservations of one code exactly one wins', async () => {
+      it('of concurrent creates drawing one code exactly one wins', async () => {
         const got = await Promise.all(
-          Array.from({ length: 10 }, (_, i) => store.reserveUserCode('h1', `tv-${i}`, 'r-1', MINUTE)),
+          Array.from({ length: 10 }, (_, i) => createWithCode(`tv-${i}`, 'r-1', 'h1')),
         );
-        expect(got.filter(Boolean)).toHaveLength(1);
-        const winner = got.indexOf(true);
+        expect(got.filter((s) => s === 'created')).toHaveLength(1);
+        expect(got.filter((s) => s === 'code_taken')).toHaveLength(9);
+        const winner = got.indexOf('created');
         expect(await store.findUserCode('h1')).toEqual({ deviceId: `tv-${winner}`, rid: 'r-1' });
       });
 
       it('a reservation is forgotten after its ttl', async () => {
-        expect(await store.reserveUserCode('h1', 'tv-1', 'r-1', 100)).toBe(true);
+        expect(await createWithCode('tv-1', 'r-1', 'h1', 100)).toBe('created');
         await waitFor(
           async () => {
             clock.advance(50);
@@ -581,7 +592,7 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
           10_000,
           'the user code to expire',
         );
-        expect(await store.reserveUserCode('h1', 'tv-2', 'r-2', MINUTE)).toBe(true);
+        expect(await createWithCode('tv-2', 'r-2', 'h1')).toBe('created');
       });
     });
 
@@ -617,7 +628,9 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
       it('a value is gone after its ttl', async () => {
         await store.putOnce('s1', 'value-1', 100);
         // A take consumes, so watch a user code reserved just after with the same ttl: once it is gone, so is s1.
-        expect(await store.reserveUserCode('probe', 'tv-1', 'r-1', 100)).toBe(true);
+        const now = clock.now();
+        const probe = { hash: 'probe', ttlMs: 100 };
+        await store.create(pendingFlow('tv-1', 'r-1', now), { now, maxLive: 5, userCode: probe });
         await waitFor(
           async () => {
             clock.advance(50);

@@ -80,8 +80,12 @@ describe('redis store', () => {
   it('uses the documented key layout, with the device as hash tag of the flow and its live set', async () => {
     freshStore();
     const now = Date.now();
-    await store.reserveUserCode('c0ffee', 'tv-123456', 'r-1', 60_000);
-    await store.create(pendingFlow('tv-123456', 'r-1', now), { now, maxLive: 5, due: now + 1000 });
+    await store.create(pendingFlow('tv-123456', 'r-1', now), {
+      now,
+      maxLive: 5,
+      due: now + 1000,
+      userCode: { hash: 'c0ffee', ttlMs: 60_000 },
+    });
     await store.putOnce('5ta7e', 'v', 60_000);
     expect(await keysOf(redis, prefix)).toEqual(
       [
@@ -201,8 +205,12 @@ describe('redis store', () => {
       secrets: { userCode: canaries.userCode, deviceCode: canaries.deviceCode },
     };
     const codeHash = keys.lookupHash('user_code', 'WXYZQRST');
-    expect(await store.reserveUserCode(codeHash, flow.deviceId, flow.rid, 60_000)).toBe(true);
-    await store.create(flow, { now, maxLive: 5, due: now + 5000 });
+    await store.create(flow, {
+      now,
+      maxLive: 5,
+      due: now + 5000,
+      userCode: { hash: codeHash, ttlMs: 60_000 },
+    });
     await store.acquireLease(flow.deviceId, flow.rid, 'lease-token-1', now, 30_000);
     const authorized: Flow = {
       ...flow,
@@ -290,7 +298,6 @@ describe('redis store while Redis is down', () => {
       ['update', () => store.update({ ...flow, state: 'denied' }, 1, { now })],
       ['claimDue', () => store.claimDue(now, 1000, 10)],
       ['create', () => store.create(pendingFlow('tv-1', 'r-2', now), { now, maxLive: 5 })],
-      ['reserveUserCode', () => store.reserveUserCode('h', 'tv-1', 'r-1', 1000)],
     ];
     const outcomes = await Promise.allSettled(calls.map(([, call]) => call()));
     expect(

@@ -215,14 +215,6 @@ export class RedisStore implements FlowStore {
     await this.#do(() => run(this.#redis, scripts.unlease, [this.#flowKey(deviceId, rid)], [token]));
   }
 
-  /** SET NX PX. */
-  async reserveUserCode(hash: string, deviceId: string, rid: string, ttlMs: number): Promise<boolean> {
-    const reply = await this.#do(() =>
-      this.#redis.set(this.#ucKey(hash), sid(deviceId, rid), 'PX', pxOf(ttlMs), 'NX'),
-    );
-    return reply === 'OK';
-  }
-
   async findUserCode(hash: string): Promise<{ deviceId: string; rid: string } | undefined> {
     const value = await this.#do(() => this.#redis.get(this.#ucKey(hash)));
     return value == null ? undefined : splitSid(value);
