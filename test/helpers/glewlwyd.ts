@@ -30,7 +30,10 @@ const SESSION_COOKIE = 'GLEWLWYD2_SESSION_ID';
 export interface GlewlwydOptions {
   /** the client's registered redirect URIs (bridge mode: the gateway's exact `/oauth/callback`) */
   redirectUris: string[];
-  /** the client secret (default: random hex, nothing that needs encoding in a Basic header) */
+  /**
+   * the client secret (default: random hex, nothing RFC 6749 §2.3.1 would encode; Glewlwyd compares the Basic
+   * credentials without decoding them)
+   */
   clientSecret?: string;
 }
 
@@ -188,7 +191,8 @@ async function provision(
     enabled: true,
     redirect_uri: o.redirectUris,
     authorization_type: ['code', 'device_authorization', 'refresh_token'],
-    token_endpoint_auth_method: ['client_secret_basic'],
+    // both: Glewlwyd refuses a method the client is not registered for (403 unauthorized_client)
+    token_endpoint_auth_method: ['client_secret_basic', 'client_secret_post'],
     scope: [],
   });
 }

@@ -25,6 +25,7 @@ let bridgeUrl: string;
 async function gateway(
   mode: 'device' | 'authorization_code',
   extra: Record<string, string> = {},
+  upstream: Glewlwyd = idp,
 ): Promise<Gateway> {
   const scope = idp.scopes.join(' ');
   const config = loadConfig({
@@ -32,9 +33,9 @@ async function gateway(
     DEVICEGATE_HTTP_PORT: String(await freePort()),
     DEVICEGATE_MQTT_HOST: '127.0.0.1',
     DEVICEGATE_MQTT_PORT: '0',
-    DEVICEGATE_UPSTREAM_ISSUER: idp.issuer,
-    DEVICEGATE_UPSTREAM_CLIENT_ID: idp.clientId,
-    DEVICEGATE_UPSTREAM_CLIENT_SECRET: idp.clientSecret,
+    DEVICEGATE_UPSTREAM_ISSUER: upstream.issuer,
+    DEVICEGATE_UPSTREAM_CLIENT_ID: upstream.clientId,
+    DEVICEGATE_UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
     DEVICEGATE_UPSTREAM_MODE: mode,
     DEVICEGATE_DEFAULT_SCOPE: scope,
     DEVICEGATE_ALLOWED_SCOPES: scope,
@@ -96,6 +97,40 @@ describe('relay mode: Glewlwyd’s RFC 8628 endpoint', () => {
     const info = await userinfo(String(a.access_token));
     expect(info.status).toBe(200);
     expect(info.body.sub).toEqual(expect.any(String));
+  });
+});
+
+describe('Glewlwyd’s Basic credentials quirk', () => {
+  let dashed: Glewlwyd;
+  let dashedGw: Gateway | undefined;
+
+  beforeAll(async () => {
+    dashed = await startGlewlwyd({ redirectUris: [], clientSecret: 'dash-in-the-secret-0123456789' });
+  });
+
+  afterAll(async () => {
+    await dashedGw?.close();
+    await dashed?.stop();
+  });
+
+  // RFC 6749 §2.3.1: Basic credentials are form-encoded first, so the gateway sends `dash%2Din%2Dthe…`; Glewlwyd
+  // compares that with the stored secret as is. The recipe (docs/upstreams.md) registers `client_secret_post`.
+  it('a secret with "-" is refused under client_secret_basic; the same secret in the body is accepted', async () => {
+    dashedGw = await gateway('device', {}, dashed);
+    const tv = await device(dashedGw, 'tv-glewlwyd-dashed');
+    const r = await tv.ask('authorize', { rid: 'q1' }, { status: 'error' });
+    expect(r.json).toMatchObject({ rid: 'q1', error: 'unauthorized_client' });
+
+    const res = await fetch(`${dashed.issuer}/device_authorization`, {
+      method: 'POST',
+      body: new URLSearchParams({
+        client_id: dashed.clientId,
+        client_secret: dashed.clientSecret,
+        scope: 'openid',
+      }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ device_code: expect.any(String) });
   });
 });
 
