@@ -42,7 +42,6 @@ export interface Glewlwyd {
   readonly url: string;
   /** the OpenID provider's issuer: `{url}/api/oidc` (its discovery document is below it) */
   readonly issuer: string;
-  readonly pid: number;
   readonly clientId: string;
   readonly clientSecret: string;
   /** a user who may grant the scopes below */
@@ -50,8 +49,6 @@ export interface Glewlwyd {
   readonly password: string;
   /** scopes the client may ask for and the user holds: `openid` and one of this deployment's own */
   readonly scopes: readonly string[];
-  /** Glewlwyd's console output so far (for failure messages) */
-  output(): string;
   /** SIGKILL by PID, wait for the exit, remove the temp directory. */
   stop(): Promise<void>;
 }
@@ -87,17 +84,14 @@ export async function startGlewlwyd(o: GlewlwydOptions): Promise<Glewlwyd> {
     const clientSecret = o.clientSecret ?? randomBytes(24).toString('hex');
     const user = { username: 'alice', password: randomBytes(12).toString('hex') };
     await provision(url, issuer, { ...o, clientSecret, user });
-    const pid = child.pid ?? -1;
     return {
       url,
       issuer,
-      pid,
       clientId: 'devicegate',
       clientSecret,
       username: user.username,
       password: user.password,
       scopes: ['openid', 'tv'],
-      output: () => out,
       stop,
     };
   } catch (err) {
