@@ -120,6 +120,14 @@ const rules: readonly Rule[] = [
         ? ['DEVICEGATE_MQTT_USERNAME: only used with DEVICEGATE_MQTT_URL']
         : [],
   },
+  // The embedded broker (aedes) speaks MQTT 3.1.1 only; the version is that of the gateway's external connection.
+  {
+    reads: ['DEVICEGATE_MQTT_URL', 'DEVICEGATE_MQTT_PROTOCOL_VERSION'],
+    check: (e) =>
+      e.DEVICEGATE_MQTT_URL === undefined && e.DEVICEGATE_MQTT_PROTOCOL_VERSION === 5
+        ? ['DEVICEGATE_MQTT_PROTOCOL_VERSION: only used with DEVICEGATE_MQTT_URL']
+        : [],
+  },
   // The redirect URI registered at the upstream is built from the public URL before any port is bound.
   {
     reads: [

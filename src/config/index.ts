@@ -33,6 +33,8 @@ export interface Config {
         readonly username?: string;
         readonly password?: string;
         readonly clientId?: string;
+        /** MQTT version of the gateway's connection: 4 (3.1.1) or 5 */
+        readonly protocolVersion: 4 | 5;
       };
   readonly topicPrefix: string;
   readonly redis?: {
@@ -185,6 +187,7 @@ function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {
     ...(e.DEVICEGATE_MQTT_USERNAME !== undefined && { username: e.DEVICEGATE_MQTT_USERNAME }),
     ...(e.DEVICEGATE_MQTT_PASSWORD !== undefined && { password: e.DEVICEGATE_MQTT_PASSWORD }),
     ...(e.DEVICEGATE_MQTT_CLIENT_ID !== undefined && { clientId: e.DEVICEGATE_MQTT_CLIENT_ID }),
+    protocolVersion: e.DEVICEGATE_MQTT_PROTOCOL_VERSION,
   };
 }
 

@@ -81,6 +81,13 @@ const entries = {
     schema: optionalString,
     doc: "Client id at the external broker (default: `devicegate-` and a random suffix). Unique per instance; with Mosquitto's `use_username_as_clientid`, each instance also needs its own `DEVICEGATE_MQTT_USERNAME`.",
   },
+  DEVICEGATE_MQTT_PROTOCOL_VERSION: {
+    schema: z
+      .enum(['4', '5'])
+      .default('4')
+      .transform((v) => (v === '5' ? 5 : 4)),
+    doc: "MQTT version of the gateway's own connection to the external broker: `4` (3.1.1) or `5`. With `5`, a device's MQTT 5 request that names a Response Topic (its own `res` or below it) is answered there with its Correlation Data. Devices may use either version regardless; the embedded broker speaks 3.1.1.",
+  },
   DEVICEGATE_TOPIC_PREFIX: {
     schema: z
       .string()

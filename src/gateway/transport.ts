@@ -47,7 +47,7 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
     });
     return { transport: broker, url: () => `mqtt://${displayHost(host)}:${broker.port}` };
   }
-  const { url, username, password, clientId } = config.mqtt;
+  const { url, username, password, clientId, protocolVersion } = config.mqtt;
   const broker = new ExternalBroker({
     url,
     ...(username !== undefined && { username }),
@@ -58,6 +58,7 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
     topics: t,
     log,
     metrics: d.metrics,
+    protocolVersion,
   });
   return { transport: broker, url: () => url };
 }

@@ -85,16 +85,16 @@ export class DeviceRequests {
         case 'status':
         case 'ack':
         case 'cancel':
-          await this.#event(req.deviceId, parsed.body.rid, { type: parsed.action });
+          await this.#event(req, parsed.body.rid, { type: parsed.action });
           break;
         case 'refresh':
-          await this.#refresh(req.deviceId, parsed.body.rid);
+          await this.#refresh(req, parsed.body.rid);
           break;
       }
     } catch (err) {
       const oauth = this.#asOAuthError(err, { deviceId: req.deviceId, action: req.rawAction });
       metrics.inc('devicegate_device_errors_total', { error: oauth.code });
-      await this.#d.replies.send(req.deviceId, errorReply(oauth, rid));
+      await this.#d.replies.send(req.deviceId, errorReply(oauth, rid), req.replyTo);
     } finally {
       metrics.observe('devicegate_device_request_seconds', (performance.now() - started) / 1000);
     }
@@ -117,18 +117,22 @@ export class DeviceRequests {
       ...(req.remoteAddress !== undefined && { network: req.remoteAddress }),
     });
     if (started.status === 'exists') {
-      await this.#event(req.deviceId, body.rid, { type: 'status' }, started.known);
+      await this.#event(req, body.rid, { type: 'status' }, started.known);
       return;
     }
     const { flow } = started;
     this.#d.metrics.inc('devicegate_flows_started_total', { mode: flow.mode });
     this.#d.log.debug({ deviceId: flow.deviceId, rid: flow.rid, mode: flow.mode }, 'flow started');
-    await replies.send(flow.deviceId, await replies.render(flow, flow.createdAt));
+    await replies.send(flow.deviceId, await replies.render(flow, flow.createdAt), req.replyTo);
   }
 
-  /** Applies a device-originated event; the updater answers the device as the engine says, refusals are thrown. */
-  async #event(deviceId: string, rid: string, event: FlowEvent, known?: Versioned): Promise<void> {
-    const r = await this.#d.updater.update({ deviceId, rid, event, known });
+  /**
+   * Applies a device-originated event; the updater answers the device (on the request's reply route) as the engine
+   * says, refusals are thrown.
+   */
+  async #event(req: IncomingRequest, rid: string, event: FlowEvent, known?: Versioned): Promise<void> {
+    const { deviceId, replyTo } = req;
+    const r = await this.#d.updater.update({ deviceId, rid, event, known, replyTo });
     if (r.status === 'missing') {
       throw new OAuthError(
         'expired_token',
@@ -143,8 +147,9 @@ export class DeviceRequests {
    * the upstream rotates) unless the upstream refuses it: then it is dropped with an audit line — as a possible theft
    * when the refused token came from a rotation (RFC 9700 §4.14). While the upstream is unreachable it is kept.
    */
-  async #refresh(deviceId: string, rid: string): Promise<void> {
+  async #refresh(req: IncomingRequest, rid: string): Promise<void> {
     const { grants, upstream } = this.#d;
+    const { deviceId } = req;
     const grant = await grants.take(deviceId);
     if (grant === undefined) {
       throw new OAuthError('expired_token', 'no authorization is kept for this device; start a new one');
@@ -172,7 +177,7 @@ export class DeviceRequests {
     const { refresh_token: rotated, ...rest } = token;
     await grants.putBack(deviceId, grant, rotated);
     this.#d.metrics.inc('devicegate_refreshes_total');
-    await this.#d.replies.send(deviceId, await authorizedReply(rid, rest, grant.jwk));
+    await this.#d.replies.send(deviceId, await authorizedReply(rid, rest, grant.jwk), req.replyTo);
   }
 
   #asOAuthError(err: unknown, ctx: Record<string, string>): OAuthError {

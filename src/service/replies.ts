@@ -10,12 +10,16 @@ import type { Flow, PublicJwk, TokenSet } from '../core/flow.ts';
 import { type AuthorizedReply, type DeviceReply, errorReply } from '../core/protocol.ts';
 import { scanProof } from '../core/scan-link.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { ReplyRoute } from '../transport/types.ts';
 import { checkDeviceKey, encryptForDevice, unusableKey } from './jwe.ts';
 
 /** Where replies go: anything that publishes on a device's `res` topic (see `src/transport/types.ts`). */
 export interface ReplyChannel {
-  /** Resolves once the broker has taken the reply; rejects when it could not. */
-  publish(deviceId: string, reply: DeviceReply): Promise<void>;
+  /**
+   * Resolves once the broker has taken the reply; rejects when it could not. `route`: the request's own reply
+   * route, for the direct answer to that request only (the transport checks it, see `DeviceTransport.publish`).
+   */
+  publish(deviceId: string, reply: DeviceReply, route?: ReplyRoute): Promise<void>;
 }
 
 /** The token endpoint members a device receives (RFC 6749 §5.1); a refresh token never leaves the gateway. */
@@ -134,10 +138,13 @@ export class Replies {
     }
   }
 
-  /** Publishes a reply; `false` when the broker could not take it (the device can ask again with `req/status`). */
-  async send(deviceId: string, reply: DeviceReply): Promise<boolean> {
+  /**
+   * Publishes a reply; `false` when the broker could not take it (the device can ask again with `req/status`).
+   * `route` only for the direct answer to the request that carried it; results pushed later go to `res`.
+   */
+  async send(deviceId: string, reply: DeviceReply, route?: ReplyRoute): Promise<boolean> {
     try {
-      await this.#d.channel.publish(deviceId, reply);
+      await this.#d.channel.publish(deviceId, reply, route);
       this.#d.metrics.inc('devicegate_replies_total', { status: reply.status });
       return true;
     } catch (err) {

@@ -11,6 +11,7 @@ import type { Flow } from '../core/flow.ts';
 import { stateRank } from '../core/flow.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { FlowStore, Versioned } from '../store/types.ts';
+import type { ReplyRoute } from '../transport/types.ts';
 import type { GrantStore } from './grants.ts';
 import type { Replies } from './replies.ts';
 import { storeCall } from './store-call.ts';
@@ -26,6 +27,8 @@ export interface UpdateOptions {
   leaseToken?: string | undefined;
   /** The flow as just read, to save the first read (it is read again after a conflict). */
   known?: Versioned | undefined;
+  /** a device's request: where its answer goes (`Replies.send`); absent for pushed results */
+  replyTo?: ReplyRoute | undefined;
 }
 
 export type UpdateOutcome =
@@ -110,7 +113,7 @@ export class FlowUpdater {
           return { status: 'lease_lost' };
         }
       }
-      if (t.notify) version = await this.#notify(t.flow, version, now, leaseToken);
+      if (t.notify) version = await this.#notify(t.flow, version, now, leaseToken, options.replyTo);
       return { status: 'ok', transition: t, version };
     }
     throw serverError('the request could not be updated; try again');
@@ -123,9 +126,15 @@ export class FlowUpdater {
   }
 
   /** Sends the device the flow's view; marks a finished flow delivered once the broker took it. */
-  async #notify(flow: Flow, version: number, now: number, leaseToken: string | undefined): Promise<number> {
+  async #notify(
+    flow: Flow,
+    version: number,
+    now: number,
+    leaseToken: string | undefined,
+    replyTo: ReplyRoute | undefined,
+  ): Promise<number> {
     const { store, replies, leaseMs, clock } = this.#d;
-    const sent = await replies.send(flow.deviceId, await replies.render(flow, now));
+    const sent = await replies.send(flow.deviceId, await replies.render(flow, now), replyTo);
     if (!sent || stateRank(flow.state) !== 1 || flow.deliveredAt !== undefined) return version;
     const t = apply(flow, { type: 'delivered' }, now);
     const written = await storeCall(() =>

@@ -30,7 +30,13 @@ import type { DeviceReply } from '../core/protocol.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import type { Topics } from './topics.ts';
-import type { DeviceRequestHandler, DeviceTransport, TransportStatus } from './types.ts';
+import type {
+  DeviceRequestHandler,
+  DeviceTransport,
+  IncomingRequest,
+  ReplyRoute,
+  TransportStatus,
+} from './types.ts';
 
 /** The share group when none is given (tests, a single instance). */
 export const SHARE_GROUP = 'devicegate';
@@ -178,25 +184,45 @@ export class ExternalBroker implements DeviceTransport {
       return;
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    const request = {
+    const replyTo = replyRouteOf(packet);
+    const request: IncomingRequest = {
       deviceId: parsed.deviceId,
       action: parsed.action,
       rawAction: parsed.rawAction,
       payload,
+      ...(replyTo !== undefined && { replyTo }),
     };
     // PUBACK once the request has a slot: until then the broker keeps it (and a crash loses at most those in flight)
     dispatcher.dispatch(request, () => done());
   }
 
-  async publish(deviceId: string, reply: DeviceReply): Promise<void> {
+  async publish(deviceId: string, reply: DeviceReply, route?: ReplyRoute): Promise<void> {
     const client = this.#client;
     if (client === undefined || !this.#connected) {
       throw new UnavailableError('broker', 'not connected to the broker');
     }
-    await client.publishAsync(this.#o.topics.response(deviceId), JSON.stringify(reply), {
+    const target = this.#replyTarget(deviceId, route);
+    await client.publishAsync(target.topic, JSON.stringify(reply), {
       qos: 1,
       retain: false,
+      ...(target.correlationData !== undefined && {
+        properties: { correlationData: target.correlationData },
+      }),
     });
+  }
+
+  /**
+   * Where a reply goes: the request's Response Topic with its Correlation Data when the topic is the device's own
+   * (`Topics.isOwnReplyTopic`), else the device's `res` without either — a device cannot have the gateway publish
+   * anywhere its ACL would not let it read, and never on another device's topic.
+   */
+  #replyTarget(deviceId: string, route: ReplyRoute | undefined): ReplyRoute {
+    const own = this.#o.topics.response(deviceId);
+    if (route === undefined) return { topic: own };
+    if (this.#o.topics.isOwnReplyTopic(deviceId, route.topic)) return route;
+    this.#o.metrics.inc('devicegate_mqtt_denied_total', { op: 'reply', reason: 'not_own_response' });
+    this.#o.log.debug({ deviceId }, "response topic refused; replying on the device's res");
+    return { topic: own };
   }
 
   status(): TransportStatus {
@@ -219,4 +245,15 @@ export class ExternalBroker implements DeviceTransport {
     this.#connected = false;
     await client.endAsync();
   }
+}
+
+/**
+ * The request's MQTT 5 Response Topic and Correlation Data (MQTT 5 §3.3.2.3.5-6), as sent; only present when the
+ * gateway's own connection is MQTT 5 (the broker drops properties towards an MQTT 3.1.1 client).
+ */
+function replyRouteOf(packet: IPublishPacket): ReplyRoute | undefined {
+  const topic = packet.properties?.responseTopic;
+  if (topic === undefined) return undefined;
+  const data = packet.properties?.correlationData;
+  return { topic, ...(data !== undefined && { correlationData: Buffer.from(data) }) };
 }

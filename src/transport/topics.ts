@@ -5,6 +5,11 @@ export interface Topics {
   readonly prefix: string;
   /** `{prefix}/{deviceId}/res` */
   response(deviceId: string): string;
+  /**
+   * Whether an MQTT 5 Response Topic a request of `deviceId` carried may receive the reply: only the device's own
+   * `res` or a topic below it (see {@link isOwnReplyTopic}).
+   */
+  isOwnReplyTopic(deviceId: string, topic: string): boolean;
   /** `{prefix}/{deviceId}/req/{action}` */
   request(deviceId: string, action: DeviceAction): string;
   /** `{prefix}/+/req/+`: what the gateway consumes. */
@@ -23,6 +28,7 @@ export function topics(prefix: string): Topics {
   return {
     prefix,
     response: (deviceId) => `${prefix}/${deviceId}/res`,
+    isOwnReplyTopic: (deviceId, topic) => isOwnReplyTopic(`${prefix}/${deviceId}/res`, topic),
     request: (deviceId, action) => `${prefix}/${deviceId}/req/${action}`,
     requestFilter: `${prefix}/+/req/+`,
     parseRequest(topic) {
@@ -34,4 +40,22 @@ export function topics(prefix: string): Topics {
       return { deviceId, action: isDeviceAction(rawAction) ? rawAction : undefined, rawAction };
     },
   };
+}
+
+/** MQTT's limit on a topic name's length in bytes (MQTT 5 §1.5.4). */
+const MAX_TOPIC_BYTES = 65_535;
+
+/**
+ * The rule for an MQTT 5 Response Topic (MQTT 5 §4.10), given the device's own `res` topic: the reply may go to
+ * `res` itself or below it (`res/rpc-1`), never anywhere else. A device names the topic, so anything wider would
+ * let it have the gateway publish where it may not (another device's `res`, or its own `req/…`, which the gateway
+ * consumes itself); the shipped broker ACL (deploy/mosquitto/acl) grants exactly this subtree. A topic name never
+ * holds a wildcard or NUL (MQTT 5 §4.7.3); an empty level is refused too, as no device needs one.
+ */
+export function isOwnReplyTopic(ownResponse: string, topic: string): boolean {
+  if (topic !== ownResponse && !topic.startsWith(`${ownResponse}/`)) return false;
+  if (Buffer.byteLength(topic) > MAX_TOPIC_BYTES) return false;
+  // eslint-disable-next-line no-control-regex -- NUL is forbidden in MQTT topic names
+  if (/[#+\u0000]/.test(topic)) return false;
+  return !topic.slice(ownResponse.length).split('/').slice(1).includes('');
 }

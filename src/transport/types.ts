@@ -6,6 +6,17 @@
  */
 import type { DeviceAction, DeviceReply } from '../core/protocol.ts';
 
+/**
+ * Where the direct answer to one request goes, as the request asked (MQTT 5 Response Topic and Correlation Data,
+ * MQTT 5 §4.10). Taken as the device sent it: the transport's `publish` applies the topic rule
+ * (`isOwnReplyTopic` in ./topics.ts) and falls back to the device's `res`.
+ */
+export interface ReplyRoute {
+  readonly topic: string;
+  /** echoed unchanged with the reply, when the request carried it */
+  readonly correlationData?: Buffer;
+}
+
 export interface IncomingRequest {
   /** the authenticated device (embedded) or the topic's device id (external, enforced by the broker's ACL) */
   deviceId: string;
@@ -15,6 +26,8 @@ export interface IncomingRequest {
   payload: Buffer;
   /** remote address of the device's connection, when the transport knows it */
   remoteAddress?: string;
+  /** the request's MQTT 5 Response Topic and Correlation Data (external broker on MQTT 5 only) */
+  replyTo?: ReplyRoute;
 }
 
 /** Handles one request. Must not throw: every failure becomes an error reply to the same device. */
@@ -29,10 +42,12 @@ export interface DeviceTransport {
   /** Starts carrying traffic; resolves once devices can connect (embedded) or the subscription is in place (external). */
   start(handler: DeviceRequestHandler): Promise<void>;
   /**
-   * Publishes `reply` on `{prefix}/{deviceId}/res`, QoS 1, retain false. Resolves when the broker has taken it
-   * (embedded: routed; external: PUBACK). Rejects with `UnavailableError` when the broker is unreachable.
+   * Publishes `reply` on `{prefix}/{deviceId}/res`, QoS 1, retain false — or, given a `route` that passes
+   * `isOwnReplyTopic` (./topics.ts), on the route's topic with its Correlation Data (a transport that cannot carry
+   * MQTT 5 properties ignores `route`). Resolves when the broker has taken it (embedded: routed; external: PUBACK).
+   * Rejects with `UnavailableError` when the broker is unreachable.
    */
-  publish(deviceId: string, reply: DeviceReply): Promise<void>;
+  publish(deviceId: string, reply: DeviceReply, route?: ReplyRoute): Promise<void>;
   status(): TransportStatus;
   /** Stops taking requests, waits for the ones in flight, then disconnects. */
   close(): Promise<void>;

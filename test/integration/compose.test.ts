@@ -110,10 +110,11 @@ describe('docker-compose.yml', () => {
     const prefix = configs.get(gateways[0]![0])!.topicPrefix;
     for (const user of usernames) {
       expect(user).toBeDefined();
-      expect(acl).toContain(`user ${user}\ntopic read ${prefix}/+/req/+\ntopic write ${prefix}/+/res\n`);
+      expect(acl).toContain(`user ${user}\ntopic read ${prefix}/+/req/+\ntopic write ${prefix}/+/res/#\n`);
     }
     expect(acl).toContain(`pattern write ${prefix}/%u/req/+`);
-    expect(acl).toContain(`pattern read ${prefix}/%u/res`);
+    // `res/#`: `res` and below it, where an MQTT 5 Response Topic may point (src/transport/topics.ts)
+    expect(acl).toContain(`pattern read ${prefix}/%u/res/#\n`);
   });
 
   it('lets a gateway finish its graceful shutdown (main.ts forces exit after 15 s) before Docker kills it', () => {

@@ -215,7 +215,28 @@ describe('loadConfig', () => {
 
   it('switches to an external broker with DEVICEGATE_MQTT_URL', () => {
     const c = loadConfig({ DEVICEGATE_MQTT_URL: 'mqtt://broker:1883', DEVICEGATE_MQTT_USERNAME: 'gw' });
-    expect(c.mqtt).toEqual({ kind: 'external', url: 'mqtt://broker:1883', username: 'gw' });
+    expect(c.mqtt).toEqual({
+      kind: 'external',
+      url: 'mqtt://broker:1883',
+      username: 'gw',
+      protocolVersion: 4,
+    });
+  });
+
+  it('DEVICEGATE_MQTT_PROTOCOL_VERSION: 4 or 5 for the external connection, refused for the embedded broker', () => {
+    const url = { DEVICEGATE_MQTT_URL: 'mqtt://broker:1883' };
+    expect(loadConfig({ ...url, DEVICEGATE_MQTT_PROTOCOL_VERSION: '5' }).mqtt).toMatchObject({
+      protocolVersion: 5,
+    });
+    expect(loadConfig({ ...url, DEVICEGATE_MQTT_PROTOCOL_VERSION: '4' }).mqtt).toMatchObject({
+      protocolVersion: 4,
+    });
+    expect(() => loadConfig({ ...url, DEVICEGATE_MQTT_PROTOCOL_VERSION: '3' })).toThrow(
+      /DEVICEGATE_MQTT_PROTOCOL_VERSION/,
+    );
+    expect(() => loadConfig({ DEVICEGATE_MQTT_PROTOCOL_VERSION: '5' })).toThrow(
+      /DEVICEGATE_MQTT_PROTOCOL_VERSION: only used with DEVICEGATE_MQTT_URL/,
+    );
   });
 
   it('treats an explicit port as not default, and allows port 0', () => {
