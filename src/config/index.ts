@@ -33,6 +33,8 @@ export interface Config {
         readonly username?: string;
         readonly password?: string;
         readonly clientId?: string;
+        /** `$share/{group}/…` (several instances) or a plain subscription (one instance; docs/brokers.md) */
+        readonly sharedSubscription: boolean;
       };
   readonly topicPrefix: string;
   readonly redis?: {
@@ -185,6 +187,7 @@ function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {
     ...(e.DEVICEGATE_MQTT_USERNAME !== undefined && { username: e.DEVICEGATE_MQTT_USERNAME }),
     ...(e.DEVICEGATE_MQTT_PASSWORD !== undefined && { password: e.DEVICEGATE_MQTT_PASSWORD }),
     ...(e.DEVICEGATE_MQTT_CLIENT_ID !== undefined && { clientId: e.DEVICEGATE_MQTT_CLIENT_ID }),
+    sharedSubscription: e.DEVICEGATE_MQTT_SHARED_SUBSCRIPTION,
   };
 }
 

@@ -81,6 +81,10 @@ const entries = {
     schema: optionalString,
     doc: "Client id at the external broker (default: `devicegate-` and a random suffix). Unique per instance; with Mosquitto's `use_username_as_clientid`, each instance also needs its own `DEVICEGATE_MQTT_USERNAME`.",
   },
+  DEVICEGATE_MQTT_SHARED_SUBSCRIPTION: {
+    schema: bool.default(true),
+    doc: '`true`: consume requests through the shared subscription `$share/{group}/{prefix}/+/req/+`, so several instances split them (Mosquitto, EMQX, HiveMQ, VerneMQ). `false`: subscribe to `{prefix}/+/req/+` plainly, for brokers that grant `$share` but never deliver through it (NATS, RabbitMQ, a standalone aedes); one instance only — with Redis the instances register there and a second one refuses to start; the memory store is one instance anyway. A delivery self-check after every subscribe tells which one the broker needs (docs/brokers.md).',
+  },
   DEVICEGATE_TOPIC_PREFIX: {
     schema: z
       .string()

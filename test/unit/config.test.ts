@@ -215,7 +215,20 @@ describe('loadConfig', () => {
 
   it('switches to an external broker with DEVICEGATE_MQTT_URL', () => {
     const c = loadConfig({ DEVICEGATE_MQTT_URL: 'mqtt://broker:1883', DEVICEGATE_MQTT_USERNAME: 'gw' });
-    expect(c.mqtt).toEqual({ kind: 'external', url: 'mqtt://broker:1883', username: 'gw' });
+    expect(c.mqtt).toEqual({
+      kind: 'external',
+      url: 'mqtt://broker:1883',
+      username: 'gw',
+      sharedSubscription: true,
+    });
+  });
+
+  it('subscribes plainly with DEVICEGATE_MQTT_SHARED_SUBSCRIPTION=false', () => {
+    const c = loadConfig({
+      DEVICEGATE_MQTT_URL: 'mqtt://broker:1883',
+      DEVICEGATE_MQTT_SHARED_SUBSCRIPTION: 'false',
+    });
+    expect(c.mqtt).toMatchObject({ kind: 'external', sharedSubscription: false });
   });
 
   it('treats an explicit port as not default, and allows port 0', () => {
