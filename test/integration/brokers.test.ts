@@ -3,7 +3,8 @@
  * with `rabbitmq_mqtt` and a standalone aedes grant `$share/{group}/{prefix}/+/req/+` and never deliver through it;
  * Mosquitto does. Each broker is real and private to this file (free loopback ports, stopped by PID). For each: with
  * shared subscriptions on, the delivery self-check tells (`/readyz` 503 naming the setting, or ready on Mosquitto);
- * with `DEVICEGATE_MQTT_SHARED_SUBSCRIPTION=false` a device's authorize is answered end to end. On Redis, a second
+ * with `DEVICEGATE_MQTT_SHARED_SUBSCRIPTION=false` a device's authorize is answered end to end. The check runs again
+ * after every reconnect. On Redis, a second
  * instance that would share a plain subscription refuses to start.
  */
 import { type AddressInfo, createServer } from 'node:net';
@@ -34,10 +35,10 @@ interface RunningBroker {
 }
 
 /** A standalone aedes (not the gateway's embedded one) on a free loopback port, in this process. */
-async function startAedes(): Promise<RunningBroker> {
+async function startAedes(listenPort = 0): Promise<RunningBroker> {
   const broker = await Aedes.createBroker();
   const server = createServer(broker.handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(listenPort, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `mqtt://127.0.0.1:${port}`,
@@ -177,6 +178,27 @@ describe('Mosquitto (shared subscriptions work)', () => {
     await authorizeIsAnswered(broker.url, 'tv-plain-m', false);
   }, 20_000);
 });
+
+it('the self-check runs again after every reconnect: a broker replaced by one that drops $share turns /readyz to 503', async () => {
+  const mosquitto = await startMosquitto();
+  const { gw, lines } = await gateway(mosquitto.url);
+  expect((await readyz(gw)).status).toBe(200);
+  await mosquitto.stop();
+  const aedes = await startAedes(mosquitto.port);
+  try {
+    await waitFor(
+      () => lines.some((l) => l.msg?.startsWith('delivery self-check failed')),
+      15_000,
+      'the failed self-check after the reconnect',
+    );
+    const r = await readyz(gw);
+    expect(r.status).toBe(503);
+    expect(r.broker.detail).toContain(FIX);
+  } finally {
+    await gw.close();
+    await aedes.stop();
+  }
+}, 25_000);
 
 describe('instances on one Redis', () => {
   let broker: RunningBroker;
