@@ -179,6 +179,28 @@ describe('Mosquitto (shared subscriptions work)', () => {
   }, 20_000);
 });
 
+it("a broker whose ACL keeps the canary from the gateway's user: /readyz 503, and the log points at the ACL", async () => {
+  const strict = await startMosquitto({
+    files: { acl: 'user devicegate-9\ntopic read devicegate/v1/+/req/+\ntopic write devicegate/v1/+/res\n' },
+    // as root Mosquitto drops to the `mosquitto` user, which cannot read the mode-600 ACL file
+    config: [
+      'allow_anonymous true',
+      'acl_file {dir}/acl',
+      ...(process.getuid?.() === 0 ? ['user root'] : []),
+    ],
+  });
+  const { gw, lines } = await gateway(strict.url, {
+    DEVICEGATE_MQTT_USERNAME: 'devicegate-9',
+    DEVICEGATE_MQTT_SHARED_SUBSCRIPTION: 'false',
+  });
+  const r = await readyz(gw);
+  expect(r.status).toBe(503);
+  expect(r.broker.detail).toContain(
+    `Check the broker's ACL: let the gateway's broker user publish to ${PREFIX}/devicegate-9/req/selfcheck`,
+  );
+  expect(lines.some((l) => l.msg?.startsWith('delivery self-check failed'))).toBe(true);
+}, 20_000);
+
 it('the self-check runs again after every reconnect: a broker replaced by one that drops $share turns /readyz to 503', async () => {
   const mosquitto = await startMosquitto();
   const { gw, lines } = await gateway(mosquitto.url);
