@@ -237,7 +237,7 @@ export async function startNats(): Promise<ManagedProcess> {
  * `/usr/lib/rabbitmq/bin/rabbitmq-server` directly: as root, `/usr/sbin/rabbitmq-server` (a wrapper) switches to the
  * `rabbitmq` user with that user's HOME, whose `.erlang.cookie` is the machine node's; here HOME is the temp directory,
  * so Erlang makes a fresh cookie. The script stays the parent of `beam.smp`, so the whole process group is stopped
- * (by the script's PID). Starting takes 15–25 s.
+ * (by the script's PID; `restart()` is not supported). Starting takes 10–25 s.
  */
 export async function startRabbitMq(): Promise<ManagedProcess> {
   const [port, amqpPort, distPort] = [await freePort(), await freePort(), await freePort()];
