@@ -35,6 +35,8 @@ export interface Config {
         readonly clientId?: string;
         /** MQTT version of the gateway's connection: 4 (3.1.1) or 5 */
         readonly protocolVersion: 4 | 5;
+        /** `$share/{group}/…` (several instances) or a plain subscription (one instance; docs/brokers.md) */
+        readonly sharedSubscription: boolean;
       };
   readonly topicPrefix: string;
   readonly redis?: {
@@ -188,6 +190,7 @@ function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {
     ...(e.DEVICEGATE_MQTT_PASSWORD !== undefined && { password: e.DEVICEGATE_MQTT_PASSWORD }),
     ...(e.DEVICEGATE_MQTT_CLIENT_ID !== undefined && { clientId: e.DEVICEGATE_MQTT_CLIENT_ID }),
     protocolVersion: e.DEVICEGATE_MQTT_PROTOCOL_VERSION,
+    sharedSubscription: e.DEVICEGATE_MQTT_SHARED_SUBSCRIPTION,
   };
 }
 

@@ -12,6 +12,7 @@ import { MemoryStore } from '../store/memory.ts';
 import { RedisAttemptCounter } from '../store/redis/attempts.ts';
 import { ServerClock, redisTime } from '../store/redis/clock.ts';
 import { evictionPolicy } from '../store/redis/eviction.ts';
+import { InstanceRegistry } from '../store/redis/instances.ts';
 import { RedisStore } from '../store/redis/index.ts';
 import type { AttemptCounter, FlowCodec, FlowStore } from '../store/types.ts';
 
@@ -25,8 +26,9 @@ export interface OpenedStore {
    */
   clock: Clock;
   /**
-   * Redis: checks the eviction policy and takes the first clock sample. Rejects when Redis cannot be reached, and in
-   * production when the policy is not `noeviction`. Memory: nothing to do.
+   * Redis: checks the eviction policy, takes the first clock sample and, with an external broker, registers the
+   * instance. Rejects when Redis cannot be reached, in production when the policy is not `noeviction`, and when this
+   * instance would share a plain MQTT subscription with another. Memory: nothing to do (one instance anyway).
    */
   start(): Promise<void>;
   /** stops the clock's resync, closes the store and the client if it was opened here (a borrowed one stays open) */
@@ -57,6 +59,17 @@ export function openStore({ config, codec, clock, log, redis: borrowed }: StoreD
   const redis = borrowed ?? openClient(config.redis);
   if (borrowed === undefined) reportOutages(redis, log);
   const store = new RedisStore({ redis, keyPrefix: config.redis.keyPrefix, codec });
+  // a plain subscription must not be shared: instances on an external broker register (src/store/redis/instances.ts)
+  const instances =
+    config.mqtt.kind === 'external'
+      ? new InstanceRegistry({
+          redis,
+          keyPrefix: config.redis.keyPrefix,
+          kind: config.mqtt.sharedSubscription ? 'shared' : 'plain',
+          timers: systemTimers,
+          log,
+        })
+      : undefined;
   const serverClock = new ServerClock({
     local: clock,
     timers: systemTimers,
@@ -70,8 +83,10 @@ export function openStore({ config, codec, clock, log, redis: borrowed }: StoreD
     async start() {
       await checkEvictionPolicy(redis, config.production, log);
       await serverClock.start();
+      await instances?.start();
     },
     async close() {
+      await instances?.stop();
       serverClock.stop();
       await store.close();
       if (borrowed === undefined) redis.disconnect();

@@ -47,7 +47,7 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
     });
     return { transport: broker, url: () => `mqtt://${displayHost(host)}:${broker.port}` };
   }
-  const { url, username, password, clientId, protocolVersion } = config.mqtt;
+  const { url, username, password, clientId, protocolVersion, sharedSubscription } = config.mqtt;
   const broker = new ExternalBroker({
     url,
     ...(username !== undefined && { username }),
@@ -55,6 +55,7 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
     ...(clientId !== undefined && { clientId }),
     // The same on every instance (they share the secret) and unknown to devices: see transport/external.ts.
     shareGroup: `devicegate-${d.keys.lookupHash('mqtt-share-group', config.topicPrefix).slice(0, 24)}`,
+    shared: sharedSubscription,
     topics: t,
     log,
     metrics: d.metrics,

@@ -16,6 +16,10 @@
  * assigning that session its share of the group's requests, queued for an instance that may never come back. With a
  * clean session, an instance's membership ends with its connection and the others take all requests.
  *
+ * Brokers without shared subscriptions (NATS, RabbitMQ, a standalone aedes) grant `$share/…` and deliver nothing
+ * through it: `shared: false` subscribes to the plain filter instead (one instance only), and a delivery self-check
+ * after every subscribe (./self-check.ts) keeps the gateway from reporting "ready" while no request can reach it.
+ *
  * Delivery: requests are acknowledged (PUBACK) as soon as a processing slot is free, so a crash can lose at most the
  * requests in flight — devices repeat them with the same `rid`, which is idempotent. A request that arrives with the
  * retain flag is a stored copy replayed by the broker, not a live request: it is dropped. Replies are published QoS 1
@@ -25,10 +29,12 @@
 import { randomBytes } from 'node:crypto';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import { systemTimers } from '../core/clock.ts';
 import { UnavailableError } from '../core/errors.ts';
 import type { DeviceReply } from '../core/protocol.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
+import { DeliverySelfCheck, SELF_CHECK_TIMEOUT_MS, isCanary } from './self-check.ts';
 import type { Topics } from './topics.ts';
 import type {
   DeviceRequestHandler,
@@ -54,6 +60,11 @@ export interface ExternalBrokerOptions {
    * devices (see the module comment).
    */
   shareGroup?: string;
+  /**
+   * `false`: subscribe to `{prefix}/+/req/+` without `$share` (default `true`), for brokers that grant a shared
+   * subscription and never deliver through it; one instance only (src/store/redis/instances.ts enforces it on Redis).
+   */
+  shared?: boolean;
   topics: Topics;
   log: Logger;
   metrics: Metrics;
@@ -72,6 +83,9 @@ export class ExternalBroker implements DeviceTransport {
   #attempt = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #lastError = '';
+  /** the delivery self-check of the current subscription (./self-check.ts) and its outcome */
+  #check: DeliverySelfCheck | undefined;
+  #delivering: 'checking' | 'yes' | 'no' = 'checking';
   /** Settles the first `start()`: subscribed, or the first connection error. */
   #first: { resolve(): void; reject(err: Error): void } | undefined;
 
@@ -81,11 +95,13 @@ export class ExternalBroker implements DeviceTransport {
   }
 
   get subscription(): string {
+    if (this.#o.shared === false) return this.#o.topics.requestFilter;
     return `$share/${this.#o.shareGroup ?? SHARE_GROUP}/${this.#o.topics.requestFilter}`;
   }
 
   /** The subscription as logged: without the group name. */
   get #loggedSubscription(): string {
+    if (this.#o.shared === false) return this.#o.topics.requestFilter;
     return `$share/…/${this.#o.topics.requestFilter}`;
   }
 
@@ -117,6 +133,7 @@ export class ExternalBroker implements DeviceTransport {
     client.on('close', () => {
       const was = this.#connected;
       this.#connected = false;
+      this.#check?.cancel();
       if (was) this.#o.log.warn({ broker: this.#o.url }, 'broker connection lost');
       this.#scheduleReconnect();
     });
@@ -151,6 +168,7 @@ export class ExternalBroker implements DeviceTransport {
         { broker: this.#o.url, sessionPresent, subscription: this.#loggedSubscription },
         'broker connected',
       );
+      await this.#checkDelivery();
       this.#first?.resolve();
     } catch (err) {
       this.#lastError = err instanceof Error ? err.message : String(err);
@@ -184,6 +202,11 @@ export class ExternalBroker implements DeviceTransport {
       return;
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    if (isCanary(parsed.rawAction, payload)) {
+      this.#check?.arrived();
+      done();
+      return;
+    }
     const replyTo = replyRouteOf(packet);
     const request: IncomingRequest = {
       deviceId: parsed.deviceId,
@@ -225,13 +248,54 @@ export class ExternalBroker implements DeviceTransport {
     return { topic: own };
   }
 
+  /** Connected, subscribed, and the last delivery self-check passed: anything less is not ready (`/readyz` 503). */
   status(): TransportStatus {
-    return {
-      connected: this.#connected,
-      detail: this.#connected
-        ? `connected to ${this.#o.url} as ${this.#clientId}`
-        : `not connected to ${this.#o.url}${this.#lastError === '' ? '' : `: ${this.#lastError}`}`,
-    };
+    if (!this.#connected) {
+      const why = this.#lastError === '' ? '' : `: ${this.#lastError}`;
+      return { connected: false, detail: `not connected to ${this.#o.url}${why}` };
+    }
+    const at = `connected to ${this.#o.url} as ${this.#clientId}`;
+    if (this.#delivering === 'yes') return { connected: true, detail: at };
+    if (this.#delivering === 'checking')
+      return { connected: false, detail: `${at}; delivery self-check running` };
+    return { connected: false, detail: `${at}; ${this.#notDelivering()}` };
+  }
+
+  /**
+   * Publishes canaries on the gateway's own request topic until one comes back through the subscription (see
+   * ./self-check.ts). Never throws: a failed check is logged and reported by {@link status}.
+   */
+  async #checkDelivery(): Promise<void> {
+    const client = this.#client;
+    if (client === undefined) return;
+    this.#check?.cancel();
+    this.#delivering = 'checking';
+    const topic = this.#canaryTopic;
+    const check = new DeliverySelfCheck({
+      timers: systemTimers,
+      publish: async (payload) => {
+        await client.publishAsync(topic, payload, { qos: 1, retain: false });
+      },
+    });
+    this.#check = check;
+    const passed = await check.run();
+    if (this.#check !== check || !this.#connected) return; // a newer connection runs its own check
+    this.#delivering = passed ? 'yes' : 'no';
+    if (passed) this.#o.log.info({ broker: this.#o.url, canary: topic }, 'delivery self-check passed');
+    else this.#o.log.error({ broker: this.#o.url, canary: topic }, this.#notDelivering());
+  }
+
+  /** `{prefix}/{username}/req/selfcheck`: the device ACL's `%u` line lets the gateway's own user publish there. */
+  get #canaryTopic(): string {
+    return this.#o.topics.selfCheck(this.#o.username ?? this.#clientId);
+  }
+
+  /** What is wrong when no canary came back, and which setting fixes it. */
+  #notDelivering(): string {
+    const lost = `delivery self-check failed: no canary published on ${this.#canaryTopic} came back through ${this.#loggedSubscription} within ${SELF_CHECK_TIMEOUT_MS / 1000} s, so devices would get no reply.`;
+    const acl = `let the gateway's broker user publish to ${this.#canaryTopic} and read ${this.#o.topics.requestFilter}`;
+    if (this.#o.shared === false) return `${lost} Check the broker's ACL: ${acl}.`;
+    return `${lost} If the broker does not deliver shared subscriptions (NATS, RabbitMQ, a standalone aedes), set DEVICEGATE_MQTT_SHARED_SUBSCRIPTION=false (one instance only); otherwise ${acl} (docs/brokers.md).`;
   }
 
   /** Stops taking requests (unsubscribes), waits for the ones in flight, then disconnects cleanly. */

@@ -1,5 +1,6 @@
 /** Topic names of the device contract (docs/architecture.md). The only place that builds or parses them. */
 import { type DeviceAction, ID_PATTERN, isDeviceAction } from '../core/protocol.ts';
+import { SELF_CHECK_ACTION } from './self-check.ts';
 
 export interface Topics {
   readonly prefix: string;
@@ -12,6 +13,8 @@ export interface Topics {
   isOwnReplyTopic(deviceId: string, topic: string): boolean;
   /** `{prefix}/{deviceId}/req/{action}` */
   request(deviceId: string, action: DeviceAction): string;
+  /** `{prefix}/{id}/req/selfcheck`: where the delivery self-check's canary goes (./self-check.ts). */
+  selfCheck(id: string): string;
   /** `{prefix}/+/req/+`: what the gateway consumes. */
   readonly requestFilter: string;
   /**
@@ -30,6 +33,7 @@ export function topics(prefix: string): Topics {
     response: (deviceId) => `${prefix}/${deviceId}/res`,
     isOwnReplyTopic: (deviceId, topic) => isOwnReplyTopic(`${prefix}/${deviceId}/res`, topic),
     request: (deviceId, action) => `${prefix}/${deviceId}/req/${action}`,
+    selfCheck: (id) => `${prefix}/${id}/req/${SELF_CHECK_ACTION}`,
     requestFilter: `${prefix}/+/req/+`,
     parseRequest(topic) {
       if (!topic.startsWith(head)) return undefined;

@@ -72,10 +72,11 @@ async function managed(
   dir: string,
   start: () => ChildProcess,
   url: string,
+  startupMs = 10_000,
 ): Promise<ManagedProcess> {
   let child = start();
   let exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await waitForPort(port);
+  await waitForPort(port, startupMs);
   const handle: ManagedProcess = {
     port,
     url,
@@ -201,6 +202,102 @@ export async function startMosquitto(
     () => spawn('mosquitto', ['-c', conf], { stdio: 'ignore' }),
     `mqtt://127.0.0.1:${port}`,
   );
+}
+
+/**
+ * A private nats-server 2.9 with its MQTT listener on a free port (MQTT needs JetStream, and JetStream a
+ * `server_name` and a `store_dir`: both in its own temp directory). `url` is the MQTT listener.
+ */
+export async function startNats(): Promise<ManagedProcess> {
+  const [port, clientPort] = [await freePort(), await freePort()];
+  const dir = await mkdtemp(path.join(tmpdir(), 'dg-nats-'));
+  const conf = path.join(dir, 'nats.conf');
+  await writeFile(
+    conf,
+    [
+      `listen: 127.0.0.1:${clientPort}`,
+      `server_name: dg-test-${port}`,
+      `jetstream { store_dir: "${path.join(dir, 'js')}", max_memory_store: 67108864, max_file_store: 268435456 }`,
+      `mqtt { listen: 127.0.0.1:${port} }`,
+      '',
+    ].join('\n'),
+  );
+  return managed(
+    'nats',
+    port,
+    dir,
+    () => spawn('/usr/sbin/nats-server', ['-c', conf], { stdio: 'ignore' }),
+    `mqtt://127.0.0.1:${port}`,
+  );
+}
+
+/**
+ * A private RabbitMQ 3.10 node with `rabbitmq_mqtt` (anonymous MQTT allowed) beside the machine's own node: its own
+ * node name, AMQP, distribution and MQTT ports, and mnesia, log, config and plugins files in a temp directory. It runs
+ * `/usr/lib/rabbitmq/bin/rabbitmq-server` directly: as root, `/usr/sbin/rabbitmq-server` (a wrapper) switches to the
+ * `rabbitmq` user with that user's HOME, whose `.erlang.cookie` is the machine node's; here HOME is the temp directory,
+ * so Erlang makes a fresh cookie. The script stays the parent of `beam.smp`, so the whole process group is stopped
+ * (by the script's PID; `restart()` is not supported). Starting takes 10–25 s.
+ */
+export async function startRabbitMq(): Promise<ManagedProcess> {
+  const [port, amqpPort, distPort] = [await freePort(), await freePort(), await freePort()];
+  const dir = await mkdtemp(path.join(tmpdir(), 'dg-rabbit-'));
+  await writeFile(
+    path.join(dir, 'rabbitmq.conf'),
+    [
+      `listeners.tcp.default = 127.0.0.1:${amqpPort}`,
+      `mqtt.listeners.tcp.default = 127.0.0.1:${port}`,
+      'mqtt.allow_anonymous = true',
+      '',
+    ].join('\n'),
+  );
+  await writeFile(path.join(dir, 'enabled_plugins'), '[rabbitmq_mqtt].\n');
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: dir,
+    RABBITMQ_HOME: '/usr/lib/rabbitmq',
+    RABBITMQ_NODENAME: `dg-test-${port}@localhost`,
+    RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
+    RABBITMQ_NODE_PORT: String(amqpPort),
+    RABBITMQ_DIST_PORT: String(distPort),
+    RABBITMQ_MNESIA_BASE: path.join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: path.join(dir, 'log'),
+    RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq'),
+    RABBITMQ_ADVANCED_CONFIG_FILE: path.join(dir, 'advanced.config'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'),
+    RABBITMQ_PID_FILE: path.join(dir, 'rabbitmq.pid'),
+  };
+  const h = await managed(
+    'rabbitmq',
+    port,
+    dir,
+    () =>
+      spawn('/usr/lib/rabbitmq/bin/rabbitmq-server', [], { env, cwd: dir, stdio: 'ignore', detached: true }),
+    `mqtt://127.0.0.1:${port}`,
+    60_000,
+  );
+  const pid = h.pid;
+  return Object.assign(h, {
+    async stop() {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await waitFor(
+        () => {
+          try {
+            process.kill(-pid, 0);
+            return false;
+          } catch {
+            return true;
+          }
+        },
+        10_000,
+        'rabbitmq to exit',
+      );
+    },
+  });
 }
 
 /** Removes a temp directory made by these helpers. */

@@ -220,6 +220,7 @@ describe('loadConfig', () => {
       url: 'mqtt://broker:1883',
       username: 'gw',
       protocolVersion: 4,
+      sharedSubscription: true,
     });
   });
 
@@ -237,6 +238,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ DEVICEGATE_MQTT_PROTOCOL_VERSION: '5' })).toThrow(
       /DEVICEGATE_MQTT_PROTOCOL_VERSION: only used with DEVICEGATE_MQTT_URL/,
     );
+  });
+
+  it('subscribes plainly with DEVICEGATE_MQTT_SHARED_SUBSCRIPTION=false', () => {
+    const c = loadConfig({
+      DEVICEGATE_MQTT_URL: 'mqtt://broker:1883',
+      DEVICEGATE_MQTT_SHARED_SUBSCRIPTION: 'false',
+    });
+    expect(c.mqtt).toMatchObject({ kind: 'external', sharedSubscription: false });
   });
 
   it('treats an explicit port as not default, and allows port 0', () => {
