@@ -119,9 +119,9 @@ const PROFILES: Record<ProviderName, (tenant: string) => Profile> = {
     formUnlessJson: false,
     tokenType: 'Bearer',
   }),
-  cognito: () => ({
-    issuerPath: '',
-    discovery: false,
+  cognito: (pool) => ({
+    issuerPath: `/${pool}`,
+    discovery: true,
     tokenPath: '/oauth2/token',
     authorizePath: '/oauth2/authorize',
     auth: 'client_secret_basic',

@@ -223,4 +223,85 @@ describe('provider recipes (docs/upstreams.md)', () => {
       p.requests.filter((r) => r.path.endsWith('/token')).every((r) => r.auth === 'client_secret_basic'),
     ).toBe(true);
   });
+
+  it('AWS Cognito: bridge mode (no device endpoint), the person signs in through the code-entry page', async () => {
+    const p = await provider('cognito', { tenant: 'eu-west-1_AbCdEf123' });
+    const port = await freePort();
+    const publicUrl = `http://127.0.0.1:${port}`;
+    const gw = await gateway({
+      DEVICEGATE_HTTP_PORT: String(port),
+      DEVICEGATE_PUBLIC_URL: publicUrl,
+      DEVICEGATE_UPSTREAM_MODE: 'authorization_code',
+      DEVICEGATE_UPSTREAM_ISSUER: p.issuer,
+      DEVICEGATE_UPSTREAM_CLIENT_ID: p.clientId,
+      DEVICEGATE_UPSTREAM_CLIENT_SECRET: p.clientSecret,
+    });
+    const device = await connectDevice({ url: gw.mqttUrl, deviceId: 'cognito-1', key: KEY });
+    const pending = (await device.ask('authorize', { rid: 'r1', scope: 'openid' }, { status: 'pending' }))
+      .json!;
+    expect(String(pending.verification_uri).startsWith(publicUrl)).toBe(true);
+    // the person, in a browser: the code-entry page, Approve, Cognito's hosted UI, back to the callback
+    const browser = new Browser(publicUrl);
+    const entry = await browser.get('/device');
+    const csrf = /name="csrf" value="([^"]+)"/.exec(await entry.text())![1]!;
+    const userCode = String(pending.user_code);
+    expect((await browser.post('/device', { csrf, user_code: userCode })).status).toBe(200);
+    const approved = await browser.post('/device/decision', {
+      csrf,
+      user_code: userCode,
+      decision: 'approve',
+    });
+    expect(approved.status).toBe(303);
+    const authorize = new URL(approved.headers.get('location')!);
+    expect(authorize.href.startsWith(p.authorizeEndpoint!)).toBe(true);
+    const back = await fetch(authorize, { redirect: 'manual' });
+    const callback = new URL(back.headers.get('location')!);
+    expect(callback.href.startsWith(`${publicUrl}/oauth/callback`)).toBe(true);
+    const done = await browser.get(`${callback.pathname}${callback.search}`);
+    expect(done.headers.get('location')).toBe('/device/done?result=authorized');
+    const reply = (await device.waitForReply({ rid: 'r1', status: 'authorized' })).json!;
+    expect(reply.access_token).toBe(p.issued.get(authorize.searchParams.get('code_challenge')!));
+    const token = p.requests.find((r) => r.path === '/oauth2/token');
+    expect(token).toMatchObject({ status: 200, auth: 'client_secret_basic' });
+  });
 });
+
+/** Just enough of a browser for the code-entry page over real HTTP: a cookie jar and same-origin form posts. */
+class Browser {
+  readonly #origin: string;
+  readonly #jar = new Map<string, string>();
+
+  constructor(origin: string) {
+    this.#origin = origin;
+  }
+
+  get(path: string): Promise<Response> {
+    return this.#send(path, { method: 'GET' });
+  }
+
+  post(path: string, form: Record<string, string>): Promise<Response> {
+    return this.#send(path, {
+      method: 'POST',
+      body: new URLSearchParams(form).toString(),
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        origin: this.#origin,
+        'sec-fetch-site': 'same-origin',
+      },
+    });
+  }
+
+  async #send(path: string, init: { method: string; body?: string; headers?: Record<string, string> }) {
+    const res = await fetch(`${this.#origin}${path}`, {
+      ...init,
+      redirect: 'manual',
+      headers: { ...init.headers, cookie: [...this.#jar].map(([k, v]) => `${k}=${v}`).join('; ') },
+    });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair = ''] = c.split(';', 1);
+      const eq = pair.indexOf('=');
+      this.#jar.set(pair.slice(0, eq), pair.slice(eq + 1));
+    }
+    return res;
+  }
+}
