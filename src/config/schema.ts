@@ -118,7 +118,7 @@ const entries = {
   },
   DEVICEGATE_UPSTREAM_ISSUER: {
     schema: optionalUrl(['https:', 'http:']),
-    doc: 'Issuer of the upstream OAuth/OIDC server (found by discovery). Unset: the built-in demo identity provider starts (refused when `NODE_ENV=production`).',
+    doc: 'Issuer of the upstream OAuth/OIDC server: found by discovery, unless the endpoints below are set; checked wherever the upstream states an issuer. Unset: the built-in demo identity provider starts (refused when `NODE_ENV=production`).',
   },
   DEVICEGATE_UPSTREAM_CLIENT_ID: { schema: optionalString, doc: "The gateway's client id at the upstream." },
   DEVICEGATE_UPSTREAM_CLIENT_SECRET: {

@@ -85,7 +85,8 @@ const PROFILES: Record<ProviderName, (tenant: string) => Profile> = {
     discovery: true,
     devicePath: '/oauth/device/code',
     tokenPath: '/oauth/token',
-    auth: 'client_secret_post',
+    // the device flow is for Native applications, whose token endpoint authentication method is None
+    auth: 'none',
     verificationField: 'verification_uri',
     pendingStatus: 403,
     slowDownStatus: 429,

@@ -181,16 +181,15 @@ describe('provider recipes (docs/upstreams.md)', () => {
     expect(polls.at(-1)!.status).toBe(200);
   });
 
-  it('Auth0: issuer with a trailing slash, client_secret_post, 403 authorization_pending', async () => {
+  it('Auth0: issuer with a trailing slash, a Native (public) application, 403 authorization_pending', async () => {
     const p = await provider('auth0');
     expect(p.issuer.endsWith('/')).toBe(true);
     const gw = await gateway({
       DEVICEGATE_UPSTREAM_ISSUER: p.issuer,
       DEVICEGATE_UPSTREAM_CLIENT_ID: p.clientId,
-      DEVICEGATE_UPSTREAM_CLIENT_SECRET: p.clientSecret,
-      DEVICEGATE_UPSTREAM_AUTH_METHOD: 'client_secret_post',
     });
     await deviceFlow(gw, p, 'auth0-1');
+    expect(p.requests.every((r) => r.auth === 'none')).toBe(true);
     expect(p.requests.filter((r) => r.path === '/oauth/token').map((r) => r.status)).toEqual(
       expect.arrayContaining([403, 200]),
     );
