@@ -4,6 +4,7 @@
  * of them is malformed (the schema already reported it), the rule is skipped rather than run on a default the
  * operator never chose. Rules on one variable alone live in its schema (./schema.ts).
  */
+import { readClientKey } from './client-key.ts';
 import { type Env, upstreamMode } from './schema.ts';
 
 interface Rule {
@@ -38,6 +39,14 @@ function isLoopback(url: string): boolean {
   const host = new URL(url).hostname;
   return host === 'localhost' || host === '[::1]' || host.startsWith('127.');
 }
+
+/** The endpoint variables, and the ones each mode needs to do without discovery. */
+const ENDPOINT_VARIABLES = [
+  'DEVICEGATE_UPSTREAM_DEVICE_AUTHORIZATION_ENDPOINT',
+  'DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT',
+  'DEVICEGATE_UPSTREAM_AUTHORIZATION_ENDPOINT',
+  'DEVICEGATE_UPSTREAM_REVOCATION_ENDPOINT',
+] as const satisfies ReadonlyArray<keyof Env>;
 
 const rules: readonly Rule[] = [
   // The upstream issuer and the gateway's client id there come together or not at all.
@@ -104,6 +113,26 @@ const rules: readonly Rule[] = [
       ];
     },
   },
+  // Configured endpoints replace discovery only as a whole: the ones the mode needs, each over an acceptable scheme.
+  {
+    reads: [
+      'NODE_ENV',
+      'DEVICEGATE_UPSTREAM_MODE',
+      'DEVICEGATE_UPSTREAM_ISSUER',
+      'DEVICEGATE_ALLOW_INSECURE_UPSTREAM',
+      ...ENDPOINT_VARIABLES,
+    ],
+    check: endpointProblems,
+  },
+  // The client authentication method and the credential it sends come together.
+  {
+    reads: [
+      'DEVICEGATE_UPSTREAM_AUTH_METHOD',
+      'DEVICEGATE_UPSTREAM_CLIENT_SECRET',
+      'DEVICEGATE_UPSTREAM_CLIENT_KEY',
+    ],
+    check: authMethodProblems,
+  },
   // Instances sharing a Redis must unseal each other's flows, so a random per-start secret cannot do.
   {
     reads: ['DEVICEGATE_REDIS_URL', 'DEVICEGATE_SECRET'],
@@ -144,3 +173,74 @@ const rules: readonly Rule[] = [
         : [],
   },
 ];
+
+function endpointProblems(e: Env): string[] {
+  const set = ENDPOINT_VARIABLES.filter((name) => e[name] !== undefined);
+  if (set.length === 0) return [];
+  if (e.DEVICEGATE_UPSTREAM_ISSUER === undefined) {
+    return [
+      'DEVICEGATE_UPSTREAM_ISSUER: required with the upstream endpoint variables (it names the upstream)',
+    ];
+  }
+  const relay = upstreamMode(e) === 'device';
+  const problems: string[] = [];
+  const needed = relay
+    ? (['DEVICEGATE_UPSTREAM_DEVICE_AUTHORIZATION_ENDPOINT', 'DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT'] as const)
+    : (['DEVICEGATE_UPSTREAM_AUTHORIZATION_ENDPOINT', 'DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT'] as const);
+  for (const name of needed) {
+    if (e[name] === undefined) {
+      problems.push(
+        `${name}: required with ${set.join(', ')} (configured endpoints replace discovery as a whole)`,
+      );
+    }
+  }
+  const unused = relay
+    ? 'DEVICEGATE_UPSTREAM_AUTHORIZATION_ENDPOINT'
+    : 'DEVICEGATE_UPSTREAM_DEVICE_AUTHORIZATION_ENDPOINT';
+  if (e[unused] !== undefined) problems.push(`${unused}: not used in ${upstreamMode(e)} mode`);
+  const production = e.NODE_ENV === 'production';
+  for (const name of set) {
+    const url = e[name]!;
+    if (new URL(url).protocol !== 'http:') continue;
+    if (plainHttpUpstreamAllowed({ explicit: e.DEVICEGATE_ALLOW_INSECURE_UPSTREAM, production, issuer: url }))
+      continue;
+    problems.push(`${name}: plain http is refused (set DEVICEGATE_ALLOW_INSECURE_UPSTREAM=true to allow it)`);
+  }
+  return problems;
+}
+
+function authMethodProblems(e: Env): string[] {
+  const secret = e.DEVICEGATE_UPSTREAM_CLIENT_SECRET !== undefined;
+  const keyPath = e.DEVICEGATE_UPSTREAM_CLIENT_KEY;
+  const method = e.DEVICEGATE_UPSTREAM_AUTH_METHOD ?? (secret ? 'client_secret_basic' : 'none');
+  const problems: string[] = [];
+  if (method === 'private_key_jwt') {
+    if (keyPath === undefined) {
+      problems.push(
+        'DEVICEGATE_UPSTREAM_CLIENT_KEY: required with DEVICEGATE_UPSTREAM_AUTH_METHOD=private_key_jwt',
+      );
+    } else {
+      try {
+        readClientKey(keyPath);
+      } catch (err) {
+        problems.push(`DEVICEGATE_UPSTREAM_CLIENT_KEY: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  } else if (keyPath !== undefined) {
+    problems.push(
+      'DEVICEGATE_UPSTREAM_CLIENT_KEY: only used with DEVICEGATE_UPSTREAM_AUTH_METHOD=private_key_jwt',
+    );
+  }
+  const wantsSecret = method === 'client_secret_basic' || method === 'client_secret_post';
+  if (wantsSecret && !secret) {
+    problems.push(
+      `DEVICEGATE_UPSTREAM_CLIENT_SECRET: required with DEVICEGATE_UPSTREAM_AUTH_METHOD=${method}`,
+    );
+  }
+  if (!wantsSecret && secret) {
+    problems.push(
+      `DEVICEGATE_UPSTREAM_CLIENT_SECRET: not sent with DEVICEGATE_UPSTREAM_AUTH_METHOD=${method}`,
+    );
+  }
+  return problems;
+}

@@ -7,10 +7,23 @@
 import { type CodeEntryLimits, codeEntryLimits } from '../core/limits.ts';
 import type { UpstreamMode } from '../core/flow.ts';
 import { crossVariableProblems } from './checks.ts';
+import { type ClientKey, readClientKey } from './client-key.ts';
 import type { RedisTarget, SentinelTarget } from './redis-url.ts';
 import { type Env, envSchema, upstreamMode, variableNames } from './schema.ts';
 
-export type { UpstreamMode };
+export type { UpstreamMode, ClientKey };
+
+/** How the gateway authenticates at the upstream's token endpoint (RFC 6749 §2.3, OpenID Connect Core §9). */
+export type UpstreamAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none' | 'private_key_jwt';
+
+/** Configured upstream endpoints (instead of discovery). */
+export interface UpstreamEndpoints {
+  readonly deviceAuthorization?: string;
+  readonly token?: string;
+  readonly authorization?: string;
+  /** RFC 7009 */
+  readonly revocation?: string;
+}
 export { configDocs } from './schema.ts';
 
 /** The validated configuration {@link loadConfig} returns, frozen; optional members are absent, never `undefined`. */
@@ -51,6 +64,15 @@ export interface Config {
     readonly issuer: string;
     readonly clientId: string;
     readonly clientSecret?: string;
+    /**
+     * how the client authenticates (./checks.ts made sure the secret or key it needs is there); unset:
+     * `client_secret_basic` with a secret, `none` without
+     */
+    readonly authMethod?: UpstreamAuthMethod;
+    /** `private_key_jwt`: the signing key, read from `DEVICEGATE_UPSTREAM_CLIENT_KEY` */
+    readonly clientKey?: ClientKey;
+    /** set: no discovery; these endpoints (the ones the mode needs, ./checks.ts) are the upstream's metadata */
+    readonly endpoints?: UpstreamEndpoints;
   };
   readonly mode: UpstreamMode;
   readonly upstreamTimeoutMs: number;
@@ -200,7 +222,39 @@ function upstreamConfig(e: Env): Pick<Config, 'upstream'> {
   const clientId = e.DEVICEGATE_UPSTREAM_CLIENT_ID;
   if (issuer === undefined || clientId === undefined) return {};
   const secret = e.DEVICEGATE_UPSTREAM_CLIENT_SECRET;
-  return { upstream: { issuer, clientId, ...(secret !== undefined && { clientSecret: secret }) } };
+  const keyPath = e.DEVICEGATE_UPSTREAM_CLIENT_KEY;
+  const endpoints = upstreamEndpoints(e);
+  return {
+    upstream: {
+      issuer,
+      clientId,
+      ...(secret !== undefined && { clientSecret: secret }),
+      ...(e.DEVICEGATE_UPSTREAM_AUTH_METHOD !== undefined && {
+        authMethod: e.DEVICEGATE_UPSTREAM_AUTH_METHOD,
+      }),
+      ...(keyPath !== undefined && { clientKey: readClientKey(keyPath) }),
+      ...(endpoints !== undefined && { endpoints }),
+    },
+  };
+}
+
+/** The configured endpoints, or `undefined` when none is set (then the upstream is discovered). */
+function upstreamEndpoints(e: Env): UpstreamEndpoints | undefined {
+  const endpoints: UpstreamEndpoints = {
+    ...(e.DEVICEGATE_UPSTREAM_DEVICE_AUTHORIZATION_ENDPOINT !== undefined && {
+      deviceAuthorization: e.DEVICEGATE_UPSTREAM_DEVICE_AUTHORIZATION_ENDPOINT,
+    }),
+    ...(e.DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT !== undefined && {
+      token: e.DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT,
+    }),
+    ...(e.DEVICEGATE_UPSTREAM_AUTHORIZATION_ENDPOINT !== undefined && {
+      authorization: e.DEVICEGATE_UPSTREAM_AUTHORIZATION_ENDPOINT,
+    }),
+    ...(e.DEVICEGATE_UPSTREAM_REVOCATION_ENDPOINT !== undefined && {
+      revocation: e.DEVICEGATE_UPSTREAM_REVOCATION_ENDPOINT,
+    }),
+  };
+  return Object.keys(endpoints).length === 0 ? undefined : endpoints;
 }
 
 /** The configured (or default) allowed scopes, always including every token of the default scope. */

@@ -129,12 +129,36 @@ const entries = {
   },
   DEVICEGATE_UPSTREAM_ISSUER: {
     schema: optionalUrl(['https:', 'http:']),
-    doc: 'Issuer of the upstream OAuth/OIDC server (found by discovery). Unset: the built-in demo identity provider starts (refused when `NODE_ENV=production`).',
+    doc: 'Issuer of the upstream OAuth/OIDC server: found by discovery, unless the endpoints below are set; checked wherever the upstream states an issuer. Unset: the built-in demo identity provider starts (refused when `NODE_ENV=production`).',
   },
   DEVICEGATE_UPSTREAM_CLIENT_ID: { schema: optionalString, doc: "The gateway's client id at the upstream." },
   DEVICEGATE_UPSTREAM_CLIENT_SECRET: {
     schema: optionalString,
-    doc: "The gateway's client secret at the upstream (`client_secret_basic`); unset means a public client.",
+    doc: "The gateway's client secret at the upstream; how it is sent is `DEVICEGATE_UPSTREAM_AUTH_METHOD`.",
+  },
+  DEVICEGATE_UPSTREAM_AUTH_METHOD: {
+    schema: z.enum(['client_secret_basic', 'client_secret_post', 'none', 'private_key_jwt']).optional(),
+    doc: 'How the gateway authenticates at the upstream: `client_secret_basic` (default with a client secret), `client_secret_post`, `none` (a public client; default without a secret), or `private_key_jwt` (with `DEVICEGATE_UPSTREAM_CLIENT_KEY`).',
+  },
+  DEVICEGATE_UPSTREAM_CLIENT_KEY: {
+    schema: optionalString,
+    doc: "Path of the gateway's private key (PEM, or a JWK whose `kid` and `x5t#S256` go into the assertion's header) for `private_key_jwt`; read at start.",
+  },
+  DEVICEGATE_UPSTREAM_DEVICE_AUTHORIZATION_ENDPOINT: {
+    schema: optionalUrl(['https:', 'http:']),
+    doc: "The upstream's RFC 8628 device authorization endpoint (relay mode). With the token endpoint it replaces discovery, for upstreams that publish no metadata (GitHub).",
+  },
+  DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT: {
+    schema: optionalUrl(['https:', 'http:']),
+    doc: "The upstream's token endpoint. Set it with the other endpoints the mode needs and no discovery is made; the issuer stays the upstream's identity.",
+  },
+  DEVICEGATE_UPSTREAM_AUTHORIZATION_ENDPOINT: {
+    schema: optionalUrl(['https:', 'http:']),
+    doc: "The upstream's authorization endpoint (bridge mode), with the token endpoint instead of discovery.",
+  },
+  DEVICEGATE_UPSTREAM_REVOCATION_ENDPOINT: {
+    schema: optionalUrl(['https:', 'http:']),
+    doc: "The upstream's RFC 7009 revocation endpoint, when the endpoints are configured (optional: without it replaced refresh tokens are not revoked).",
   },
   DEVICEGATE_UPSTREAM_MODE: {
     schema: z.enum(['device', 'authorization_code']).optional(),

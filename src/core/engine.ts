@@ -19,7 +19,8 @@ export type PollOutcome =
    */
   | { kind: 'token'; token: TokenSet; refreshable?: boolean; subject?: string }
   | { kind: 'authorization_pending' }
-  | { kind: 'slow_down' }
+  /** `intervalSeconds`: the new interval the upstream named (at least the current one is kept); else +5 s */
+  | { kind: 'slow_down'; intervalSeconds?: number }
   | { kind: 'access_denied' }
   | { kind: 'expired_token' }
   /** Any other OAuth error from the token endpoint: the flow fails with the mapped code. */
@@ -259,8 +260,12 @@ function applyPoll(flow: RelayFlow, outcome: PollOutcome, now: number): Transiti
       return changedTo({ ...rest, nextPollAt: now + flow.interval * 1000 }, false);
     }
     case 'slow_down': {
-      // §3.5: "the interval MUST be increased by 5 seconds for this and all subsequent requests".
-      const interval = flow.interval + SLOW_DOWN_STEP_SECONDS;
+      // §3.5: "the interval MUST be increased by 5 seconds for this and all subsequent requests" — or, where the
+      // upstream names the new interval (GitHub, src/upstream/deviations.ts), to that; never shorter than before.
+      const interval =
+        outcome.intervalSeconds === undefined
+          ? flow.interval + SLOW_DOWN_STEP_SECONDS
+          : Math.max(flow.interval, outcome.intervalSeconds);
       const { failures: _failures, ...rest } = flow;
       return changedTo({ ...rest, interval, nextPollAt: now + interval * 1000 }, false);
     }

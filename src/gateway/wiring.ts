@@ -66,20 +66,32 @@ export function upstreamOptions(d: WiringDeps): Omit<UpstreamOptions, 'mode'> {
     issuer: upstream.issuer,
     clientId: upstream.clientId,
     ...(upstream.clientSecret !== undefined && { clientSecret: upstream.clientSecret }),
+    ...(upstream.authMethod !== undefined && { authMethod: upstream.authMethod }),
+    ...(upstream.clientKey !== undefined && { clientKey: upstream.clientKey }),
+    ...(upstream.endpoints !== undefined && { endpoints: upstream.endpoints }),
     redirectUri: `${d.publicUrl}/oauth/callback`,
     timeoutMs: config.upstreamTimeoutMs,
     defaultIntervalSeconds: config.pollIntervalSeconds,
-    allowInsecure: allowInsecureUpstream(config, upstream.issuer),
+    allowInsecure: allowInsecureUpstream(config, [
+      upstream.issuer,
+      ...Object.values(upstream.endpoints ?? {}),
+    ]),
     clock: d.clock,
     log: d.log.child({ component: 'upstream' }),
   };
 }
 
-/** Whether plain-http upstream endpoints may be used: the rule `loadConfig` already checked a configured issuer by. */
-function allowInsecureUpstream(config: Config, issuer: string): boolean {
-  return plainHttpUpstreamAllowed({
-    explicit: config.allowInsecureUpstream,
-    production: config.production,
-    issuer,
-  });
+/**
+ * Whether plain-http upstream endpoints may be used: the rule `loadConfig` already checked the issuer and each
+ * configured endpoint by (`urls[0]` is the issuer, which decides when every URL is https).
+ */
+function allowInsecureUpstream(config: Config, urls: readonly [string, ...string[]]): boolean {
+  const plain = urls.filter((url) => new URL(url).protocol === 'http:');
+  return (plain.length > 0 ? plain : [urls[0]]).every((url) =>
+    plainHttpUpstreamAllowed({
+      explicit: config.allowInsecureUpstream,
+      production: config.production,
+      issuer: url,
+    }),
+  );
 }

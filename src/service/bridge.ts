@@ -227,6 +227,21 @@ export class BridgeFlows {
                 : 'the sign-in failed',
             );
       if (!(err instanceof OAuthError)) this.#d.log.warn({ deviceId, rid, err }, 'code exchange failed');
+      const idpError = params.get('error');
+      if (idpError !== null) {
+        // RFC 6749 §4.1.2.1: the provider's own words are what an operator needs to fix its side (a client not
+        // allowed a scope, a redirect URI not registered). An error response carries no code; nothing else is logged.
+        const description = params.get('error_description');
+        this.#d.log.info(
+          {
+            deviceId,
+            rid,
+            idpError: printable(idpError),
+            ...(description !== null && { idpErrorDescription: printable(description) }),
+          },
+          'the identity provider refused the sign-in',
+        );
+      }
       return { event: { type: 'fail', code: e.code, description: e.description }, capped: false };
     }
     if (signIn.subject !== undefined && !(await this.#d.cap.admit(signIn.subject))) {
@@ -273,4 +288,13 @@ function sameSecret(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Longest piece of the identity provider's text that is logged. */
+const MAX_LOGGED_TEXT = 300;
+
+/** The provider's text cut to {@link MAX_LOGGED_TEXT} with control characters replaced: it comes from a URL anyone can craft. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what is replaced
+  return text.slice(0, MAX_LOGGED_TEXT).replace(/[\u0000-\u001f\u007f]/g, '?');
 }

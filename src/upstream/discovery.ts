@@ -26,8 +26,95 @@ export interface MetadataSource {
   require(): oauth.AuthorizationServer;
 }
 
+/** The upstream's endpoints as configured, for an upstream that publishes no metadata (GitHub). */
+export interface ConfiguredEndpoints {
+  deviceAuthorization?: string;
+  token?: string;
+  authorization?: string;
+  /** RFC 7009 */
+  revocation?: string;
+}
+
+/** Where the metadata comes from and whether it is there yet: discovery, or the configuration. */
+export interface MetadataProvider extends MetadataSource {
+  start(): void;
+  ready(): Promise<void>;
+  discover(): Promise<void>;
+  status(): UpstreamStatus;
+  close(): void;
+}
+
+/**
+ * Metadata built from configured endpoints instead of discovery. The issuer stays the upstream's identity: oauth4webapi
+ * checks it wherever the upstream states one (RFC 9207 `iss` on the callback, an ID token's `iss`). Checked like
+ * discovered metadata (every endpoint the mode needs, over an acceptable scheme), once, by {@link discover}.
+ */
+export class ConfiguredMetadata implements MetadataProvider {
+  readonly #as: oauth.AuthorizationServer;
+  readonly #mode: UpstreamMode;
+  readonly #allowInsecure: boolean;
+  #checked: Error | undefined | 'ok';
+
+  constructor(o: {
+    issuer: string;
+    mode: UpstreamMode;
+    endpoints: ConfiguredEndpoints;
+    allowInsecure: boolean;
+  }) {
+    const e = o.endpoints;
+    this.#as = {
+      issuer: o.issuer,
+      ...(e.deviceAuthorization !== undefined && { device_authorization_endpoint: e.deviceAuthorization }),
+      ...(e.token !== undefined && { token_endpoint: e.token }),
+      ...(e.authorization !== undefined && { authorization_endpoint: e.authorization }),
+      ...(e.revocation !== undefined && { revocation_endpoint: e.revocation }),
+    };
+    this.#mode = o.mode;
+    this.#allowInsecure = o.allowInsecure;
+  }
+
+  start(): void {
+    void this.discover().catch(() => undefined);
+  }
+
+  ready(): Promise<void> {
+    return this.discover();
+  }
+
+  /** Checks the configured metadata; throws `UnavailableError('upstream')` naming what the mode is missing. */
+  async discover(): Promise<void> {
+    if (this.#checked === undefined) {
+      try {
+        checkMetadata(this.#as, this.#mode, this.#allowInsecure);
+        this.#checked = 'ok';
+      } catch (err) {
+        this.#checked = err instanceof Error ? err : new Error(String(err));
+      }
+    }
+    if (this.#checked !== 'ok') throw new UnavailableError('upstream', this.#checked.message);
+  }
+
+  status(): UpstreamStatus {
+    if (this.#checked instanceof Error) return { ready: false, detail: this.#checked.message };
+    return { ready: true, detail: `${describe(this.#as, this.#mode)}, configured without discovery` };
+  }
+
+  close(): void {}
+
+  current(): oauth.AuthorizationServer | undefined {
+    return this.#checked === 'ok' ? this.#as : undefined;
+  }
+
+  require(): oauth.AuthorizationServer {
+    const as = this.current();
+    if (as === undefined)
+      throw new UnavailableError('upstream', `the configured upstream endpoints are unusable`);
+    return as;
+  }
+}
+
 /** Discovery of one issuer for one mode, with its retry schedule and readiness. */
-export class Discovery implements MetadataSource {
+export class Discovery implements MetadataProvider {
   readonly #o: DiscoveryOptions;
   readonly #issuer: URL;
   readonly #timers: Timers;
@@ -100,11 +187,7 @@ export class Discovery implements MetadataSource {
     const as = this.#as;
     if (as === undefined)
       return { ready: false, detail: this.#lastError ?? 'discovery has not finished yet' };
-    const endpoints =
-      this.#o.mode === 'device'
-        ? `device_authorization_endpoint ${as.device_authorization_endpoint}, token_endpoint ${as.token_endpoint}`
-        : `authorization_endpoint ${as.authorization_endpoint}, token_endpoint ${as.token_endpoint}`;
-    return { ready: true, detail: `${as.issuer} (${this.#o.mode}: ${endpoints})` };
+    return { ready: true, detail: describe(as, this.#o.mode) };
   }
 
   current(): oauth.AuthorizationServer | undefined {
@@ -170,4 +253,13 @@ function checkMetadata(meta: oauth.AuthorizationServer, mode: UpstreamMode, allo
   if (mode === 'authorization_code' && Array.isArray(methods) && !methods.includes('S256')) {
     throw new Error('the upstream does not support PKCE with S256');
   }
+}
+
+/** The issuer and the endpoints the mode uses, for readiness. */
+function describe(as: oauth.AuthorizationServer, mode: UpstreamMode): string {
+  const endpoints =
+    mode === 'device'
+      ? `device_authorization_endpoint ${as.device_authorization_endpoint}, token_endpoint ${as.token_endpoint}`
+      : `authorization_endpoint ${as.authorization_endpoint}, token_endpoint ${as.token_endpoint}`;
+  return `${as.issuer} (${mode}: ${endpoints})`;
 }

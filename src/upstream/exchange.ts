@@ -11,6 +11,7 @@ import { UnavailableError } from '../core/errors.ts';
 import type { SignIn } from './types.ts';
 import { UNUSABLE_ANSWER, asPollOutcome, meaning, refusalError } from './errors.ts';
 import type { UpstreamFetch } from './http.ts';
+import { normalised, slowDownInterval } from './deviations.ts';
 
 /** Longest `Retry-After` honoured (seconds). */
 export const MAX_RETRY_AFTER_S = 3600;
@@ -51,8 +52,11 @@ const NAMES: Record<ExchangeEndpoint, { what: string; endpoint: string }> = {
 export type ExchangeFailure =
   /** timeout, connection error, 429, 5xx or an answer that is not OAuth (HTML, a redirect, a malformed body) */
   | { kind: 'unavailable'; reason: string; retryAfterSeconds?: number; cause?: unknown }
-  /** an OAuth error answer (RFC 6749 §5.2); a `WWW-Authenticate` challenge counts as `invalid_client` */
-  | { kind: 'refused'; error: string; status: number }
+  /**
+   * an OAuth error answer (RFC 6749 §5.2); a `WWW-Authenticate` challenge counts as `invalid_client`;
+   * `intervalSeconds`: the new interval a `slow_down` carried (./deviations.ts)
+   */
+  | { kind: 'refused'; error: string; status: number; intervalSeconds?: number }
   /** a 200 that fails oauth4webapi's checks */
   | { kind: 'unusable'; reason: string };
 
@@ -115,7 +119,7 @@ export async function exchange<T>(
       });
     }
     try {
-      return { ok: true as const, value: await process(res) };
+      return { ok: true as const, value: await process(await normalised(endpoint, res)) };
     } catch (err) {
       return failed(classify(endpoint, res, err));
     }
@@ -130,8 +134,15 @@ function failed(failure: ExchangeFailure): { ok: false; failure: ExchangeFailure
 
 /** What a failed `process` step means, from the error oauth4webapi raised. */
 function classify(endpoint: ExchangeEndpoint, res: Response, err: unknown): ExchangeFailure {
-  if (err instanceof oauth.ResponseBodyError)
-    return { kind: 'refused', error: err.error, status: err.status };
+  if (err instanceof oauth.ResponseBodyError) {
+    const interval = err.error === 'slow_down' ? slowDownInterval(err.cause) : undefined;
+    return {
+      kind: 'refused',
+      error: err.error,
+      status: err.status,
+      ...(interval !== undefined && { intervalSeconds: interval }),
+    };
+  }
   if (err instanceof oauth.WWWAuthenticateChallengeError) {
     return { kind: 'refused', error: 'invalid_client', status: err.status };
   }
@@ -179,8 +190,12 @@ export function asPollResult(result: Exchanged<SignIn>): PollOutcome {
   }
   const f = result.failure;
   switch (f.kind) {
-    case 'refused':
-      return asPollOutcome(meaning('token_poll', f.error));
+    case 'refused': {
+      const outcome = asPollOutcome(meaning('token_poll', f.error));
+      return outcome.kind === 'slow_down' && f.intervalSeconds !== undefined
+        ? { kind: 'slow_down', intervalSeconds: f.intervalSeconds }
+        : outcome;
+    }
     case 'unusable':
       return asPollOutcome(UNUSABLE_ANSWER.token_poll);
     case 'unavailable':

@@ -8,13 +8,19 @@
  *   unavailable: `UnavailableError('upstream')`, or `{kind: 'unreachable'}` when polling.
  * Device codes, codes, verifiers and tokens are never logged.
  */
-import * as oauth from 'oauth4webapi';
 import type { Logger } from 'pino';
 import { type Clock, type Timers, systemClock, systemTimers } from '../core/clock.ts';
 import type { UpstreamMode } from '../core/flow.ts';
 import { bridgeUpstream } from './bridge.ts';
-import { Discovery } from './discovery.ts';
+import { type ClientAuthMethod, type ClientCredentials, type SigningKey, clientAuth } from './client-auth.ts';
+import {
+  type ConfiguredEndpoints,
+  ConfiguredMetadata,
+  Discovery,
+  type MetadataProvider,
+} from './discovery.ts';
 import type { HttpContext } from './exchange.ts';
+import { acceptingJson } from './deviations.ts';
 import { boundedFetch, fromFetch } from './http.ts';
 import { relayUpstream } from './relay.ts';
 import type { UpstreamContext } from './tokens.ts';
@@ -23,8 +29,14 @@ import type { BridgeUpstream, RelayUpstream, Upstream, UpstreamStatus } from './
 export interface UpstreamOptions {
   issuer: string;
   clientId: string;
-  /** set: `client_secret_basic`; unset: a public client (`none`) */
+  /** for `client_secret_basic` (the default with a secret) and `client_secret_post` */
   clientSecret?: string;
+  /** default: `client_secret_basic` with a secret, `none` (a public client) without */
+  authMethod?: ClientAuthMethod;
+  /** `private_key_jwt`: the signing key */
+  clientKey?: SigningKey;
+  /** set: the upstream's metadata is built from these (./discovery.ts `ConfiguredMetadata`), nothing is discovered */
+  endpoints?: ConfiguredEndpoints;
   mode: UpstreamMode;
   /** bridge mode: the exact redirect URI registered at the upstream */
   redirectUri: string;
@@ -72,18 +84,26 @@ export function createUpstream(
 export function createUpstream(o: UpstreamOptions): UpstreamClient;
 export function createUpstream(o: UpstreamOptions): UpstreamClient {
   const http: HttpContext = {
-    fetch: o.fetch !== undefined ? fromFetch(o.fetch) : boundedFetch(),
+    fetch: acceptingJson(o.fetch !== undefined ? fromFetch(o.fetch) : boundedFetch()),
     timeoutMs: o.timeoutMs,
     allowInsecure: o.allowInsecure,
     clock: o.clock ?? systemClock,
     timers: o.timers ?? systemTimers,
     log: o.log,
   };
-  const discovery = new Discovery({ issuer: o.issuer, mode: o.mode, http });
+  const discovery: MetadataProvider =
+    o.endpoints === undefined
+      ? new Discovery({ issuer: o.issuer, mode: o.mode, http })
+      : new ConfiguredMetadata({
+          issuer: o.issuer,
+          mode: o.mode,
+          endpoints: o.endpoints,
+          allowInsecure: o.allowInsecure,
+        });
   const ctx: UpstreamContext = {
     ...http,
     client: { client_id: o.clientId },
-    clientAuth: o.clientSecret !== undefined ? oauth.ClientSecretBasic(o.clientSecret) : oauth.None(),
+    clientAuth: clientAuth(credentials(o)),
     metadata: discovery,
   };
   return {
@@ -95,4 +115,19 @@ export function createUpstream(o: UpstreamOptions): UpstreamClient {
     status: () => discovery.status(),
     close: () => discovery.close(),
   };
+}
+
+/** The credentials the configured method sends (src/config/checks.ts made sure they are there). */
+function credentials(o: UpstreamOptions): ClientCredentials {
+  const method = o.authMethod ?? (o.clientSecret !== undefined ? 'client_secret_basic' : 'none');
+  switch (method) {
+    case 'none':
+      return { method };
+    case 'private_key_jwt':
+      if (o.clientKey === undefined) throw new Error('private_key_jwt needs a client key');
+      return { method, key: o.clientKey };
+    default:
+      if (o.clientSecret === undefined) throw new Error(`${method} needs a client secret`);
+      return { method, secret: o.clientSecret };
+  }
 }

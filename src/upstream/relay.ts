@@ -4,14 +4,14 @@
  */
 import * as oauth from 'oauth4webapi';
 import { UnavailableError } from '../core/errors.ts';
-import { asPollResult, discard, exchange, orThrow } from './exchange.ts';
+import { MAX_INTERVAL_S } from './deviations.ts';
+import { asPollResult, exchange, orThrow } from './exchange.ts';
 import { type UpstreamContext, refresh, revoke, signIn } from './tokens.ts';
 import type { DeviceAuthorization, RelayUpstream } from './types.ts';
 
 /** RFC 8628 §3.2: the poll interval when the upstream sends none. */
 export const DEFAULT_INTERVAL_S = 5;
-/** Longest poll interval accepted from an upstream; longer ones are cut to this. */
-export const MAX_INTERVAL_S = 60;
+export { MAX_INTERVAL_S };
 /** Longest device-code lifetime accepted from an upstream; longer ones are cut to this. */
 export const MAX_EXPIRES_IN_S = 1800;
 /** Sanity limits on device authorization values (they travel to devices over MQTT, 4 KiB per message). */
@@ -45,7 +45,7 @@ export function relayUpstream(
             scope === '' ? {} : { scope },
             options,
           ),
-        async (res) => oauth.processDeviceAuthorizationResponse(as, ctx.client, await withDeviceAliases(res)),
+        (res) => oauth.processDeviceAuthorizationResponse(as, ctx.client, res),
       );
       return deviceAuthorization(orThrow('device_authorization', result), defaultIntervalSeconds);
     },
@@ -62,34 +62,6 @@ export function relayUpstream(
       return asPollResult(result);
     },
   };
-}
-
-/**
- * Google answers `verification_url` instead of RFC 8628's `verification_uri`; accepted only when the standard name is
- * absent. A non-positive `interval` is dropped (the default applies) instead of failing the whole answer.
- */
-async function withDeviceAliases(res: Response): Promise<Response> {
-  if (res.status !== 200) return res;
-  let body: unknown;
-  try {
-    body = await res.clone().json();
-  } catch {
-    return res; // oauth4webapi reports it
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return res;
-  const json = body as Record<string, unknown>;
-  let changed = false;
-  if (json.verification_uri === undefined && typeof json.verification_url === 'string') {
-    json.verification_uri = json.verification_url;
-    changed = true;
-  }
-  if (typeof json.interval === 'number' && json.interval <= 0) {
-    delete json.interval;
-    changed = true;
-  }
-  if (!changed) return res;
-  await discard(res);
-  return new Response(JSON.stringify(json), { status: res.status, headers: res.headers });
 }
 
 /** RFC 8628 §3.2 values, checked and clamped. */

@@ -6,6 +6,7 @@ import * as oauth from 'oauth4webapi';
 import type { TokenSet } from '../core/flow.ts';
 import type { SignIn } from './types.ts';
 import type { MetadataSource } from './discovery.ts';
+import { rfcTokenType } from './deviations.ts';
 import { type HttpContext, exchange, orThrow } from './exchange.ts';
 
 /** Everything a mode's upstream needs to talk to the upstream. */
@@ -59,8 +60,7 @@ export function signIn(t: oauth.TokenEndpointResponse): SignIn {
 export function tokenSet(t: oauth.TokenEndpointResponse): TokenSet {
   const token: TokenSet = {
     access_token: t.access_token,
-    // oauth4webapi lowercases the (case-insensitive) type; devices get the RFC spelling back.
-    token_type: t.token_type === 'bearer' ? 'Bearer' : t.token_type === 'dpop' ? 'DPoP' : t.token_type,
+    token_type: rfcTokenType(t.token_type),
   };
   if (typeof t.expires_in === 'number' && Number.isFinite(t.expires_in) && t.expires_in >= 0) {
     token.expires_in = Math.floor(t.expires_in);

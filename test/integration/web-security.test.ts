@@ -18,6 +18,8 @@ import { scanProof } from '../../src/core/scan-link.ts';
 import { GUESS_TARGET, guessProbability, maxLiveCodes } from '../../src/core/limits.ts';
 import type { PublicJwk } from '../../src/core/flow.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
+import { Writable } from 'node:stream';
+import type { Logger } from 'pino';
 import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import type { BridgeFlows } from '../../src/service/bridge.ts';
@@ -109,6 +111,8 @@ async function harness(
     publicUrl?: string;
     /** DEVICEGATE_APPROVALS_PER_PERSON (default: loadConfig's) */
     approvalsPerPerson?: number;
+    /** the gateway's logger (default: silent) */
+    log?: Logger;
     /** a config without DEVICEGATE_UPSTREAM_* (demo mode), and no issuer passed to the pages */
   } = {},
 ): Promise<Harness> {
@@ -143,7 +147,7 @@ async function harness(
     close: async () => {},
   };
   const gateway = buildGateway(config, {
-    log,
+    log: o.log ?? log,
     clock,
     transport: { transport, url: () => 'recording' },
     ...(o.redis !== undefined && { redis: o.redis }),
@@ -1227,6 +1231,42 @@ describe('the OAuth callback (C.23, C.24)', () => {
     expectNoSecretsInResponses(h);
   });
 
+  it("an error callback (invalid_scope): the IdP's error and description are logged, the person reads why in plain words, the device is told invalid_scope", async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const h = await harness({ log: createLogger('info', sink) });
+    const f = await h.startFlow();
+    const c = h.client();
+    const authorize = new URL(await approve(c, f.code));
+    // what an IdP sends back when the client may not have a scope (RFC 6749 §4.1.2.1), with RFC 9207's `iss`
+    const description = 'The client is not allowed the scope "admin".\n<b>forged</b>';
+    const callback = new URL(CALLBACK);
+    callback.searchParams.set('error', 'invalid_scope');
+    callback.searchParams.set('error_description', description);
+    callback.searchParams.set('state', authorize.searchParams.get('state')!);
+    callback.searchParams.set('iss', idp.issuer);
+    const res = await c.get(local(callback));
+    expect(res.statusCode).toBe(303);
+    expect(res.headers.location).toBe('/device/done?result=failed&reason=invalid_scope');
+    expect(h.lastReply(f.deviceId)).toMatchObject({ status: 'error', error: 'invalid_scope' });
+    const page = (await c.get(res.headers.location as string)).body;
+    expect(page).toContain('The identity provider does not allow what the device asked for');
+    expect(page).not.toContain('admin');
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged).toContainEqual(
+      expect.objectContaining({
+        msg: 'the identity provider refused the sign-in',
+        idpError: 'invalid_scope',
+        idpErrorDescription: 'The client is not allowed the scope "admin".?<b>forged</b>',
+      }),
+    );
+  });
+
   it('a callback after the flow expired tells the device expired_token and redeems nothing', async () => {
     const h = await harness();
     const f = await h.startFlow();
@@ -1257,7 +1297,7 @@ describe('the OAuth callback (C.23, C.24)', () => {
     const publishedBefore = h.published.length;
     const res = await c.get(local(callback));
     expect(res.statusCode).toBe(303);
-    expect(res.headers.location).toBe('/device/done?result=failed');
+    expect(res.headers.location).toBe('/device/done?result=failed&reason=invalid_request');
     const told = h.published.slice(publishedBefore).filter((p) => p.deviceId === f.deviceId);
     expect(told.map((p) => p.reply)).toEqual([
       {

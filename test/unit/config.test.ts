@@ -1,3 +1,7 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configDocs, loadConfig } from '../../src/config/index.ts';
 
@@ -282,5 +286,97 @@ describe('loadConfig', () => {
       expect(d.name).toMatch(/^(DEVICEGATE_[A-Z_]+|NODE_ENV)$/);
       expect(d.doc.length).toBeGreaterThan(10);
     }
+  });
+
+  it('reads configured endpoints, the auth method and a client key (PEM or JWK)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dg-config-'));
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = join(dir, 'key.pem');
+    writeFileSync(pem, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    const jwk = join(dir, 'key.jwk');
+    writeFileSync(
+      jwk,
+      JSON.stringify({ ...privateKey.export({ format: 'jwk' }), kid: 'k1', 'x5t#S256': 'thumb' }),
+    );
+    const base = {
+      DEVICEGATE_UPSTREAM_ISSUER: 'https://github.com',
+      DEVICEGATE_UPSTREAM_CLIENT_ID: 'Iv1.x',
+      DEVICEGATE_UPSTREAM_DEVICE_AUTHORIZATION_ENDPOINT: 'https://github.com/login/device/code',
+      DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT: 'https://github.com/login/oauth/access_token',
+    };
+    expect(loadConfig(base).upstream).toEqual({
+      issuer: 'https://github.com',
+      clientId: 'Iv1.x',
+      endpoints: {
+        deviceAuthorization: 'https://github.com/login/device/code',
+        token: 'https://github.com/login/oauth/access_token',
+      },
+    });
+    const withKey = (path: string) =>
+      loadConfig({
+        ...base,
+        DEVICEGATE_UPSTREAM_AUTH_METHOD: 'private_key_jwt',
+        DEVICEGATE_UPSTREAM_CLIENT_KEY: path,
+      }).upstream;
+    expect(withKey(pem)).toMatchObject({ authMethod: 'private_key_jwt', clientKey: { alg: 'ES256' } });
+    expect(withKey(jwk)).toMatchObject({ clientKey: { alg: 'ES256', kid: 'k1', x5tS256: 'thumb' } });
+  });
+
+  it('reports every endpoint and client authentication problem in one pass', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dg-config-'));
+    const notAKey = join(dir, 'not-a-key.pem');
+    writeFileSync(notAKey, 'hello');
+    const problems = (env: Record<string, string>): readonly string[] => {
+      try {
+        loadConfig({
+          DEVICEGATE_UPSTREAM_ISSUER: 'https://idp.example',
+          DEVICEGATE_UPSTREAM_CLIENT_ID: 'gw',
+          ...env,
+        });
+      } catch (err) {
+        if (err instanceof ConfigError) return err.problems;
+        throw err;
+      }
+      return [];
+    };
+    expect(
+      problems({
+        DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT: 'http://idp.example/token',
+        DEVICEGATE_UPSTREAM_AUTHORIZATION_ENDPOINT: 'https://idp.example/authorize',
+        DEVICEGATE_UPSTREAM_CLIENT_SECRET: 's',
+        DEVICEGATE_UPSTREAM_AUTH_METHOD: 'none',
+      }),
+    ).toEqual([
+      'DEVICEGATE_UPSTREAM_DEVICE_AUTHORIZATION_ENDPOINT: required with DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT, DEVICEGATE_UPSTREAM_AUTHORIZATION_ENDPOINT (configured endpoints replace discovery as a whole)',
+      'DEVICEGATE_UPSTREAM_AUTHORIZATION_ENDPOINT: not used in device mode',
+      'DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT: plain http is refused (set DEVICEGATE_ALLOW_INSECURE_UPSTREAM=true to allow it)',
+      'DEVICEGATE_UPSTREAM_CLIENT_SECRET: not sent with DEVICEGATE_UPSTREAM_AUTH_METHOD=none',
+    ]);
+    expect(problems({ DEVICEGATE_UPSTREAM_AUTH_METHOD: 'private_key_jwt' })).toEqual([
+      'DEVICEGATE_UPSTREAM_CLIENT_KEY: required with DEVICEGATE_UPSTREAM_AUTH_METHOD=private_key_jwt',
+    ]);
+    expect(
+      problems({
+        DEVICEGATE_UPSTREAM_AUTH_METHOD: 'private_key_jwt',
+        DEVICEGATE_UPSTREAM_CLIENT_KEY: notAKey,
+      }),
+    ).toEqual([
+      `DEVICEGATE_UPSTREAM_CLIENT_KEY: ${notAKey} holds no private key (a PEM or a JWK with its private members)`,
+    ]);
+    expect(
+      problems({
+        DEVICEGATE_UPSTREAM_AUTH_METHOD: 'private_key_jwt',
+        DEVICEGATE_UPSTREAM_CLIENT_KEY: join(dir, 'missing'),
+      }),
+    ).toEqual([expect.stringMatching(/^DEVICEGATE_UPSTREAM_CLIENT_KEY: cannot read .*missing/)]);
+    expect(problems({ DEVICEGATE_UPSTREAM_AUTH_METHOD: 'client_secret_post' })).toEqual([
+      'DEVICEGATE_UPSTREAM_CLIENT_SECRET: required with DEVICEGATE_UPSTREAM_AUTH_METHOD=client_secret_post',
+    ]);
+    expect(problems({ DEVICEGATE_UPSTREAM_CLIENT_KEY: notAKey })).toEqual([
+      'DEVICEGATE_UPSTREAM_CLIENT_KEY: only used with DEVICEGATE_UPSTREAM_AUTH_METHOD=private_key_jwt',
+    ]);
+    expect(() => loadConfig({ DEVICEGATE_UPSTREAM_TOKEN_ENDPOINT: 'https://idp.example/token' })).toThrow(
+      /DEVICEGATE_UPSTREAM_ISSUER: required with the upstream endpoint variables/,
+    );
   });
 });

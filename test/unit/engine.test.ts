@@ -124,6 +124,15 @@ describe('relay polling (RFC 8628 §3.5)', () => {
     expect(f.interval).toBe(5 + 3 * SLOW_DOWN_STEP_SECONDS);
     expect(f.nextPollAt).toBe(now + 20_000);
   });
+  it('slow_down naming a new interval (GitHub) sets it, but never shortens the current one', () => {
+    let f = relayFlow();
+    const now = T0 + 5000;
+    f = apply(f, { type: 'poll', outcome: { kind: 'slow_down', intervalSeconds: 7 } }, now).flow;
+    expect(f.interval).toBe(7);
+    expect(f.nextPollAt).toBe(now + 7000);
+    f = apply(f, { type: 'poll', outcome: { kind: 'slow_down', intervalSeconds: 2 } }, now).flow;
+    expect(f.interval).toBe(7);
+  });
   it('connection trouble doubles the wait per failure and honours Retry-After', () => {
     let f = relayFlow();
     f = apply(f, { type: 'poll', outcome: { kind: 'unreachable' } }, T0).flow;

@@ -6,7 +6,7 @@
  */
 import { page } from '../errors.ts';
 import { floodLimited } from '../plugins/flood-guard.ts';
-import { errorPage } from '../views/pages.ts';
+import { FAILURE_REASONS, type FailureReason, errorPage } from '../views/pages.ts';
 import type { PageScope } from '../zod.ts';
 import { type PageContext, doneUrl } from './context.ts';
 import { CALLBACK_PATH } from './decision.ts';
@@ -16,7 +16,13 @@ export function callbackRoute(scope: PageScope, ctx: PageContext): void {
     const params = new URL(req.url, ctx.publicOrigin).searchParams;
     const r = await ctx.bridge.callback(params, ctx.csrf.session(req));
     if (r.outcome === 'invalid') return page(reply, 400, errorPage(ctx.frame, 'callback'));
-    if (r.outcome === 'failed') ctx.log.info({ error: r.error.code }, 'bridge sign-in failed');
-    return reply.redirect(doneUrl(r.outcome), 303);
+    if (r.outcome !== 'failed') return reply.redirect(doneUrl(r.outcome), 303);
+    ctx.log.info({ error: r.error.code }, 'bridge sign-in failed');
+    return reply.redirect(doneUrl('failed', failureReason(r.error.code)), 303);
   });
+}
+
+/** The page's sentence for the device's error code; codes without one of their own get the general one. */
+function failureReason(code: string): FailureReason {
+  return FAILURE_REASONS.find((r) => r === code) ?? 'server_error';
 }

@@ -12,7 +12,7 @@ import type { Metrics } from '../../observability/metrics.ts';
 import { page, tooMany } from '../errors.ts';
 import type { CsrfSessions } from '../plugins/csrf.ts';
 import type { FormTargets } from '../plugins/security-headers.ts';
-import { type Frame, type Result, entryPage } from '../views/pages.ts';
+import { type FailureReason, type Frame, type Result, entryPage } from '../views/pages.ts';
 
 export interface PageContext {
   bridge: BridgeFlows;
@@ -46,8 +46,9 @@ export function notUsable(ctx: PageContext, reply: FastifyReply, sid: string): F
   );
 }
 
-export function doneUrl(result: Result): string {
-  return `/device/done?result=${result}`;
+/** The outcome page's URL; `reason` (one of `FAILURE_REASONS` in ../views/pages.ts) says why a `failed` sign-in failed. */
+export function doneUrl(result: Result, reason?: FailureReason): string {
+  return `/device/done?result=${result}${reason === undefined ? '' : `&reason=${reason}`}`;
 }
 
 /**

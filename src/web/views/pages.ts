@@ -14,6 +14,18 @@ export const FAVICON_PATH = '/static/favicon.svg';
 /** The outcomes `/device/done` can show (a fixed list: nothing from the query string is echoed). */
 export const RESULTS = ['authorized', 'denied', 'expired', 'failed', 'capped'] as const;
 export type Result = (typeof RESULTS)[number];
+/**
+ * Why a sign-in failed, in the device's error code (src/upstream/errors.ts maps the identity provider's `error` to
+ * one): each has a sentence of its own on the `failed` page. Nothing the provider wrote is shown.
+ */
+export const FAILURE_REASONS = [
+  'invalid_scope',
+  'unauthorized_client',
+  'expired_token',
+  'invalid_request',
+  'server_error',
+] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
 
 /** What every page shows around its content. */
 export interface Frame {
@@ -156,14 +168,14 @@ export function confirmPage(frame: Frame, view: ConfirmView): string {
   return layout(frame, t.confirmTitle, body);
 }
 
-/** `GET /device/done?result=…`. */
-export function outcomePage(frame: Frame, result: Result): string {
+/** `GET /device/done?result=…[&reason=…]`; `reason` only changes the `failed` page. */
+export function outcomePage(frame: Frame, result: Result, reason?: FailureReason): string {
   const t = frame.t ?? defaultText;
   const pages: Record<Result, readonly [string, string]> = {
     authorized: [t.doneAuthorizedTitle, t.doneAuthorized],
     denied: [t.doneDeniedTitle, t.doneDenied],
     expired: [t.doneExpiredTitle, t.doneExpired],
-    failed: [t.doneFailedTitle, t.doneFailed],
+    failed: [t.doneFailedTitle, reason === undefined ? t.doneFailed : t.doneFailedBecause[reason]],
     capped: [t.doneCappedTitle, t.doneCapped],
   };
   const [title, message] = pages[result];

@@ -2,6 +2,7 @@
  * Every sentence the code-entry pages show, in one object so the pages can be translated: copy `en`, translate the
  * values, keep the keys. Values are plain text (the views escape them); functions take the values they mention.
  */
+import type { FailureReason } from './pages.ts';
 
 export const en = {
   lang: 'en',
@@ -59,6 +60,17 @@ export const en = {
   doneExpired: 'The request expired; start again on your device to get a new code.',
   doneFailedTitle: 'Sign-in did not complete',
   doneFailed: 'The sign-in did not complete, and the device got no access. Start again on your device.',
+  doneFailedBecause: {
+    invalid_scope:
+      'The identity provider does not allow what the device asked for, so the device got no access.',
+    unauthorized_client:
+      'The identity provider does not accept this gateway as a client, so the device got no access. Tell whoever runs the gateway.',
+    expired_token: 'The sign-in took too long or was already used. Start again on your device.',
+    invalid_request:
+      "The identity provider's answer did not belong to this sign-in, so it was not used. Start again on your device.",
+    server_error:
+      'The identity provider refused the sign-in or could not be reached, and the device got no access. Start again on your device in a minute.',
+  } satisfies Record<FailureReason, string>,
   doneCappedTitle: 'Too many devices approved',
   doneCapped:
     'You have approved too many devices in the last hour, so this device got no access. Wait an hour and start again on your device.',
