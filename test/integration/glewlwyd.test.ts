@@ -45,7 +45,10 @@ async function gateway(
     DEVICEGATE_LOG_LEVEL: 'silent',
     ...extra,
   });
-  return startGateway(config, { log });
+  const g = await startGateway(config, { log });
+  // discovery runs in the background: the first request must not race it
+  await g.upstream.ready();
+  return g;
 }
 
 beforeAll(async () => {
@@ -108,9 +111,21 @@ describe('Glewlwyd’s Basic credentials quirk', () => {
     dashed = await startGlewlwyd({ redirectUris: [], clientSecret: 'dash-in-the-secret-0123456789' });
   });
 
+  let postGw: Gateway | undefined;
+
   afterAll(async () => {
     await dashedGw?.close();
+    await postGw?.close();
     await dashed?.stop();
+  });
+
+  it('the recipe works: with DEVICEGATE_UPSTREAM_AUTH_METHOD=client_secret_post the same secret gets the device a token', async () => {
+    postGw = await gateway('device', { DEVICEGATE_UPSTREAM_AUTH_METHOD: 'client_secret_post' }, dashed);
+    const tv = await device(postGw, 'tv-glewlwyd-post');
+    const p = (await tv.ask('authorize', { rid: 'p1' }, { status: 'pending' })).json!;
+    await new GlewlwydPerson(dashed).approveDevice(String(p.verification_uri_complete));
+    const done = await tv.waitForReply({ rid: 'p1', status: 'authorized' }, { timeoutMs: 15_000 });
+    expect(done.json).toMatchObject({ rid: 'p1', status: 'authorized', token_type: 'Bearer' });
   });
 
   // RFC 6749 §2.3.1: Basic credentials are form-encoded first, so the gateway sends `dash%2Din%2Dthe…`; Glewlwyd
