@@ -167,10 +167,13 @@ export class DeviceRequests {
     try {
       token = await upstream.refresh(grant.refreshToken);
     } catch (err) {
-      if (err instanceof UnavailableError) await grants.putBack(deviceId, grant);
-      else if (err instanceof OAuthError) {
-        const reused = err.code === 'expired_token' && grant.rotated === true;
-        grants.audit(deviceId, reused ? 'rotated_token_refused' : 'refresh_refused');
+      // Only the upstream's word that the grant is dead (invalid_grant → expired_token) drops it. Anything else — the
+      // upstream unreachable, or refusing the gateway itself (invalid_client after a misconfiguration) — says nothing
+      // about the person's authorization, so the grant is kept for the next refresh.
+      if (err instanceof OAuthError && err.code === 'expired_token') {
+        grants.audit(deviceId, grant.rotated === true ? 'rotated_token_refused' : 'refresh_refused');
+      } else {
+        await grants.putBack(deviceId, grant);
       }
       throw err;
     }
