@@ -46,6 +46,7 @@ export function bridgeWiring(d: WiringDeps): Wiring {
             guard,
             publicUrl: d.publicUrl,
             issuer: d.upstream.issuer,
+            authorizeEndpoint: () => client.authorizationEndpoint(),
             keys: d.keys,
             requestsPerMinute: config.codeEntryLimits.requestsPerMinute,
             userCodeLength: config.userCodeLength,

@@ -72,6 +72,8 @@ export interface UpstreamClient<U extends Upstream = Upstream> {
   discover(): Promise<void>;
   /** Whether discovery succeeded; the detail names the endpoints or the last discovery error. */
   status(): UpstreamStatus;
+  /** The authorize endpoint once known (discovered or configured); `undefined` before. */
+  authorizationEndpoint(): string | undefined;
   /** Cancels the pending discovery retry. */
   close(): void;
 }
@@ -113,6 +115,7 @@ export function createUpstream(o: UpstreamOptions): UpstreamClient {
     ready: () => discovery.ready(),
     discover: () => discovery.discover(),
     status: () => discovery.status(),
+    authorizationEndpoint: () => discovery.current()?.authorization_endpoint,
     close: () => discovery.close(),
   };
 }

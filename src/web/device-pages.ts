@@ -47,6 +47,8 @@ export interface DevicePagesDeps {
   publicUrl: string;
   /** the upstream issuer, named on every page (RFC 8628 §5.3) */
   issuer: string;
+  /** the upstream's authorize endpoint once known: forms may lead there (CSP `form-action`) */
+  authorizeEndpoint: () => string | undefined;
   keys: Keys;
   /** the flood guard: POSTs (and callbacks) per client address per minute on each form route */
   requestsPerMinute: number;
@@ -67,7 +69,7 @@ export async function devicePages(app: FastifyInstance, deps: DevicePagesDeps): 
   const publicUrl = new URL(deps.publicUrl);
   const secure = publicUrl.protocol === 'https:';
   const frame: Frame = { issuerHost: new URL(deps.issuer).host };
-  const formTargets = new FormTargets(deps.issuer);
+  const formTargets = new FormTargets(deps.issuer, deps.authorizeEndpoint);
   const ctx: PageContext = {
     bridge: deps.bridge,
     guard: deps.guard,

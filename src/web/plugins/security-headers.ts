@@ -9,14 +9,19 @@ import { inScope } from './scope.ts';
 /**
  * Where a form may lead (CSP `form-action`): this origin, and the upstream's authorize endpoint, which the Approve
  * POST redirects to (Chromium applies form-action to the redirects that follow a form submission, and blocks the
- * navigation otherwise). The issuer's origin is known up front; an authorize endpoint on another origin is learned
- * from the first redirect BridgeFlows hands out ({@link FormTargets.allow}).
+ * navigation otherwise). The issuer's origin is known up front, and so is the authorize endpoint's as soon as the
+ * upstream's metadata is (discovered or configured) — it may be on another host (AWS Cognito's hosted UI); any other
+ * redirect target BridgeFlows hands out is learned when it does ({@link FormTargets.allow}).
  */
 export class FormTargets {
   readonly #origins = new Set<string>();
 
-  constructor(issuer: string) {
+  readonly #authorizeEndpoint: () => string | undefined;
+
+  /** `authorizeEndpoint`: the upstream's authorize endpoint once known, read for every page. */
+  constructor(issuer: string, authorizeEndpoint: () => string | undefined) {
     this.#origins.add(new URL(issuer).origin);
+    this.#authorizeEndpoint = authorizeEndpoint;
   }
 
   /** Lets forms lead to `url`'s origin from now on. */
@@ -26,6 +31,8 @@ export class FormTargets {
 
   /** The targets besides `'self'`, as a CSP source list. */
   toString(): string {
+    const endpoint = this.#authorizeEndpoint();
+    if (endpoint !== undefined && URL.canParse(endpoint)) this.#origins.add(new URL(endpoint).origin);
     return [...this.#origins].join(' ');
   }
 }
