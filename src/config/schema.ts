@@ -251,7 +251,7 @@ const entries = {
   },
   DEVICEGATE_APPROVALS_PER_PERSON: {
     schema: z.coerce.number().int().min(0).max(100_000).default(20),
-    doc: "Devices one person may approve per clock hour, over all instances; the person is the `sub` of the upstream's ID token, so the scope must include `openid` (without an ID token nobody is counted). Over the cap the device gets `access_denied` instead of the token, and in bridge mode the page says why. 0 = no cap.",
+    doc: "Devices one person may approve per clock hour, over all instances; the person is the `sub` of the upstream's ID token. Bridge mode always asks for `openid` while the cap is on and refuses a sign-in that names no person (set 0 for an upstream without ID tokens); relay mode counts only token answers that carry an ID token. Over the cap the device gets `access_denied` instead of the token, and in bridge mode the page says why. 0 = no cap.",
   },
   DEVICEGATE_DEMO_PORT: {
     schema: port.default(8081),

@@ -34,6 +34,11 @@ export class ApprovalCap {
     this.#o = options;
   }
 
+  /** Whether approvals are counted at all (`DEVICEGATE_APPROVALS_PER_PERSON` > 0). */
+  get enabled(): boolean {
+    return this.#o.perHour > 0;
+  }
+
   /**
    * Counts one approval by `subject` and says whether it is within the cap. Refused approvals count too, so
    * retrying does not help. Throws `UnavailableError` when the counter cannot be reached.

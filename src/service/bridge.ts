@@ -91,7 +91,10 @@ export class BridgeFlows {
     const flow = await this.lookup(input);
     if (flow === undefined) return undefined;
     const state = randomBytes(32).toString('base64url');
-    const request = await this.#d.upstream.authorizationRequest({ state, scope: flow.scope });
+    // With the approval cap on, the sign-in must name the person: ask for an ID token whatever scope the device chose
+    // (a device could otherwise keep its flows out of the cap by leaving `openid` out).
+    const scope = this.#d.cap.enabled ? withOpenid(flow.scope) : flow.scope;
+    const request = await this.#d.upstream.authorizationRequest({ state, scope });
     const r = await this.#d.updater.update({
       deviceId: flow.deviceId,
       rid: flow.rid,
@@ -244,6 +247,10 @@ export class BridgeFlows {
       }
       return { event: { type: 'fail', code: e.code, description: e.description }, capped: false };
     }
+    if (this.#d.cap.enabled && signIn.subject === undefined) {
+      this.#d.log.warn({ deviceId, rid }, 'approval refused: the sign-in named no person, so the cap cannot count it');
+      return { event: { type: 'fail', code: 'access_denied', description: NO_SUBJECT }, capped: false };
+    }
     if (signIn.subject !== undefined && !(await this.#d.cap.admit(signIn.subject))) {
       this.#d.log.info({ deviceId, rid }, 'approval refused: the person reached the approval cap');
       return { event: { type: 'fail', code: 'access_denied', description: OVER_CAP }, capped: true };
@@ -297,4 +304,14 @@ const MAX_LOGGED_TEXT = 300;
 function printable(text: string): string {
   // eslint-disable-next-line no-control-regex -- control characters are what is replaced
   return text.slice(0, MAX_LOGGED_TEXT).replace(/[\u0000-\u001f\u007f]/g, '?');
+}
+
+/** What the device is told when the cap is on and the identity provider's answer named nobody. */
+export const NO_SUBJECT =
+  'the identity provider did not say who signed in, so the approval could not be counted; ask the operator';
+
+/** `scope` with `openid` added when it lacks it. */
+function withOpenid(scope: string): string {
+  const scopes = scope.split(' ').filter((s) => s !== '');
+  return scopes.includes('openid') ? scope : ['openid', ...scopes].join(' ');
 }

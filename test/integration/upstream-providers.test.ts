@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { JWK } from 'jose';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
+import { NO_SUBJECT } from '../../src/service/bridge.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { closeAllDevices, connectDevice } from '../helpers/device.ts';
 import {
@@ -223,7 +224,8 @@ describe('provider recipes (docs/upstreams.md)', () => {
     ).toBe(true);
   });
 
-  it('AWS Cognito: bridge mode (no device endpoint), the person signs in through the code-entry page', async () => {
+  /** A device's flow through the code-entry page, Cognito's hosted UI and back; what the callback answered. */
+  async function cognitoSignIn(env: Record<string, string>) {
     const p = await provider('cognito', { tenant: 'eu-west-1_AbCdEf123' });
     const port = await freePort();
     const publicUrl = `http://127.0.0.1:${port}`;
@@ -234,6 +236,7 @@ describe('provider recipes (docs/upstreams.md)', () => {
       DEVICEGATE_UPSTREAM_ISSUER: p.issuer,
       DEVICEGATE_UPSTREAM_CLIENT_ID: p.clientId,
       DEVICEGATE_UPSTREAM_CLIENT_SECRET: p.clientSecret,
+      ...env,
     });
     const device = await connectDevice({ url: gw.mqttUrl, deviceId: 'cognito-1', key: KEY });
     const pending = (await device.ask('authorize', { rid: 'r1', scope: 'openid' }, { status: 'pending' }))
@@ -257,11 +260,25 @@ describe('provider recipes (docs/upstreams.md)', () => {
     const callback = new URL(back.headers.get('location')!);
     expect(callback.href.startsWith(`${publicUrl}/oauth/callback`)).toBe(true);
     const done = await browser.get(`${callback.pathname}${callback.search}`);
-    expect(done.headers.get('location')).toBe('/device/done?result=authorized');
+    return { p, device, authorize, location: done.headers.get('location') };
+  }
+
+  it('AWS Cognito: bridge mode (no device endpoint), the person signs in through the code-entry page', async () => {
+    // this fake issues no ID token (real Cognito does, for `openid`): without the approval cap, none is needed
+    const { p, device, authorize, location } = await cognitoSignIn({ DEVICEGATE_APPROVALS_PER_PERSON: '0' });
+    expect(location).toBe('/device/done?result=authorized');
     const reply = (await device.waitForReply({ rid: 'r1', status: 'authorized' })).json!;
     expect(reply.access_token).toBe(p.issued.get(authorize.searchParams.get('code_challenge')!));
     const token = p.requests.find((r) => r.path === '/oauth2/token');
     expect(token).toMatchObject({ status: 200, auth: 'client_secret_basic' });
+  });
+
+  it('with the approval cap on, a sign-in whose answer names no person (no ID token) is refused, not uncounted', async () => {
+    const { device, location } = await cognitoSignIn({});
+    expect(location).toBe('/device/done?result=denied');
+    const reply = (await device.waitForReply({ rid: 'r1', status: 'error' })).json!;
+    expect(reply).toMatchObject({ error: 'access_denied', error_description: NO_SUBJECT });
+    expect(reply).not.toHaveProperty('access_token');
   });
 });
 

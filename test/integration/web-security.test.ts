@@ -1207,6 +1207,24 @@ describe('the OAuth callback (C.23, C.24)', () => {
     expectNoSecretsInResponses(h);
   });
 
+  it('a device cannot keep its flows out of the cap by leaving openid out of its scope', async () => {
+    const h = await harness({ approvalsPerPerson: 1 });
+    h.clock.set(Math.ceil(h.clock.now() / HOUR_MS) * HOUR_MS + 1000);
+    const c = h.client();
+    const signIn = async () => {
+      const f = await h.startFlow({ scope: 'profile' });
+      const toIdp = await approve(c, f.code);
+      // the gateway asks the identity provider for an ID token anyway: the sign-in names the person
+      expect(new URL(toIdp).searchParams.get('scope')).toBe('openid profile');
+      const res = await c.get(local(await throughIdp(toIdp, 'approve')));
+      return { f, location: res.headers.location };
+    };
+    expect((await signIn()).location).toBe('/device/done?result=authorized');
+    const over = await signIn();
+    expect(over.location).toBe('/device/done?result=capped');
+    expect(h.lastReply(over.f.deviceId)).toMatchObject({ status: 'error', error: 'access_denied' });
+  });
+
   it('DEVICEGATE_APPROVALS_PER_PERSON=0 caps nothing', async () => {
     const h = await harness({ approvalsPerPerson: 0 });
     const c = h.client();
