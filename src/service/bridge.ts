@@ -248,7 +248,10 @@ export class BridgeFlows {
       return { event: { type: 'fail', code: e.code, description: e.description }, capped: false };
     }
     if (this.#d.cap.enabled && signIn.subject === undefined) {
-      this.#d.log.warn({ deviceId, rid }, 'approval refused: the sign-in named no person, so the cap cannot count it');
+      this.#d.log.warn(
+        { deviceId, rid },
+        'approval refused: the sign-in named no person, so the cap cannot count it',
+      );
       return { event: { type: 'fail', code: 'access_denied', description: NO_SUBJECT }, capped: false };
     }
     if (signIn.subject !== undefined && !(await this.#d.cap.admit(signIn.subject))) {
