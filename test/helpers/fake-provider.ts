@@ -40,6 +40,16 @@ interface Profile {
   tokenType: string;
 }
 
+/** How a provider that follows RFC 8628 §3.5 and RFC 6749 to the letter answers (most of them do). */
+const RFC_ANSWERS = {
+  verificationField: 'verification_uri',
+  pendingStatus: 400,
+  slowDownStatus: 400,
+  slowDownInterval: false,
+  formUnlessJson: false,
+  tokenType: 'Bearer',
+} as const satisfies Partial<Profile>;
+
 const PROFILES: Record<ProviderName, (tenant: string) => Profile> = {
   github: () => ({
     issuerPath: '',
@@ -73,12 +83,7 @@ const PROFILES: Record<ProviderName, (tenant: string) => Profile> = {
     devicePath: `/${tenant}/oauth2/v2.0/devicecode`,
     tokenPath: `/${tenant}/oauth2/v2.0/token`,
     auth: 'private_key_jwt',
-    verificationField: 'verification_uri',
-    pendingStatus: 400,
-    slowDownStatus: 400,
-    slowDownInterval: false,
-    formUnlessJson: false,
-    tokenType: 'Bearer',
+    ...RFC_ANSWERS,
   }),
   auth0: () => ({
     issuerPath: '/',
@@ -100,12 +105,7 @@ const PROFILES: Record<ProviderName, (tenant: string) => Profile> = {
     devicePath: '/oauth2/default/v1/device/authorize',
     tokenPath: '/oauth2/default/v1/token',
     auth: 'private_key_jwt',
-    verificationField: 'verification_uri',
-    pendingStatus: 400,
-    slowDownStatus: 400,
-    slowDownInterval: false,
-    formUnlessJson: false,
-    tokenType: 'Bearer',
+    ...RFC_ANSWERS,
   }),
   keycloak: (realm) => ({
     issuerPath: `/realms/${realm}`,
@@ -113,12 +113,7 @@ const PROFILES: Record<ProviderName, (tenant: string) => Profile> = {
     devicePath: `/realms/${realm}/protocol/openid-connect/auth/device`,
     tokenPath: `/realms/${realm}/protocol/openid-connect/token`,
     auth: 'client_secret_basic',
-    verificationField: 'verification_uri',
-    pendingStatus: 400,
-    slowDownStatus: 400,
-    slowDownInterval: false,
-    formUnlessJson: false,
-    tokenType: 'Bearer',
+    ...RFC_ANSWERS,
   }),
   cognito: (pool) => ({
     issuerPath: `/${pool}`,
@@ -126,12 +121,7 @@ const PROFILES: Record<ProviderName, (tenant: string) => Profile> = {
     tokenPath: '/oauth2/token',
     authorizePath: '/oauth2/authorize',
     auth: 'client_secret_basic',
-    verificationField: 'verification_uri',
-    pendingStatus: 400,
-    slowDownStatus: 400,
-    slowDownInterval: false,
-    formUnlessJson: false,
-    tokenType: 'Bearer',
+    ...RFC_ANSWERS,
   }),
 };
 

@@ -5,8 +5,7 @@
  * every request with a fixed reply through `broker.publish`.
  */
 import { execFile } from 'node:child_process';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { capturingLogger } from '../helpers/log.ts';
 import MemoryPersistence from 'aedes-persistence/asyncPersistence.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { devicePassword } from '../../src/core/crypto.ts';
@@ -29,17 +28,6 @@ import { waitFor } from '../helpers/procs.ts';
 
 const KEY = 'embedded-broker-test-fleet-key';
 const PREFIX = 'devicegate/v1';
-
-/** A pino logger writing JSON lines into `lines`. */
-function capturingLogger(lines: string[]) {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      lines.push(chunk.toString('utf8'));
-      cb();
-    },
-  });
-  return pino({ level: 'debug' }, sink);
-}
 
 function run(
   cmd: string,
@@ -564,7 +552,7 @@ describe('EmbeddedBroker, hmac device auth', () => {
       topics: topics(PREFIX),
       deviceAuth: 'hmac',
       deviceKey: KEY,
-      log: pino({ level: 'silent' }),
+      log: capturingLogger([], 'silent'),
       metrics: new Metrics(),
     });
     await expect(clash.start(handler)).rejects.toBeInstanceOf(UnavailableError);
@@ -598,7 +586,7 @@ describe('EmbeddedBroker, deviceAuth none', () => {
       topics: topics('demo/prefix/v9'),
       deviceAuth: 'none',
       deviceKey: KEY,
-      log: pino({ level: 'silent' }),
+      log: capturingLogger([], 'silent'),
       metrics: new Metrics(),
     });
     await broker.start(async (req) => {
@@ -643,7 +631,7 @@ describe('EmbeddedBroker.close()', () => {
       topics: topics(PREFIX),
       deviceAuth: 'hmac',
       deviceKey: KEY,
-      log: pino({ level: 'silent' }),
+      log: capturingLogger([], 'silent'),
       metrics: new Metrics(),
     });
     await broker.start(async (req) => {
@@ -694,7 +682,7 @@ describe('EmbeddedBroker request bound', () => {
       topics: topics(PREFIX),
       deviceAuth: 'hmac',
       deviceKey: KEY,
-      log: pino({ level: 'silent' }),
+      log: capturingLogger([], 'silent'),
       metrics: new Metrics(),
     });
     await broker.start(async (req) => {

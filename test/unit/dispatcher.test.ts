@@ -1,18 +1,7 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { capturingLogger } from '../helpers/log.ts';
 import { describe, expect, it } from 'vitest';
 import { RequestDispatcher } from '../../src/transport/dispatcher.ts';
 import type { IncomingRequest } from '../../src/transport/types.ts';
-
-function capturingLogger(lines: string[]) {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      lines.push(chunk.toString('utf8'));
-      cb();
-    },
-  });
-  return pino({ level: 'debug' }, sink);
-}
 
 const request = (n: number, rawAction = 'status'): IncomingRequest => ({
   deviceId: `tv-${n}`,
