@@ -98,6 +98,7 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
     readiness: readiness({ config, store, transport: built.transport, upstream: wiring.upstream }),
     ...(config.trustProxy !== undefined && { trustProxy: config.trustProxy }),
     register: mode.routes,
+    shell: { secure: new URL(publicUrl).protocol === 'https:', codeEntry: config.mode !== 'device' },
   });
   return {
     config,

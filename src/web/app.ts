@@ -1,10 +1,12 @@
 /**
  * The HTTP surface (docs/architecture.md) as a fastify instance. `buildApp` only builds; the gateway listens. The
- * code-entry pages and the OAuth callback are registered by bridge mode (./device-pages.ts).
+ * code-entry pages and the OAuth callback are registered by bridge mode (./device-pages.ts); the pages' assets and
+ * the HTML "not found" page by ./shell.ts in every mode.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.ts';
+import { type ShellOptions, pageShell } from './shell.ts';
 
 export interface Readiness {
   /** name → check; each resolves to `{ ok, detail }` and must not hang (the caller bounds it). */
@@ -17,6 +19,8 @@ export interface AppDeps {
   readiness: Readiness;
   /** Registers more routes (the bridge-mode page) before the app is ready. */
   register?: (app: FastifyInstance) => Promise<void>;
+  /** The assets and the "not found" page (./shell.ts); default: plain http, no code-entry page. */
+  shell?: ShellOptions;
   /** Proxies whose X-Forwarded-For is trusted (fastify `trustProxy`); default: none. */
   trustProxy?: boolean | number | string | string[];
 }
@@ -59,6 +63,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return text;
   });
 
+  void app.register(pageShell, deps.shell ?? { secure: false, codeEntry: false });
   if (deps.register !== undefined) void app.register(deps.register);
   return app;
 }

@@ -30,13 +30,12 @@ import { forms } from './plugins/forms.ts';
 import { FormTargets, securityHeaders } from './plugins/security-headers.ts';
 import { callbackRoute } from './routes/callback.ts';
 import { codeEntryRoute } from './routes/code-entry.ts';
+import { negotiate } from './i18n/index.ts';
 import type { PageContext } from './routes/context.ts';
 import { decisionRoute } from './routes/decision.ts';
 import { doneRoute } from './routes/done.ts';
 import { entryPageRoute } from './routes/entry-page.ts';
 import { notAllowedRoutes } from './routes/not-allowed.ts';
-import { staticRoutes } from './routes/static.ts';
-import type { Frame } from './views/pages.ts';
 import { useZod } from './zod.ts';
 
 export interface DevicePagesDeps {
@@ -61,14 +60,13 @@ export interface DevicePagesDeps {
 }
 
 /**
- * Registers `GET /device`, `POST /device`, `POST /device/decision`, `GET /oauth/callback`, `GET /device/done` and the
- * stylesheet and icon, in their own encapsulated scope (the headers, form parser, cookies and limits apply to these
+ * Registers `GET /device`, `POST /device`, `POST /device/decision`, `GET /oauth/callback` and `GET /device/done` (the
+ * stylesheet and icon are ./shell.ts's), in their own encapsulated scope (the headers, form parser, cookies and limits apply to these
  * routes only). Other methods on these paths answer 405.
  */
 export async function devicePages(app: FastifyInstance, deps: DevicePagesDeps): Promise<void> {
   const publicUrl = new URL(deps.publicUrl);
   const secure = publicUrl.protocol === 'https:';
-  const frame: Frame = { issuerHost: new URL(deps.issuer).host };
   const formTargets = new FormTargets(deps.issuer, deps.authorizeEndpoint);
   const ctx: PageContext = {
     bridge: deps.bridge,
@@ -77,7 +75,7 @@ export async function devicePages(app: FastifyInstance, deps: DevicePagesDeps): 
     userCodeLength: deps.userCodeLength,
     csrf: new CsrfSessions({ cookieSecret: deps.keys.cookieSecret, publicOrigin: publicUrl.origin, secure }),
     formTargets,
-    frame,
+    issuerHost: new URL(deps.issuer).host,
     publicOrigin: publicUrl.origin,
     secure,
     requestsPerMinute: deps.requestsPerMinute,
@@ -93,9 +91,8 @@ export async function devicePages(app: FastifyInstance, deps: DevicePagesDeps): 
     await scope.register(securityHeaders, { formTargets, secure });
     await scope.register(floodGuard, { requestsPerMinute: deps.requestsPerMinute });
     scope.decorateRequest('csrfSession', '');
-    scope.setErrorHandler(pageErrorHandler(frame, deps.log));
+    scope.setErrorHandler(pageErrorHandler((req) => negotiate(req.headers['accept-language']), deps.log));
 
-    staticRoutes(scope);
     entryPageRoute(scope, ctx);
     codeEntryRoute(scope, ctx);
     decisionRoute(scope, ctx);

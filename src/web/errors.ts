@@ -5,7 +5,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { UnavailableError } from '../core/errors.ts';
-import { type ErrorKind, type Frame, errorPage } from './views/pages.ts';
+import type { Catalogue } from './i18n/index.ts';
+import { type ErrorKind, errorPage } from './views/pages.ts';
 
 /** An error page to answer with: `status` and which page; `retryAfter` (seconds) for 429. */
 export class PageError extends Error {
@@ -36,27 +37,28 @@ export function page(reply: FastifyReply, status: number, body: string): Fastify
  * large 413, not a form 415, 404) are the "bad request" or "not found" page with their status; anything else is
  * logged and answered with the 500 page.
  */
-export function pageErrorHandler(frame: Frame, log: Logger) {
+export function pageErrorHandler(textFor: (req: FastifyRequest) => Catalogue, log: Logger) {
   return (err: FastifyError | PageError | UnavailableError, req: FastifyRequest, reply: FastifyReply) => {
+    const t = textFor(req);
     if (err instanceof PageError) {
       if (err.retryAfter !== undefined) {
         return page(
           reply.header('retry-after', String(err.retryAfter)),
           err.status,
-          errorPage(frame, err.kind, err.retryAfter),
+          errorPage(t, err.kind, { retryAfter: err.retryAfter }),
         );
       }
-      return page(reply, err.status, errorPage(frame, err.kind));
+      return page(reply, err.status, errorPage(t, err.kind));
     }
     if (err instanceof UnavailableError) {
       log.warn({ route: req.routeOptions.url, dependency: err.dependency, err }, 'page: dependency down');
-      return page(reply.header('retry-after', '5'), 503, errorPage(frame, 'unavailable'));
+      return page(reply.header('retry-after', '5'), 503, errorPage(t, 'unavailable'));
     }
     const status = 'statusCode' in err && typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (status >= 400 && status < 500) {
-      return page(reply, status, errorPage(frame, status === 404 ? 'notFound' : 'badRequest'));
+      return page(reply, status, errorPage(t, status === 404 ? 'notFound' : 'badRequest'));
     }
     log.error({ route: req.routeOptions.url, err }, 'page failed');
-    return page(reply, 500, errorPage(frame, 'serverError'));
+    return page(reply, 500, errorPage(t, 'serverError'));
   };
 }

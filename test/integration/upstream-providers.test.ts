@@ -266,7 +266,7 @@ describe('provider recipes (docs/upstreams.md)', () => {
   it('AWS Cognito: bridge mode (no device endpoint), the person signs in through the code-entry page', async () => {
     // this fake issues no ID token (real Cognito does, for `openid`): without the approval cap, none is needed
     const { p, device, authorize, location } = await cognitoSignIn({ DEVICEGATE_APPROVALS_PER_PERSON: '0' });
-    expect(location).toBe('/device/done?result=authorized');
+    expect(location).toMatch(/^\/device\/done\?result=authorized&d=[\w-]+$/);
     const reply = (await device.waitForReply({ rid: 'r1', status: 'authorized' })).json!;
     expect(reply.access_token).toBe(p.issued.get(authorize.searchParams.get('code_challenge')!));
     const token = p.requests.find((r) => r.path === '/oauth2/token');
@@ -275,7 +275,7 @@ describe('provider recipes (docs/upstreams.md)', () => {
 
   it('with the approval cap on, a sign-in whose answer names no person (no ID token) is refused, not uncounted', async () => {
     const { device, location } = await cognitoSignIn({});
-    expect(location).toBe('/device/done?result=denied');
+    expect(location).toMatch(/^\/device\/done\?result=denied&d=[\w-]+$/);
     const reply = (await device.waitForReply({ rid: 'r1', status: 'error' })).json!;
     expect(reply).toMatchObject({ error: 'access_denied', error_description: NO_SUBJECT });
     expect(reply).not.toHaveProperty('access_token');

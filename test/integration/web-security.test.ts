@@ -283,6 +283,21 @@ function isConfirmPage(res: LightMyRequestResponse, deviceId: string): boolean {
 
 const INVALID_TEXT = 'That code is not valid. Check the code on your device and try again.';
 
+/** The outcome page's URL for `result`, naming its device (`d`, src/web/routes/done-link.ts). */
+function doneAt(result: 'authorized' | 'denied'): RegExp {
+  return new RegExp(`^/device/done\\?result=${result}&d=[A-Za-z0-9_-]+$`);
+}
+
+/** What the entry form's code field holds. */
+function typedValue(res: LightMyRequestResponse): string | undefined {
+  return /name="user_code"\s+type="text"\s+value="([^"]*)"/.exec(res.body)?.[1];
+}
+
+/** An entry page with its code field emptied: the part of the answer that does not echo what was typed. */
+function withoutTyped(res: LightMyRequestResponse): string {
+  return res.body.replace(/(name="user_code"\s+type="text"\s+value=")[^"]*"/, '$1"');
+}
+
 /** The flow is exactly as the device left it: pending, not approved, its code still usable, the device told nothing. */
 async function expectUnchanged(
   h: Harness,
@@ -433,8 +448,10 @@ describe('user code input (B.13)', () => {
     for (const input of [cyrillic, `${f.code}${' '.repeat(64)}`, 'X'.repeat(2000)]) {
       const res = await c.enter(input);
       expect(res.statusCode).toBe(400);
-      expect(res.body).toBe(unknown.body);
+      expect(withoutTyped(res)).toBe(withoutTyped(unknown));
       expect(res.body).toContain(INVALID_TEXT);
+      // the look-alike stays in the field as typed; input longer than any code is not shown again
+      expect(typedValue(res)).toBe(input === cyrillic ? cyrillic : '');
     }
     expect(await h.bridge.lookup(f.code)).toBeDefined();
   });
@@ -650,7 +667,7 @@ describe('headers on every page (B.15, B.17, B.18)', () => {
     await c.enter(b.code);
     const denied = await c.decide(b.code, 'deny');
     expect(denied.statusCode).toBe(303);
-    expect(denied.headers.location).toBe('/device/done?result=denied');
+    expect(denied.headers.location).toMatch(doneAt('denied'));
     expect(h.lastReply(b.deviceId)).toMatchObject({ status: 'error', error: 'access_denied' });
     const done = await c.get(denied.headers.location as string);
     expect(done.statusCode).toBe(200);
@@ -730,8 +747,10 @@ describe('escaping (B.20)', () => {
       'Living room TV',
       'TV-9000',
       '4.2.1',
-      '192.0.2.17',
-      'UTC (3 minutes ago)',
+      'Asked from',
+      'the network address 192.0.2.17',
+      '<dd>3 minutes ago</dd>',
+      `<dd>in ${CODE_TTL_S / 60 - 3} minutes</dd>`,
       'Know which account you are',
       'See your basic profile',
       'See your email address',
@@ -741,12 +760,13 @@ describe('escaping (B.20)', () => {
     ]) {
       expect(res.body).toContain(expected);
     }
-    // Approve and Deny: the same element, the same class, in one form; Deny first (Enter submits Deny)
+    // Approve and Deny: real submit buttons of one form; Deny first (Enter submits Deny) and secondary, Approve primary
     const buttons = [...res.body.matchAll(/<button ([^>]*)>([^<]*)<\/button>/g)].map((m) => [m[1], m[2]]);
     expect(buttons).toEqual([
-      ['class="button" type="submit" name="decision" value="deny"', 'Deny'],
-      ['class="button" type="submit" name="decision" value="approve"', 'Approve'],
+      ['class="button secondary" type="submit" name="decision" value="deny"', 'Deny'],
+      ['class="button primary" type="submit" name="decision" value="approve"', 'Approve'],
     ]);
+    expect(res.body).not.toContain('UTC');
   });
 });
 
@@ -765,17 +785,20 @@ describe('one answer for every unusable code (B.21)', () => {
     const failuresBefore = await h.metrics.value('devicegate_code_entry_failures_total');
     const answers = [];
     for (const code of ['BCDF-GHJK', expired.code, used.code, denied.code]) answers.push(await c.enter(code));
+    // the same answer but for the code field, which holds what was typed (as long as any code: the same length)
     for (const res of answers) {
       expect(res.statusCode).toBe(400);
-      expect(res.body).toBe(answers[0]!.body);
+      expect(withoutTyped(res)).toBe(withoutTyped(answers[0]!));
       expect(res.headers['content-length']).toBe(answers[0]!.headers['content-length']);
     }
+    expect(answers.map(typedValue)).toEqual(['BCDF-GHJK', expired.code, used.code, denied.code]);
     expect(answers[0]!.body).toContain(INVALID_TEXT);
     expect(await h.metrics.value('devicegate_code_entry_failures_total')).toBe(failuresBefore + 4);
     // and the same answer to a decision on a dead code
     const decision = await c.decide(used.code, 'deny');
     expect(decision.statusCode).toBe(400);
-    expect(decision.body).toBe(answers[0]!.body);
+    expect(withoutTyped(decision)).toBe(withoutTyped(answers[0]!));
+    expect(typedValue(decision)).toBe(used.code);
   });
 });
 
@@ -979,7 +1002,7 @@ describe('scanning never locks out (issue 11, finding 1)', () => {
     expect(approved.statusCode).toBe(303);
     const callback = await throughIdp(approved.headers.location as string, 'approve');
     const done = await person.get(local(callback));
-    expect(done.headers.location).toBe('/device/done?result=authorized');
+    expect(done.headers.location).toMatch(doneAt('authorized'));
     expect(h.lastReply(f.deviceId)).toMatchObject({ status: 'authorized' });
     // only the typed failures were counted; the link is dead once used (the entry form, as for any code)
     expect(await h.metrics.value('devicegate_code_entry_failures_total')).toBe(global.max);
@@ -1068,7 +1091,7 @@ describe('the OAuth callback (C.23, C.24)', () => {
     expect(callback.searchParams.get('state')).toBeTruthy();
     const res = await c.get(local(callback));
     expect(res.statusCode).toBe(303);
-    expect(res.headers.location).toBe('/device/done?result=authorized');
+    expect(res.headers.location).toMatch(doneAt('authorized'));
     const reply = h.lastReply(f.deviceId);
     expect(reply).toMatchObject({ status: 'authorized', token_type: expect.stringMatching(/^bearer$/i) });
     const accessToken = (reply as { access_token: string }).access_token;
@@ -1128,7 +1151,7 @@ describe('the OAuth callback (C.23, C.24)', () => {
     }
     expect(idp.stats.redemptions.get('authorization_code') ?? 0).toBe(redemptions);
     const ok = await c.get(local(callback));
-    expect(ok.headers.location).toBe('/device/done?result=authorized');
+    expect(ok.headers.location).toMatch(doneAt('authorized'));
     expect(h.lastReply(f.deviceId)?.status).toBe('authorized');
     expectNoSecretsInResponses(h);
   });
@@ -1147,8 +1170,8 @@ describe('the OAuth callback (C.23, C.24)', () => {
     const other = h.client();
     await other.get('/device');
     expect((await other.get(local(firstCallback))).statusCode).toBe(400);
-    expect((await c.get(local(secondCallback))).headers.location).toBe('/device/done?result=authorized');
-    expect((await c.get(local(firstCallback))).headers.location).toBe('/device/done?result=authorized');
+    expect((await c.get(local(secondCallback))).headers.location).toMatch(doneAt('authorized'));
+    expect((await c.get(local(firstCallback))).headers.location).toMatch(doneAt('authorized'));
     expect(h.lastReply(first.deviceId)?.status).toBe('authorized');
     expect(h.lastReply(second.deviceId)?.status).toBe('authorized');
     expectNoSecretsInResponses(h);
@@ -1171,7 +1194,7 @@ describe('the OAuth callback (C.23, C.24)', () => {
       expect(h.lastReply(f.deviceId)?.status).toBe('pending');
       await waitForWrites(admin);
       const retry = await c.get(local(callback));
-      expect(retry.headers.location).toBe('/device/done?result=authorized');
+      expect(retry.headers.location).toMatch(doneAt('authorized'));
       expect(h.lastReply(f.deviceId)?.status).toBe('authorized');
       // and it is spent now
       expect((await c.get(local(callback))).statusCode).toBe(400);
@@ -1191,8 +1214,8 @@ describe('the OAuth callback (C.23, C.24)', () => {
       const res = await c.get(local(await throughIdp(await approve(c, f.code), 'approve')));
       return { f, location: res.headers.location };
     };
-    expect((await signIn()).location).toBe('/device/done?result=authorized');
-    expect((await signIn()).location).toBe('/device/done?result=authorized');
+    expect((await signIn()).location).toMatch(doneAt('authorized'));
+    expect((await signIn()).location).toMatch(doneAt('authorized'));
     const over = await signIn();
     expect(over.location).toBe('/device/done?result=capped');
     const reply = h.lastReply(over.f.deviceId);
@@ -1203,7 +1226,7 @@ describe('the OAuth callback (C.23, C.24)', () => {
     expect(await h.metrics.value('devicegate_approvals_capped_total')).toBe(1);
     // the next clock hour the person may approve again
     h.clock.advance(HOUR_MS);
-    expect((await signIn()).location).toBe('/device/done?result=authorized');
+    expect((await signIn()).location).toMatch(doneAt('authorized'));
     expectNoSecretsInResponses(h);
   });
 
@@ -1219,7 +1242,7 @@ describe('the OAuth callback (C.23, C.24)', () => {
       const res = await c.get(local(await throughIdp(toIdp, 'approve')));
       return { f, location: res.headers.location };
     };
-    expect((await signIn()).location).toBe('/device/done?result=authorized');
+    expect((await signIn()).location).toMatch(doneAt('authorized'));
     const over = await signIn();
     expect(over.location).toBe('/device/done?result=capped');
     expect(h.lastReply(over.f.deviceId)).toMatchObject({ status: 'error', error: 'access_denied' });
@@ -1231,7 +1254,7 @@ describe('the OAuth callback (C.23, C.24)', () => {
     for (let i = 0; i < 3; i++) {
       const f = await h.startFlow({ scope: 'openid' });
       const res = await c.get(local(await throughIdp(await approve(c, f.code), 'approve')));
-      expect(res.headers.location).toBe('/device/done?result=authorized');
+      expect(res.headers.location).toMatch(doneAt('authorized'));
     }
   });
 
@@ -1243,7 +1266,7 @@ describe('the OAuth callback (C.23, C.24)', () => {
     expect(callback.searchParams.get('error')).toBe('access_denied');
     const res = await c.get(local(callback));
     expect(res.statusCode).toBe(303);
-    expect(res.headers.location).toBe('/device/done?result=denied');
+    expect(res.headers.location).toMatch(doneAt('denied'));
     expect(h.lastReply(f.deviceId)).toMatchObject({ status: 'error', error: 'access_denied' });
     expect((await c.get(res.headers.location as string)).body).toContain('You denied the request');
     expectNoSecretsInResponses(h);
@@ -1340,7 +1363,7 @@ describe('the OAuth callback (C.23, C.24)', () => {
     const c = h.client();
     const first = await h.startFlow();
     const firstCallback = await throughIdp(await approve(c, first.code), 'approve');
-    expect((await c.get(local(firstCallback))).headers.location).toBe('/device/done?result=authorized');
+    expect((await c.get(local(firstCallback))).headers.location).toMatch(doneAt('authorized'));
 
     const second = await h.startFlow();
     const secondCallback = await throughIdp(await approve(c, second.code), 'approve');
@@ -1357,5 +1380,132 @@ describe('the OAuth callback (C.23, C.24)', () => {
     expect(page.body).toContain('The request expired');
     expect(page.body).not.toMatch(/invalid_grant|grant request is invalid/i);
     expectNoSecretsInResponses(h);
+  });
+});
+
+describe('the outcome page names the device (issue 12)', () => {
+  it('after Deny and after a sign-in: the name and id the confirm page showed; a forged, stale or misused d names nothing', async () => {
+    const h = await harness();
+    const c = h.client();
+    const denied = await h.startFlow({ device: { name: 'Kitchen radio' } });
+    await c.enter(denied.code);
+    const deniedAt = (await c.decide(denied.code, 'deny')).headers.location as string;
+    const deniedPage = await c.get(deniedAt);
+    expect(deniedPage.body).toContain('Request denied');
+    expect(deniedPage.body).toMatch(
+      /<dd>Kitchen radio<\/dd>\s*<dt>Device id<\/dt>\s*<dd><code>dev-\d+<\/code>/,
+    );
+    expect(deniedPage.body).toContain(`<code>${denied.deviceId}</code>`);
+
+    const f = await h.startFlow({ device: { name: 'Living room TV' } });
+    const callback = await throughIdp(await approve(c, f.code), 'approve');
+    const doneAt = (await c.get(local(callback))).headers.location as string;
+    const done = await c.get(doneAt);
+    expect(done.body).toContain('Living room TV');
+    expect(done.body).toContain(`<code>${f.deviceId}</code>`);
+    // the name travels sealed: not readable in the URL
+    expect(doneAt).not.toContain('Living');
+
+    const d = new URL(doneAt, PUBLIC_URL).searchParams.get('d')!;
+    const namesNothing = async (url: string) => {
+      const res = await c.get(url);
+      expect(res.statusCode, url).toBe(200);
+      expect(res.body, url).not.toContain('<dl class="facts">');
+      expect(res.body, url).not.toContain(f.deviceId);
+    };
+    await namesNothing(`/device/done?result=denied&d=${d}`); // another outcome
+    await namesNothing(`/device/done?result=authorized&d=${d.slice(0, -2)}AA`); // tampered
+    await namesNothing(`/device/done?result=authorized&d=${encodeURIComponent('<b>x</b>')}`);
+    h.clock.advance(11 * 60_000);
+    await namesNothing(doneAt); // stale
+  });
+});
+
+describe('languages (Accept-Language)', () => {
+  it('picks the language by weight and primary subtag, English by default', async () => {
+    const h = await harness();
+    for (const [accept, lang] of [
+      ['de', 'de'],
+      ['de-DE,de;q=0.9,en;q=0.8', 'de'],
+      ['fr-FR, de-AT;q=0.7, en;q=0.5', 'de'],
+      ['en-GB,en;q=0.9,de;q=0.8', 'en'],
+      ['de;q=0, en;q=0.5', 'en'],
+      ['fr, it', 'en'],
+      ['*', 'en'],
+      ['', 'en'],
+    ] as const) {
+      const res = await h.client().get('/device', accept === '' ? {} : { 'accept-language': accept });
+      expect(res.body, accept).toContain(`<html lang="${lang}">`);
+      expect(res.body, accept).toContain(lang === 'de' ? 'Gerät verbinden' : 'Connect a device');
+      expect(String(res.headers.vary), accept).toMatch(/accept-language/i);
+    }
+  });
+
+  it('every page of a flow in German: confirm, refusal, outcome, error', async () => {
+    const h = await harness();
+    const de = { 'accept-language': 'de-DE' };
+    const c = h.client();
+    const f = await h.startFlow({ device: { name: 'Fernseher' }, scope: 'openid offline_access' });
+    h.clock.advance(2 * 60_000);
+    await c.get('/device', de);
+    const confirm = await c.post('/device', { csrf: c.csrf!, user_code: f.code }, de);
+    for (const expected of [
+      'Ist das Ihr Gerät?',
+      '<dd>vor 2 Minuten</dd>',
+      `<dd>in ${CODE_TTL_S / 60 - 2} Minuten</dd>`,
+      'der Netzwerkadresse 192.0.2.17',
+      'seinen Zugriff behalten',
+      '>Ablehnen</button>',
+      '>Zustimmen</button>',
+      `Sie melden sich bei ${new URL(idp.issuer).host} an.`,
+    ]) {
+      expect(confirm.body).toContain(expected);
+    }
+    const refused = await c.post('/device', { csrf: c.csrf!, user_code: 'bcdf ghjk' }, de);
+    expect(refused.statusCode).toBe(400);
+    expect(refused.body).toContain('Dieser Code ist ungültig.');
+    expect(typedValue(refused)).toBe('BCDF-GHJK');
+    const denied = await c.post(
+      '/device/decision',
+      { csrf: c.csrf!, user_code: f.code, decision: 'deny' },
+      de,
+    );
+    const done = await c.get(denied.headers.location as string, de);
+    expect(done.body).toContain('Anfrage abgelehnt');
+    expect(done.body).toContain('<dt>Geräte-ID</dt>');
+    const csrf = await c.post('/device', { user_code: f.code }, de);
+    expect(csrf.statusCode).toBe(403);
+    expect(csrf.body).toContain('Dieses Formular ist abgelaufen');
+  });
+});
+
+describe('unknown paths (issue 12)', () => {
+  it('answer an HTML page in the browser language with the security headers; JSON to a client asking for JSON', async () => {
+    const h = await harness();
+    const c = h.client();
+    for (const [url, accept, text] of [
+      ['/nope', 'en', 'Page not found'],
+      ['/device/nope?user_code=BCDF-GHJK', 'de', 'Seite nicht gefunden'],
+    ] as const) {
+      const res = await c.get(url, { 'accept-language': accept, accept: 'text/html,*/*;q=0.8' });
+      expect(res.statusCode, url).toBe(404);
+      expect(res.headers['content-type'], url).toBe('text/html; charset=utf-8');
+      expect(res.body, url).toContain(`<html lang="${accept}">`);
+      expect(res.body, url).toContain(text);
+      expect(res.body, url).toContain('href="/device"');
+      expect(res.body, url).not.toContain('BCDF');
+      const csp = String(res.headers['content-security-policy']);
+      expect(csp, url).toContain("default-src 'none'");
+      expect(csp, url).toContain("frame-ancestors 'none'");
+      expect(res.headers['x-frame-options'], url).toBe('DENY');
+      expect(res.headers['referrer-policy'], url).toBe('no-referrer');
+      expect(res.headers['cache-control'], url).toBe('no-store');
+      expect(res.headers['x-content-type-options'], url).toBe('nosniff');
+    }
+    const api = await c.get('/admin/nope', { accept: 'application/json' });
+    expect(api.statusCode).toBe(404);
+    expect(api.json()).toEqual({ statusCode: 404, error: 'Not Found' });
+    // the API-ish paths keep their JSON
+    expect((await c.get('/healthz')).json()).toEqual({ status: 'ok' });
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The pages' response headers (docs/security.md, "web page"): no script (CSP `default-src 'none'`), no framing
  * (`frame-ancestors 'none'` + `X-Frame-Options: DENY`), `Referrer-Policy: no-referrer` because URLs carry the user
- * code, HSTS on https, and `Cache-Control: no-store` on every answer, error pages included.
+ * code, HSTS on https, and `Cache-Control: no-store` on every answer, error pages included. Every answer also
+ * depends on `Accept-Language` (the page's language, ../i18n/index.ts), which `Vary` says.
  */
 import fastifyHelmet from '@fastify/helmet';
 import { inScope } from './scope.ts';
@@ -38,7 +39,8 @@ export class FormTargets {
 }
 
 export interface SecurityHeadersOptions {
-  formTargets: FormTargets;
+  /** where forms may lead besides this origin; none when absent (pages without forms) */
+  formTargets?: FormTargets;
   /** the public URL is https: send HSTS */
   secure: boolean;
 }
@@ -54,7 +56,7 @@ export const securityHeaders = inScope<SecurityHeadersOptions>(
           defaultSrc: ["'none'"],
           styleSrc: ["'self'"],
           imgSrc: ["'self'"],
-          formAction: ["'self'", () => o.formTargets.toString()],
+          formAction: o.formTargets === undefined ? ["'self'"] : ["'self'", () => String(o.formTargets)],
           frameAncestors: ["'none'"],
           baseUri: ["'none'"],
         },
@@ -66,7 +68,7 @@ export const securityHeaders = inScope<SecurityHeadersOptions>(
       crossOriginResourcePolicy: { policy: 'same-origin' },
     });
     scope.addHook('onRequest', async (_req, reply) => {
-      reply.header('cache-control', 'no-store');
+      reply.header('cache-control', 'no-store').header('vary', 'accept-language');
     });
   },
 );

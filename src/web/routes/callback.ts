@@ -8,17 +8,22 @@ import { page } from '../errors.ts';
 import { floodLimited } from '../plugins/flood-guard.ts';
 import { FAILURE_REASONS, type FailureReason, errorPage } from '../views/pages.ts';
 import type { PageScope } from '../zod.ts';
-import { type PageContext, doneUrl } from './context.ts';
+import { type PageContext, doneUrl, frameFor } from './context.ts';
 import { CALLBACK_PATH } from './decision.ts';
+import { sealDoneDevice } from './done-link.ts';
 
 export function callbackRoute(scope: PageScope, ctx: PageContext): void {
   scope.get(CALLBACK_PATH, { config: floodLimited(ctx.requestsPerMinute) }, async (req, reply) => {
     const params = new URL(req.url, ctx.publicOrigin).searchParams;
     const r = await ctx.bridge.callback(params, ctx.csrf.session(req));
-    if (r.outcome === 'invalid') return page(reply, 400, errorPage(ctx.frame, 'callback'));
+    if (r.outcome === 'invalid') return page(reply, 400, errorPage(frameFor(ctx, req).t, 'callback'));
+    if (r.outcome === 'authorized' || r.outcome === 'denied') {
+      const device = sealDoneDevice(ctx.keys, r.outcome, r.flow, ctx.clock.now());
+      return reply.redirect(doneUrl(r.outcome, { device }), 303);
+    }
     if (r.outcome !== 'failed') return reply.redirect(doneUrl(r.outcome), 303);
     ctx.log.info({ error: r.error.code }, 'bridge sign-in failed');
-    return reply.redirect(doneUrl('failed', failureReason(r.error.code)), 303);
+    return reply.redirect(doneUrl('failed', { reason: failureReason(r.error.code) }), 303);
   });
 }
 

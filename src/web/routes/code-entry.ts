@@ -8,7 +8,7 @@ import { floodLimited } from '../plugins/flood-guard.ts';
 import { formBody } from '../plugins/forms.ts';
 import { confirmPage } from '../views/pages.ts';
 import type { PageScope } from '../zod.ts';
-import { type PageContext, beginEntry, notUsable } from './context.ts';
+import { type PageContext, beginEntry, frameFor, notUsable } from './context.ts';
 
 const body = formBody({ csrf: z.string().optional(), user_code: z.string().optional() });
 
@@ -19,17 +19,15 @@ export function codeEntryRoute(scope: PageScope, ctx: PageContext): void {
     async (req, reply) => {
       const sid = req.csrfSession;
       const attempt = await beginEntry(ctx, req.ip);
-      const flow = await ctx.bridge.lookup(req.body.user_code ?? '').catch(async (err: unknown) => {
+      const typed = req.body.user_code ?? '';
+      const flow = await ctx.bridge.lookup(typed).catch(async (err: unknown) => {
         await attempt.succeeded().catch(() => undefined);
         throw err;
       });
-      if (flow === undefined) return notUsable(ctx, reply, sid);
+      if (flow === undefined) return notUsable(ctx, req, reply, sid, typed);
       await attempt.succeeded();
-      return page(
-        reply,
-        200,
-        confirmPage(ctx.frame, { csrfToken: ctx.csrf.token(sid), flow, now: ctx.clock.now() }),
-      );
+      const view = { csrfToken: ctx.csrf.token(sid), flow, now: ctx.clock.now() };
+      return page(reply, 200, confirmPage(frameFor(ctx, req), view));
     },
   );
 }

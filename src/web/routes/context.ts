@@ -1,8 +1,13 @@
 /** What every page route works with: built once by ../device-pages.ts for the pages' scope. */
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Clock } from '../../core/clock.ts';
-import { normalizeUserCode, userCodePlaceholder } from '../../core/codes.ts';
+import {
+  MAX_USER_CODE_INPUT,
+  formatUserCode,
+  normalizeUserCode,
+  userCodePlaceholder,
+} from '../../core/codes.ts';
 import type { Keys } from '../../core/crypto.ts';
 import type { BridgeFlow } from '../../core/flow.ts';
 import { checkScanProof } from '../../core/scan-link.ts';
@@ -10,6 +15,7 @@ import type { BridgeFlows } from '../../service/bridge.ts';
 import type { CodeEntryGuard } from '../../service/code-entry-guard.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import { page, tooMany } from '../errors.ts';
+import { negotiate } from '../i18n/index.ts';
 import type { CsrfSessions } from '../plugins/csrf.ts';
 import type { FormTargets } from '../plugins/security-headers.ts';
 import { type FailureReason, type Frame, type Result, entryPage } from '../views/pages.ts';
@@ -23,7 +29,8 @@ export interface PageContext {
   userCodeLength: number;
   csrf: CsrfSessions;
   formTargets: FormTargets;
-  frame: Frame;
+  /** host of the upstream identity provider, named on the entry and confirm pages */
+  issuerHost: string;
   /** the public URL's origin: the base callback URLs are parsed against */
   publicOrigin: string;
   /** the public URL is https: cookies are `Secure` */
@@ -35,20 +42,53 @@ export interface PageContext {
   clock: Clock;
 }
 
-/** The one answer for a code that is not usable (unknown, malformed, expired, used, denied): RFC 8628 §5.1. */
-export function notUsable(ctx: PageContext, reply: FastifyReply, sid: string): FastifyReply {
-  ctx.metrics.inc('devicegate_code_entry_failures_total');
-  const placeholder = userCodePlaceholder(ctx.userCodeLength);
-  return page(
-    reply,
-    400,
-    entryPage(ctx.frame, { csrfToken: ctx.csrf.token(sid), placeholder, invalid: true }),
-  );
+/** The frame of `req`'s page: the issuer, and the catalogue of the language the browser asks for. */
+export function frameFor(ctx: PageContext, req: FastifyRequest): Frame {
+  return { issuerHost: ctx.issuerHost, t: negotiate(req.headers['accept-language']) };
 }
 
-/** The outcome page's URL; `reason` (one of `FAILURE_REASONS` in ../views/pages.ts) says why a `failed` sign-in failed. */
-export function doneUrl(result: Result, reason?: FailureReason): string {
-  return `/device/done?result=${result}${reason === undefined ? '' : `&reason=${reason}`}`;
+/**
+ * The one answer for a code that is not usable (unknown, malformed, expired, used, denied): RFC 8628 §5.1. What the
+ * person typed stays in the field (formatted when it is a code's shape) so a typo costs one letter, not eight: it
+ * goes back only into this answer to the POST that carried it, which is never cached.
+ */
+export function notUsable(
+  ctx: PageContext,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  sid: string,
+  typed: string,
+): FastifyReply {
+  ctx.metrics.inc('devicegate_code_entry_failures_total');
+  const placeholder = userCodePlaceholder(ctx.userCodeLength);
+  const prefill = asTyped(typed);
+  const view = {
+    csrfToken: ctx.csrf.token(sid),
+    placeholder,
+    invalid: true,
+    ...(prefill !== undefined && { prefill }),
+  };
+  return page(reply, 400, entryPage(frameFor(ctx, req), view));
+}
+
+/**
+ * A code as the entry field shows it again: `XXXX-XXXX` when it reads as one, else as typed; input longer than any
+ * code is typed with (refused unread, ../../core/codes.ts) is not shown again.
+ */
+export function asTyped(input: string): string | undefined {
+  if (input.length > MAX_USER_CODE_INPUT) return undefined;
+  const canonical = normalizeUserCode(input);
+  return canonical === undefined ? input : formatUserCode(canonical);
+}
+
+/**
+ * The outcome page's URL; `reason` (one of `FAILURE_REASONS` in ../views/pages.ts) says why a `failed` sign-in failed,
+ * `device` names the device (./done-link.ts).
+ */
+export function doneUrl(result: Result, o: { reason?: FailureReason; device?: string } = {}): string {
+  const reason = o.reason === undefined ? '' : `&reason=${o.reason}`;
+  const device = o.device === undefined ? '' : `&d=${o.device}`;
+  return `/device/done?result=${result}${reason}${device}`;
 }
 
 /**

@@ -5,10 +5,12 @@
  * unless the form carries the scanned link's proof `k` and it proves the flow (./context.ts `scannedFlow`).
  */
 import { z } from 'zod';
+import type { BridgeFlow } from '../../core/flow.ts';
 import { floodLimited } from '../plugins/flood-guard.ts';
 import { formBody } from '../plugins/forms.ts';
 import type { PageScope } from '../zod.ts';
 import { type PageContext, UNCOUNTED, beginEntry, doneUrl, notUsable, scannedFlow } from './context.ts';
+import { sealDoneDevice } from './done-link.ts';
 
 export const CALLBACK_PATH = '/oauth/callback';
 
@@ -29,24 +31,36 @@ export function decisionRoute(scope: PageScope, ctx: PageContext): void {
       const code = req.body.user_code ?? '';
       const scanned = await scannedFlow(ctx, code, req.body.k);
       const attempt = scanned === undefined ? await beginEntry(ctx, req.ip) : UNCOUNTED;
-      let target: string | undefined;
-      try {
-        if (req.body.decision === 'approve') {
-          const approved = await ctx.bridge.approve(code, sid);
-          if (approved !== undefined) {
-            target = approved.redirectUrl;
-            ctx.formTargets.allow(approved.redirectUrl);
-          }
-        } else if (await ctx.bridge.deny(code)) {
-          target = doneUrl('denied');
-        }
-      } catch (err) {
+      const target = await decide(ctx, req.body.decision, code, sid, scanned).catch(async (err: unknown) => {
         await attempt.succeeded().catch(() => undefined);
         throw err;
-      }
-      if (target === undefined) return notUsable(ctx, reply, sid);
+      });
+      if (target === undefined) return notUsable(ctx, req, reply, sid, code);
       await attempt.succeeded();
       return reply.redirect(target, 303);
     },
   );
+}
+
+/**
+ * Where the decision leads: the upstream's authorize endpoint (approve) or the outcome page naming the device (deny);
+ * `undefined` when the code is not usable.
+ */
+async function decide(
+  ctx: PageContext,
+  decision: 'approve' | 'deny',
+  code: string,
+  sid: string,
+  scanned: BridgeFlow | undefined,
+): Promise<string | undefined> {
+  if (decision === 'approve') {
+    const approved = await ctx.bridge.approve(code, sid);
+    if (approved === undefined) return undefined;
+    ctx.formTargets.allow(approved.redirectUrl);
+    return approved.redirectUrl;
+  }
+  // looked up before it dies, to name the device on the outcome page
+  const flow = scanned ?? (await ctx.bridge.lookup(code));
+  if (flow === undefined || !(await ctx.bridge.deny(code))) return undefined;
+  return doneUrl('denied', { device: sealDoneDevice(ctx.keys, 'denied', flow, ctx.clock.now()) });
 }

@@ -8,16 +8,11 @@
  * missing, wrong or stale `k` gets the same pre-filled entry form as a code alone, and nothing is counted.
  */
 import { z } from 'zod';
-import {
-  MAX_USER_CODE_INPUT,
-  formatUserCode,
-  normalizeUserCode,
-  userCodePlaceholder,
-} from '../../core/codes.ts';
+import { MAX_USER_CODE_INPUT, userCodePlaceholder } from '../../core/codes.ts';
 import { page } from '../errors.ts';
 import { confirmPage, entryPage } from '../views/pages.ts';
 import type { PageScope } from '../zod.ts';
-import { type PageContext, scannedFlow } from './context.ts';
+import { type PageContext, asTyped, frameFor, scannedFlow } from './context.ts';
 
 /** Other query fields are ignored; a repeated or over-long `user_code` or `k` is as if absent. */
 const query = z.object({
@@ -30,23 +25,17 @@ export function entryPageRoute(scope: PageScope, ctx: PageContext): void {
     const sid = ctx.csrf.open(req, reply);
     const input = req.query.user_code;
     const csrfToken = ctx.csrf.token(sid);
+    const frame = frameFor(ctx, req);
     if (input !== undefined && req.query.k !== undefined) {
       const flow = await scannedFlow(ctx, input, req.query.k);
       if (flow !== undefined) {
         const view = { csrfToken, flow, now: ctx.clock.now(), proof: req.query.k };
-        return page(reply, 200, confirmPage(ctx.frame, view));
+        return page(reply, 200, confirmPage(frame, view));
       }
     }
-    let prefill: string | undefined;
-    if (input !== undefined) {
-      const canonical = normalizeUserCode(input);
-      prefill = canonical === undefined ? input : formatUserCode(canonical);
-    }
     const placeholder = userCodePlaceholder(ctx.userCodeLength);
-    return page(
-      reply,
-      200,
-      entryPage(ctx.frame, { csrfToken, placeholder, ...(prefill !== undefined && { prefill }) }),
-    );
+    const prefill = input === undefined ? undefined : asTyped(input);
+    const view = { csrfToken, placeholder, ...(prefill !== undefined && { prefill }) };
+    return page(reply, 200, entryPage(frame, view));
   });
 }

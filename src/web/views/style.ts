@@ -77,10 +77,14 @@ input.code::placeholder { color: var(--muted); opacity: .6; letter-spacing: .12e
 .button {
   display: block; width: 100%; min-height: 3.25rem; padding: .75rem 1rem;
   font: inherit; font-size: 1.125rem; font-weight: 700; text-align: center; text-decoration: none;
-  color: var(--accent-text); background: var(--accent);
   border: 2px solid var(--accent); border-radius: .5rem; cursor: pointer;
 }
-.button:hover { filter: brightness(1.08); }
+/* the one action the page is for: filled */
+.button.primary { color: var(--accent-text); background: var(--accent); }
+.button.primary:hover { filter: brightness(1.08); }
+/* the way out: outlined, as large as the primary one (a real choice, never hidden) */
+.button.secondary { color: var(--accent); background: var(--card); }
+.button.secondary:hover { background: var(--bg); }
 .choices { display: grid; grid-template-columns: 1fr 1fr; gap: .75rem; margin-top: 1.25rem; }
 @media (max-width: 20rem) { .choices { grid-template-columns: 1fr; } }
 a { color: var(--accent); text-underline-offset: .15em; }
@@ -96,6 +100,7 @@ input.code:focus { border-color: var(--accent); }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .375rem 1rem; margin: 0 0 1rem; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+.fact-hint { display: block; margin-top: .125rem; font-size: .875rem; }
 @media (max-width: 22rem) { dl.facts { grid-template-columns: 1fr; gap: 0; } dl.facts dd { margin-bottom: .5rem; } }
 ul.scopes { margin: 0 0 1rem; padding-left: 1.25rem; }
 ul.scopes li { margin-bottom: .25rem; }

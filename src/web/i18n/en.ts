@@ -1,10 +1,13 @@
 /**
- * Every sentence the code-entry pages show, in one object so the pages can be translated: copy `en`, translate the
- * values, keep the keys. Values are plain text (the views escape them); functions take the values they mention.
+ * Every sentence the pages show, in English (the default language). Other languages copy this object and translate
+ * the values: {@link Catalogue} is this object's type, so a catalogue with a key missing or added does not compile,
+ * and test/unit/i18n.test.ts compares the keys of the nested records too. Values are plain text (the views escape
+ * them); functions take the values they mention.
  */
-import type { FailureReason } from './pages.ts';
+import type { FailureReason } from '../views/pages.ts';
 
 export const en = {
+  /** the `lang` of the page and the locale of `Intl.RelativeTimeFormat` ("2 minutes ago") */
   lang: 'en',
   brand: 'devicegate',
 
@@ -12,6 +15,7 @@ export const en = {
   signInAt: (host: string) => `You will sign in at ${host}.`,
   startAgain: 'Enter a code',
   footer: 'devicegate connects devices to your account. Never enter a code that someone sent you.',
+  justNow: 'just now',
 
   // Entry page (GET /device)
   entryTitle: 'Connect a device',
@@ -21,7 +25,7 @@ export const en = {
   continue: 'Continue',
   invalidCode: 'That code is not valid. Check the code on your device and try again.',
 
-  // Confirm page (POST /device)
+  // Confirm page (POST /device, or the device's scanned link)
   confirmTitle: 'Is this your device?',
   confirmCodeLabel: 'Code',
   confirmCodeHint: 'This code must match the one on your device’s screen.',
@@ -31,13 +35,13 @@ export const en = {
   fieldName: 'Name',
   fieldModel: 'Model',
   fieldFirmware: 'Firmware',
-  fieldRequested: 'Asked at',
-  fieldNetwork: 'Network',
+  fieldRequested: 'Asked',
+  fieldExpires: 'Code expires',
+  fieldNetwork: 'Asked from',
+  networkAddress: (address: string) => `the network address ${address}`,
+  networkHint: 'This is where the device’s request came from: usually the internet connection it is on.',
   notReported: 'not reported',
   unknownNetwork: 'unknown',
-  requestedAt: (utc: string, ago: string) => `${utc} (${ago})`,
-  ago: (minutes: number) =>
-    minutes < 1 ? 'just now' : minutes === 1 ? '1 minute ago' : `${minutes} minutes ago`,
   scopesHeading: 'If you approve, it will be able to:',
   scopes: {
     openid: 'Know which account you are (your account identifier).',
@@ -87,14 +91,12 @@ export const en = {
   badRequestTitle: 'Something is wrong with the request',
   badRequest: 'The page could not understand what was sent. Start again.',
   notFoundTitle: 'Page not found',
-  notFound: 'There is nothing here.',
+  notFound: 'There is nothing at this address. Check the link you followed.',
   unavailableTitle: 'Temporarily unavailable',
   unavailable: 'The service is busy or a part of it is down. Try again in a moment.',
   serverErrorTitle: 'Something went wrong',
   serverError: 'Something went wrong on our side. Try again.',
 };
 
-export type Text = typeof en;
-
-/** The strings the pages use. */
-export const text: Text = en;
+/** The shape every language's catalogue has: the same keys, the same functions. */
+export type Catalogue = typeof en;
