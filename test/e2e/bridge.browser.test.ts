@@ -1,8 +1,9 @@
 /**
  * Bridge mode end to end, in a real browser: the real gateway (startGateway: embedded aedes broker, HTTP on a free
  * port, authorization_code mode) in front of the demo identity provider (node-oidc-provider, code + PKCE only), an
- * mqtt.js device with its HMAC credential, and Debian's Chromium. Saves a screenshot of every page to
- * test-results/screenshots/ and the entry and confirm pages to docs/images/ for the README.
+ * mqtt.js device with its HMAC credential, and Debian's Chromium at a 390×844 phone viewport (and 1280×800 for the
+ * desktop screenshot), in English and German. Saves a screenshot of every page to test-results/screenshots/ and,
+ * with UPDATE_DOC_IMAGES=1, the README's to docs/images/.
  */
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +12,8 @@ import { type DemoIdp, startDemoIdp } from '../../src/demo/idp.ts';
 import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import {
+  PHONE,
+  desktopContext,
   launchBrowser,
   phoneContext,
   publishScreenshot,
@@ -111,6 +114,7 @@ async function toConfirmPage(
     // the stylesheet loaded (CSP style-src 'self'): the code input is a large touch target
     const input = await page.locator('#user_code').boundingBox();
     expect(input?.height).toBeGreaterThanOrEqual(48);
+    await expectFits(page, 'entry');
     if (shots.entry !== undefined) await screenshot(page, shots.entry);
     await page.getByRole('button', { name: 'Continue' }).click();
     await page.waitForURL(`${publicUrl}/device`);
@@ -126,12 +130,59 @@ async function toConfirmPage(
   expect(await page.locator('main').innerText()).toContain(
     'Continue only if this device is in front of you.',
   );
-  // Approve and Deny are equally prominent: same size
-  const deny = await page.getByRole('button', { name: 'Deny' }).boundingBox();
-  const approve = await page.getByRole('button', { name: 'Approve' }).boundingBox();
-  expect(deny?.width).toBe(approve?.width);
-  expect(deny?.height).toBe(approve?.height);
+  expect(facts).toMatch(/Asked\s+(just now|1 minute ago)/);
+  expect(facts).toMatch(/Code expires\s+in \d+ minutes/);
+  expect(facts).toContain('the network address 127.0.0.1');
+  await expectChoices(page, 'Approve', 'Deny');
+  await expectFits(page, 'confirm');
   if (shots.confirm !== undefined) await screenshot(page, shots.confirm);
+}
+
+/**
+ * Approve is the primary button (filled) and Deny the secondary one (outlined), both as large as each other and
+ * large enough to touch; Deny comes first in the form, so Enter denies.
+ */
+async function expectChoices(page: Page, approveName: string, denyName: string): Promise<void> {
+  const approve = page.getByRole('button', { name: approveName });
+  const deny = page.getByRole('button', { name: denyName });
+  const [a, d] = [await approve.boundingBox(), await deny.boundingBox()];
+  expect(a?.height).toBeGreaterThanOrEqual(44);
+  expect(d?.height).toBe(a?.height);
+  expect(d?.width).toBe(a?.width);
+  const background = (value: string) =>
+    page.evaluate<string>(
+      `getComputedStyle(document.querySelector('button[value=${value}]')).backgroundColor`,
+    );
+  const card = await page.evaluate<string>(
+    `getComputedStyle(document.querySelector('main')).backgroundColor`,
+  );
+  expect(await background('approve')).toBe('rgb(29, 78, 216)'); // the accent
+  expect(await background('deny')).toBe(card);
+  expect(await page.locator('form button').first().getAttribute('value')).toBe('deny');
+}
+
+/**
+ * At the context's viewport nothing overflows sideways and every button lies wholly inside the viewport's width at
+ * a touchable height: readable and usable without zooming. Text inputs are at least 16 px (phones zoom into
+ * smaller ones).
+ */
+async function expectFits(page: Page, what: string): Promise<void> {
+  const viewport = page.viewportSize()!;
+  expect(await page.evaluate<number>('document.documentElement.scrollWidth'), what).toBeLessThanOrEqual(
+    viewport.width,
+  );
+  for (const button of await page.locator('.button').all()) {
+    const box = (await button.boundingBox())!;
+    expect(box.x, what).toBeGreaterThanOrEqual(0);
+    expect(box.x + box.width, what).toBeLessThanOrEqual(viewport.width);
+    expect(box.height, what).toBeGreaterThanOrEqual(44);
+  }
+  const inputFont = await page.evaluate<string>(
+    `[...document.querySelectorAll('input[type=text]')].map((i) => getComputedStyle(i).fontSize).join(' ')`,
+  );
+  for (const size of inputFont.split(' ').filter((f) => f !== '')) {
+    expect(Number.parseFloat(size), what).toBeGreaterThanOrEqual(16);
+  }
 }
 
 /** Approve on our confirm page, sign in and consent at the demo IdP: ends on our "Device connected" page. */
@@ -146,7 +197,9 @@ async function approveAndSignIn(page: Page, shots = false): Promise<void> {
   await page.getByRole('button', { name: 'Approve' }).waitFor();
   if (shots) await screenshot(page, 'idp-consent');
   await page.getByRole('button', { name: 'Approve' }).click();
-  await page.waitForURL(`${publicUrl}/device/done?result=authorized`);
+  await page.waitForURL(
+    (u) => u.pathname === '/device/done' && u.searchParams.get('result') === 'authorized',
+  );
   expect(await page.locator('h1').innerText()).toBe('Device connected');
 }
 
@@ -191,12 +244,17 @@ describe('bridge mode in Chromium', () => {
     const context = await phoneContext(browser);
     try {
       const page = await context.newPage();
+      expect(page.viewportSize()).toEqual(PHONE); // 390×844: every page below is checked to fit it
       const watched = watchProblems(page, publicUrl);
       await toConfirmPage(page, s, 'typed', { entry: 'device-entry', confirm: 'device-confirm' });
       await approveAndSignIn(page, true);
-      expect(await page.locator('main').innerText()).toContain('Your device is connected;');
-      expect(await page.locator('main').innerText()).toContain('you can close this page');
-      await screenshot(page, 'success');
+      const done = await page.locator('main').innerText();
+      expect(done).toContain('Your device is connected;');
+      expect(done).toContain('you can close this page');
+      // the outcome page names the device as the confirm page did
+      expect(done).toMatch(/Name\s+Living room TV\s+Device id\s+tv-e2e-approve/);
+      await expectFits(page, 'done');
+      await screenshot(page, 'device-done');
 
       const reply = await s.device.waitForReply({ rid: s.rid, status: 'authorized' });
       const token = reply.json?.['access_token'];
@@ -210,6 +268,92 @@ describe('bridge mode in Chromium', () => {
     }
     await publishScreenshot('test-results/screenshots/device-entry.png', 'docs/images/device-entry.png');
     await publishScreenshot('test-results/screenshots/device-confirm.png', 'docs/images/device-confirm.png');
+    await publishScreenshot('test-results/screenshots/device-done.png', 'docs/images/device-done.png');
+  }, 60_000);
+
+  it('a typo: the refused code stays in the field, one letter fixed and Continue reaches the confirm page', async () => {
+    const s = await startDevice('tv-e2e-typo', 'r-typo');
+    const context = await phoneContext(browser);
+    try {
+      const page = await context.newPage();
+      await page.goto(`${publicUrl}/device`);
+      const typo = `${s.userCode.slice(0, -1)}${s.userCode.endsWith('B') ? 'C' : 'B'}`;
+      await page.locator('#user_code').fill(typo.toLowerCase().replace('-', ' '));
+      await page.getByRole('button', { name: 'Continue' }).click();
+      await expect.poll(() => page.locator('[role=alert]').innerText()).toContain('That code is not valid');
+      // kept, in the code's own shape, and never in the URL (the page was POSTed)
+      expect(await page.locator('#user_code').inputValue()).toBe(typo);
+      expect(page.url()).toBe(`${publicUrl}/device`);
+      await expectFits(page, 'refused');
+      await screenshot(page, 'typo-kept');
+      await page.locator('#user_code').press('End');
+      await page.locator('#user_code').press('Backspace');
+      await page.locator('#user_code').pressSequentially(s.userCode.slice(-1));
+      await page.getByRole('button', { name: 'Continue' }).click();
+      await expect.poll(() => page.locator('h1').innerText()).toBe('Is this your device?');
+      expect(await page.locator('.usercode').innerText()).toBe(s.userCode);
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
+
+  it('in German (Accept-Language from the browser): scan, confirm, deny, the outcome names the device; the 404 page', async () => {
+    const s = await startDevice('tv-e2e-de', 'r-de');
+    const context = await phoneContext(browser, 'de-DE');
+    try {
+      const page = await context.newPage();
+      const watched = watchProblems(page, publicUrl);
+      await page.goto(s.complete);
+      expect(await page.locator('html').getAttribute('lang')).toBe('de');
+      expect(await page.locator('h1').innerText()).toBe('Ist das Ihr Gerät?');
+      const facts = await page.locator('dl.facts').innerText();
+      expect(facts).toMatch(/Angefragt\s+(gerade eben|vor 1 Minute)/);
+      expect(facts).toMatch(/Code läuft ab\s+in \d+ Minuten/);
+      expect(facts).toContain('der Netzwerkadresse 127.0.0.1');
+      await expectChoices(page, 'Zustimmen', 'Ablehnen');
+      await expectFits(page, 'confirm (de)');
+      await screenshot(page, 'device-confirm-de');
+      await page.getByRole('button', { name: 'Ablehnen' }).click();
+      await page.waitForURL((u) => u.pathname === '/device/done');
+      expect(await page.locator('h1').innerText()).toBe('Anfrage abgelehnt');
+      expect(await page.locator('main').innerText()).toMatch(/Name\s+Living room TV\s+Geräte-ID\s+tv-e2e-de/);
+      const reply = await s.device.waitForReply({ rid: s.rid, status: 'error' });
+      expect(reply.json?.['error']).toBe('access_denied');
+      expect(watched.problems).toEqual([]);
+
+      const missing = await page.goto(`${publicUrl}/gibt-es-nicht`);
+      expect(missing?.status()).toBe(404);
+      expect(await page.locator('h1').innerText()).toBe('Seite nicht gefunden');
+      await page.getByRole('link', { name: 'Code eingeben' }).click();
+      await page.waitForURL(`${publicUrl}/device`);
+      expect(await page.locator('h1').innerText()).toBe('Gerät verbinden');
+      await expectFits(page, 'entry (de)');
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
+
+  it('on a desktop viewport: the scanned confirm page and the 404 page fit', async () => {
+    const s = await startDevice('tv-e2e-desktop', 'r-desktop');
+    const context = await desktopContext(browser);
+    try {
+      const page = await context.newPage();
+      await page.goto(s.complete);
+      expect(await page.locator('h1').innerText()).toBe('Is this your device?');
+      await expectChoices(page, 'Approve', 'Deny');
+      await expectFits(page, 'confirm (desktop)');
+      await screenshot(page, 'device-confirm-desktop');
+      await page.goto(`${publicUrl}/nope`);
+      expect(await page.locator('h1').innerText()).toBe('Page not found');
+      await expectFits(page, '404 (desktop)');
+      await screenshot(page, 'not-found-desktop');
+    } finally {
+      await context.close();
+    }
+    await publishScreenshot(
+      'test-results/screenshots/device-confirm-desktop.png',
+      'docs/images/device-confirm-desktop.png',
+    );
   }, 60_000);
 
   it('Deny on our confirm page: the device is told access_denied at once', async () => {
@@ -220,8 +364,11 @@ describe('bridge mode in Chromium', () => {
       const watched = watchProblems(page, publicUrl);
       await toConfirmPage(page, s, 'scanned');
       await page.getByRole('button', { name: 'Deny' }).click();
-      await page.waitForURL(`${publicUrl}/device/done?result=denied`);
+      await page.waitForURL(
+        (u) => u.pathname === '/device/done' && u.searchParams.get('result') === 'denied',
+      );
       expect(await page.locator('h1').innerText()).toBe('Request denied');
+      expect(await page.locator('main').innerText()).toContain('Living room TV');
       await screenshot(page, 'denied');
       const reply = await s.device.waitForReply({ rid: s.rid, status: 'error' });
       expect(reply.json?.['error']).toBe('access_denied');
@@ -232,6 +379,7 @@ describe('bridge mode in Chromium', () => {
       expect(await page.locator('#user_code').inputValue()).toBe(s.userCode);
       await page.getByRole('button', { name: 'Continue' }).click();
       await expect.poll(() => page.locator('[role=alert]').innerText()).toContain('That code is not valid');
+      expect(await page.locator('#user_code').inputValue()).toBe(s.userCode);
       await screenshot(page, 'invalid-code');
     } finally {
       await context.close();
@@ -250,7 +398,9 @@ describe('bridge mode in Chromium', () => {
       await page.locator('#password').fill(idp.password);
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.getByRole('button', { name: 'Deny' }).click();
-      await page.waitForURL(`${publicUrl}/device/done?result=denied`);
+      await page.waitForURL(
+        (u) => u.pathname === '/device/done' && u.searchParams.get('result') === 'denied',
+      );
       expect(await page.locator('h1').innerText()).toBe('Request denied');
       await screenshot(page, 'idp-denied');
       const reply = await s.device.waitForReply({ rid: s.rid, status: 'error' });
@@ -369,10 +519,11 @@ describe('bridge mode in Chromium', () => {
         await tab.locator('#password').fill(idp.password);
         await tab.getByRole('button', { name: 'Sign in' }).click();
         // the IdP asks for consent again, or remembers the one just given: either is fine here
-        const done = `${publicUrl}/device/done?result=authorized`;
+        const done = (u: URL) =>
+          u.pathname === '/device/done' && u.searchParams.get('result') === 'authorized';
         const consent = tab.getByRole('button', { name: 'Approve' });
         await Promise.race([tab.waitForURL(done), consent.waitFor()]);
-        if (tab.url() !== done) await consent.click();
+        if (!done(new URL(tab.url()))) await consent.click();
         await tab.waitForURL(done);
       }
       for (const s of [one, two]) {

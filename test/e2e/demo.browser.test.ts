@@ -95,7 +95,7 @@ describe('the demo of the README', () => {
       await page.locator('#password').fill('demo');
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.getByRole('button', { name: 'Approve' }).click();
-      await page.waitForURL(/\/device\/done\?result=authorized$/);
+      await page.waitForURL(/\/device\/done\?result=authorized(&|$)/);
     } finally {
       await context.close();
     }

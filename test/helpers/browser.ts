@@ -18,15 +18,28 @@ export function launchBrowser(): Promise<Browser> {
   });
 }
 
-/** A phone-sized context (the code page is mostly opened from a phone after scanning the device's QR code). */
-export function phoneContext(browser: Browser): Promise<BrowserContext> {
+/** The phone viewport the pages are checked at (CSS pixels of a common phone, iPhone 12 to 14). */
+export const PHONE = { width: 390, height: 844 } as const;
+/** The desktop viewport of the README's desktop screenshot. */
+export const DESKTOP = { width: 1280, height: 800 } as const;
+
+/**
+ * A phone-sized context (the code page is mostly opened from a phone after scanning the device's QR code). `locale`
+ * is also what Chromium sends as `Accept-Language`.
+ */
+export function phoneContext(browser: Browser, locale = 'en-US'): Promise<BrowserContext> {
   return browser.newContext({
-    viewport: { width: 412, height: 860 },
+    viewport: PHONE,
     deviceScaleFactor: 2,
     isMobile: false,
-    locale: 'en-US',
+    locale,
     colorScheme: 'light',
   });
+}
+
+/** A desktop-sized context, like {@link phoneContext}. */
+export function desktopContext(browser: Browser, locale = 'en-US'): Promise<BrowserContext> {
+  return browser.newContext({ viewport: DESKTOP, deviceScaleFactor: 1, locale, colorScheme: 'light' });
 }
 
 /**
