@@ -33,6 +33,7 @@ import { systemTimers } from '../core/clock.ts';
 import { UnavailableError } from '../core/errors.ts';
 import type { DeviceReply } from '../core/protocol.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { redactUrl } from '../observability/redact.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import { DeliverySelfCheck, SELF_CHECK_TIMEOUT_MS, isCanary } from './self-check.ts';
 import type { Topics } from './topics.ts';
@@ -75,6 +76,8 @@ export interface ExternalBrokerOptions {
 export class ExternalBroker implements DeviceTransport {
   readonly #o: ExternalBrokerOptions;
   readonly #clientId: string;
+  /** the broker URL as logged and shown in `/readyz`: without its credentials */
+  readonly #shownUrl: string;
   #client: MqttClient | undefined;
   /** requests processed at once are bounded at {@link MAX_IN_FLIGHT}; more wait, unacknowledged, at the broker */
   #dispatcher: RequestDispatcher | undefined;
@@ -92,6 +95,7 @@ export class ExternalBroker implements DeviceTransport {
   constructor(options: ExternalBrokerOptions) {
     this.#o = options;
     this.#clientId = options.clientId ?? `devicegate-${randomBytes(6).toString('hex')}`;
+    this.#shownUrl = redactUrl(options.url);
   }
 
   get subscription(): string {
@@ -134,13 +138,15 @@ export class ExternalBroker implements DeviceTransport {
       const was = this.#connected;
       this.#connected = false;
       this.#check?.cancel();
-      if (was) this.#o.log.warn({ broker: this.#o.url }, 'broker connection lost');
+      if (was) this.#o.log.warn({ broker: this.#shownUrl }, 'broker connection lost');
       this.#scheduleReconnect();
     });
     client.on('error', (err) => {
       this.#lastError = err.message;
-      this.#o.log.warn({ broker: this.#o.url, err }, 'broker error');
-      this.#first?.reject(new UnavailableError('broker', `cannot connect to ${this.#o.url}: ${err.message}`));
+      this.#o.log.warn({ broker: this.#shownUrl, err }, 'broker error');
+      this.#first?.reject(
+        new UnavailableError('broker', `cannot connect to ${this.#shownUrl}: ${err.message}`),
+      );
     });
     await new Promise<void>((resolve, reject) => {
       this.#first = { resolve, reject };
@@ -165,14 +171,14 @@ export class ExternalBroker implements DeviceTransport {
       if (granted.some((g) => g.qos > 2)) throw new Error(`the broker refused ${this.#loggedSubscription}`);
       this.#connected = true;
       this.#o.log.info(
-        { broker: this.#o.url, sessionPresent, subscription: this.#loggedSubscription },
+        { broker: this.#shownUrl, sessionPresent, subscription: this.#loggedSubscription },
         'broker connected',
       );
       await this.#checkDelivery();
       this.#first?.resolve();
     } catch (err) {
       this.#lastError = err instanceof Error ? err.message : String(err);
-      this.#o.log.error({ broker: this.#o.url, err: this.#lastError }, 'subscription failed');
+      this.#o.log.error({ broker: this.#shownUrl, err: this.#lastError }, 'subscription failed');
       this.#first?.reject(new UnavailableError('broker', this.#lastError));
       client.stream.destroy();
     }
@@ -252,9 +258,9 @@ export class ExternalBroker implements DeviceTransport {
   status(): TransportStatus {
     if (!this.#connected) {
       const why = this.#lastError === '' ? '' : `: ${this.#lastError}`;
-      return { connected: false, detail: `not connected to ${this.#o.url}${why}` };
+      return { connected: false, detail: `not connected to ${this.#shownUrl}${why}` };
     }
-    const at = `connected to ${this.#o.url} as ${this.#clientId}`;
+    const at = `connected to ${this.#shownUrl} as ${this.#clientId}`;
     if (this.#delivering === 'yes') return { connected: true, detail: at };
     if (this.#delivering === 'checking')
       return { connected: false, detail: `${at}; delivery self-check running` };
@@ -281,8 +287,8 @@ export class ExternalBroker implements DeviceTransport {
     const passed = await check.run();
     if (this.#check !== check || !this.#connected) return; // a newer connection runs its own check
     this.#delivering = passed ? 'yes' : 'no';
-    if (passed) this.#o.log.info({ broker: this.#o.url, canary: topic }, 'delivery self-check passed');
-    else this.#o.log.error({ broker: this.#o.url, canary: topic }, this.#notDelivering());
+    if (passed) this.#o.log.info({ broker: this.#shownUrl, canary: topic }, 'delivery self-check passed');
+    else this.#o.log.error({ broker: this.#shownUrl, canary: topic }, this.#notDelivering());
   }
 
   /** `{prefix}/{username}/req/selfcheck`: the device ACL's `%u` line lets the gateway's own user publish there. */
