@@ -104,6 +104,11 @@ export const METRICS = {
     help: 'Connections the embedded broker closed for a bad MQTT frame, by reason.',
     labels: ['reason'],
   },
+  devicegate_requests_dropped_total: {
+    type: 'counter',
+    help: "Device requests dropped unhandled by the external-broker transport: over the device's share of the request queue, or the queue full.",
+    labels: ['reason'],
+  },
   devicegate_device_request_seconds: {
     type: 'histogram',
     help: 'Time to handle one device request.',
@@ -120,6 +125,10 @@ export const METRICS = {
   devicegate_mqtt_clients: {
     type: 'gauge',
     help: 'Devices connected to the embedded broker.',
+  },
+  devicegate_request_queue_length: {
+    type: 'gauge',
+    help: 'Device requests waiting for a processing slot.',
   },
   devicegate_build_info: {
     type: 'info',

@@ -41,7 +41,13 @@ import {
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import { guardFrames } from './frame-guard.ts';
 import { DevicePersistence } from './persistence.ts';
-import type { DeviceRequestHandler, DeviceTransport, IncomingRequest, TransportStatus } from './types.ts';
+import type {
+  DeviceRequestHandler,
+  DeviceTransport,
+  IncomingRequest,
+  RequestLoad,
+  TransportStatus,
+} from './types.ts';
 
 /** Largest MQTT packet (Remaining Length) a client may send; a larger one closes its connection unread. */
 export const MAX_PACKET_BYTES = 64 * 1024;
@@ -116,6 +122,11 @@ export class EmbeddedBroker implements DeviceTransport {
       'devicegate_mqtt_clients',
       'Devices connected to the embedded broker.',
       () => this.#broker?.connectedClients ?? 0,
+    );
+    this.#o.metrics.gauge(
+      'devicegate_request_queue_length',
+      'Device requests waiting for a processing slot.',
+      () => this.#dispatcher?.waiting ?? 0,
     );
     this.#o.log.info(
       { host: this.#o.host, port: this.#port, deviceAuth: this.#o.deviceAuth },
@@ -231,6 +242,10 @@ export class EmbeddedBroker implements DeviceTransport {
             : resolve(),
       );
     });
+  }
+
+  load(): RequestLoad {
+    return this.#dispatcher?.load() ?? { saturated: false, detail: 'not started' };
   }
 
   status(): TransportStatus {
