@@ -106,7 +106,7 @@ export const METRICS = {
   },
   devicegate_requests_dropped_total: {
     type: 'counter',
-    help: "Device requests dropped unhandled by the external-broker transport: over the device's share of the request queue, or the queue full.",
+    help: "Device requests dropped unanswered, by reason: over the device's share of the request queue or the queue full (external broker), or refused by the throttle again within the window it was answered slow_down in.",
     labels: ['reason'],
   },
   devicegate_device_request_seconds: {
