@@ -38,6 +38,7 @@ import {
   decidePublish,
   decideSubscribe,
 } from './acl.ts';
+import { ConnectLimiter } from './connect-limit.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import { guardFrames } from './frame-guard.ts';
 import { DevicePersistence } from './persistence.ts';
@@ -70,6 +71,9 @@ const AEDES_LIMITS = {
   queueLimit: 42,
 } as const;
 
+/** CONNACK return code 3 (MQTT 3.1.1 §3.2.2.3), for a CONNECT over the flapping limit. */
+const SERVER_UNAVAILABLE = 3;
+
 /** Topic levels a client may use; the contract needs the prefix's levels plus three. aedes' ceiling is 100. */
 const MIN_TOPIC_LEVELS = 16;
 
@@ -96,6 +100,8 @@ export class EmbeddedBroker implements DeviceTransport {
   #closing = false;
   #closed: Promise<void> | undefined;
   readonly #sockets = new Set<Socket>();
+  /** connect flapping: attempts per client id and per remote address (./connect-limit.ts) */
+  readonly #connects = new ConnectLimiter();
   /** the Will of each CONNECT, seen in `preConnect` and judged in `authenticate` (which is not given the packet) */
   readonly #wills = new WeakMap<Client, NonNullable<ConnectPacket['will']>>();
 
@@ -145,6 +151,13 @@ export class EmbeddedBroker implements DeviceTransport {
         done(null, true);
       },
       authenticate: (client, username, password, done) => {
+        if (!this.#connects.allow(client.id, remoteAddress(client), Date.now())) {
+          this.#o.metrics.inc('devicegate_mqtt_refused_connects_total', { reason: 'too_many_connects' });
+          return done(
+            Object.assign(new Error('too many connects'), { returnCode: SERVER_UNAVAILABLE }),
+            false,
+          );
+        }
         const decision = this.#authenticate(client, username, password);
         if (decision.allow) return done(null, true);
         const returnCode = CONNACK_RETURN_CODE[decision.reason];
