@@ -109,6 +109,11 @@ export const METRICS = {
     help: "Device requests dropped unanswered, by reason: over the device's share of the request queue or the queue full (external broker), or refused by the throttle again within the window it was answered slow_down in.",
     labels: ['reason'],
   },
+  devicegate_mqtt_unacked_dropped_total: {
+    type: 'counter',
+    help: 'Replies the embedded broker did not store because the persistent session already held its maximum of unacknowledged messages (a connected device is then disconnected).',
+    labels: [],
+  },
   devicegate_device_request_seconds: {
     type: 'histogram',
     help: 'Time to handle one device request.',

@@ -15,7 +15,8 @@
  * before the `published` hook, so the bound cannot hold the acknowledgement back as in external mode; instead the hook
  * completes only once the request has a slot, and aedes reads nothing more from that device's connection meanwhile.
  *
- * Sessions live in {@link DevicePersistence}, aedes' in-memory persistence without its per-client leak.
+ * Sessions live in {@link DevicePersistence}, aedes' in-memory persistence without its per-client leak and with a cap
+ * on unacknowledged messages per session (a device that never acknowledges is disconnected at the cap).
  *
  * aedes 1.x speaks MQTT 3.1 and 3.1.1 only: an MQTT 5 CONNECT gets CONNACK return code 1 ("unacceptable protocol
  * version").
@@ -145,7 +146,12 @@ export class EmbeddedBroker implements DeviceTransport {
     const broker = await Aedes.createBroker({
       ...AEDES_LIMITS,
       maxTopicLevels: this.#maxTopicLevels,
-      persistence: new DevicePersistence(),
+      persistence: new DevicePersistence({
+        onDrop: (clientId) => {
+          this.#o.metrics.inc('devicegate_mqtt_unacked_dropped_total');
+          this.#o.log.debug({ deviceId: clientId }, 'reply not stored: too many unacknowledged');
+        },
+      }),
       preConnect: (client, packet, done) => {
         if (packet.will !== undefined && packet.will !== null) this.#wills.set(client, packet.will);
         done(null, true);
