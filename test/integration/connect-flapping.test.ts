@@ -4,14 +4,13 @@
  * answers CONNACK 3 "server unavailable" and counts the refusal.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { devicePassword } from '../../src/core/crypto.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { CONNECTS_PER_ADDRESS, CONNECTS_PER_DEVICE } from '../../src/transport/connect-limit.ts';
 import { EmbeddedBroker } from '../../src/transport/embedded.ts';
 import { topics } from '../../src/transport/topics.ts';
 import { closeAllDevices } from '../helpers/device.ts';
-import { rawConnect } from '../helpers/raw.ts';
+import { deviceConnect, rawConnect } from '../helpers/raw.ts';
 
 const KEY = 'connect-flapping-test-fleet-key';
 const ATTEMPTS = 300;
@@ -38,16 +37,7 @@ afterAll(async () => {
 /** One CONNECT with the device's real credentials; the CONNACK return code. */
 async function connectOnce(deviceId: string): Promise<number> {
   const raw = await rawConnect(broker.port);
-  raw.send({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clientId: deviceId,
-    clean: true,
-    keepalive: 30,
-    username: deviceId,
-    password: Buffer.from(devicePassword(KEY, deviceId)),
-  });
+  raw.send(deviceConnect(deviceId, { key: KEY }));
   const connack = await raw.waitForPacket('connack', 15_000);
   raw.destroy();
   return connack.cmd === 'connack' ? (connack.returnCode ?? -1) : -1;

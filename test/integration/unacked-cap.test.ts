@@ -6,14 +6,13 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import mqttPacket from 'mqtt-packet';
-import { devicePassword } from '../../src/core/crypto.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { EmbeddedBroker } from '../../src/transport/embedded.ts';
 import { MAX_UNACKED_PER_CLIENT } from '../../src/transport/persistence.ts';
 import { topics } from '../../src/transport/topics.ts';
 import { closeAllDevices, fixedPendingReply, ridOf } from '../helpers/device.ts';
-import { type RawConnection, rawConnect } from '../helpers/raw.ts';
+import { type RawConnection, deviceConnect, rawConnect } from '../helpers/raw.ts';
 import { waitFor } from '../helpers/procs.ts';
 
 const KEY = 'unacked-cap-test-fleet-key';
@@ -50,16 +49,7 @@ afterAll(async () => {
 /** A persistent-session device that subscribes to its `res` at QoS 1 and never sends a PUBACK. */
 async function neverAcking(): Promise<RawConnection> {
   const raw = await rawConnect(broker.port);
-  raw.send({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clientId: ID,
-    clean: false,
-    keepalive: 60,
-    username: ID,
-    password: Buffer.from(devicePassword(KEY, ID)),
-  });
+  raw.send(deviceConnect(ID, { key: KEY }, { clean: false }));
   await raw.waitForPacket('connack');
   raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${PREFIX}/${ID}/res`, qos: 1 }] });
   await raw.waitForPacket('suback');
