@@ -3,6 +3,7 @@
  * it prints and its exit code, so tests run them without a process; `src/main.ts` only dispatches.
  */
 import { ConfigError, loadConfig } from '../config/index.ts';
+import { redactUrl } from '../observability/redact.ts';
 import { VERSION } from '../version.ts';
 import { credentialsCommand } from './credentials.ts';
 
@@ -56,8 +57,8 @@ function configCheck(env: NodeJS.ProcessEnv): CommandResult {
       'configuration OK',
       `  mode      ${c.mode === 'device' ? 'relay (RFC 8628 upstream)' : 'bridge (authorization code + PKCE)'}`,
       `  upstream  ${c.upstream?.issuer ?? 'the built-in demo identity provider'}`,
-      `  broker    ${c.mqtt.kind === 'embedded' ? `embedded, ${c.mqtt.host}:${c.mqtt.port}` : 'external'}`,
-      `  store     ${c.redis === undefined ? 'memory (one instance)' : 'redis'}`,
+      `  broker    ${c.mqtt.kind === 'embedded' ? `embedded, ${c.mqtt.host}:${c.mqtt.port}` : `external, ${redactUrl(c.mqtt.url)}`}`,
+      `  store     ${c.redis === undefined ? 'memory (one instance)' : `redis, ${redactUrl(c.redis.url)}`}`,
       `  web       ${c.http.host}:${c.http.port}${c.publicUrl === undefined ? '' : `, public URL ${c.publicUrl}`}`,
     ];
     if (c.production) lines.push('  NODE_ENV  production');

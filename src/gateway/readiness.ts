@@ -20,6 +20,11 @@ export function readiness(d: {
       const s = d.transport.status();
       return { ok: s.connected, detail: s.detail };
     },
+    // a saturated request queue (src/transport/fair-queue.ts): send devices to another instance for a while
+    requests: async () => {
+      const l = d.transport.load();
+      return { ok: !l.saturated, detail: l.detail };
+    },
     upstream: async () => {
       const s = d.upstream.status();
       return { ok: s.ready, detail: s.detail };

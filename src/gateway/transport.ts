@@ -7,6 +7,7 @@ import type { Config } from '../config/index.ts';
 import type { Keys } from '../core/crypto.ts';
 import type { PortFallback } from '../net/listen.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { redactUrl } from '../observability/redact.ts';
 import { EmbeddedBroker } from '../transport/embedded.ts';
 import { ExternalBroker } from '../transport/external.ts';
 import { topics } from '../transport/topics.ts';
@@ -15,7 +16,7 @@ import type { DeviceTransport } from '../transport/types.ts';
 /** A transport, and where devices reach it (known once it has started). */
 export interface BuiltTransport {
   transport: DeviceTransport;
-  /** `mqtt://host:port` of the embedded broker (its bound port), or the external broker's URL */
+  /** `mqtt://host:port` of the embedded broker (its bound port), or the external broker's URL without credentials */
   url(): string;
 }
 
@@ -61,7 +62,7 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
     metrics: d.metrics,
     protocolVersion,
   });
-  return { transport: broker, url: () => url };
+  return { transport: broker, url: () => redactUrl(url) };
 }
 
 /** A host as people type it into a URL: wildcards as `localhost`, IPv6 in brackets. */

@@ -104,6 +104,16 @@ export const METRICS = {
     help: 'Connections the embedded broker closed for a bad MQTT frame, by reason.',
     labels: ['reason'],
   },
+  devicegate_requests_dropped_total: {
+    type: 'counter',
+    help: "Device requests dropped unanswered, by reason: over the device's share of the request queue or the queue full (external broker), or refused by the throttle again within the window it was answered slow_down in.",
+    labels: ['reason'],
+  },
+  devicegate_mqtt_unacked_dropped_total: {
+    type: 'counter',
+    help: 'Replies the embedded broker did not store because the persistent session already held its maximum of unacknowledged messages (a connected device is then disconnected).',
+    labels: [],
+  },
   devicegate_device_request_seconds: {
     type: 'histogram',
     help: 'Time to handle one device request.',
@@ -120,6 +130,10 @@ export const METRICS = {
   devicegate_mqtt_clients: {
     type: 'gauge',
     help: 'Devices connected to the embedded broker.',
+  },
+  devicegate_request_queue_length: {
+    type: 'gauge',
+    help: 'Device requests waiting for a processing slot.',
   },
   devicegate_build_info: {
     type: 'info',

@@ -58,8 +58,15 @@ export class DeviceRequests {
     const started = performance.now();
     let rid: string | undefined;
     try {
-      const wait = this.#d.throttle?.take(req.deviceId, this.#d.clock.now()) ?? 0;
+      const { throttle } = this.#d;
+      const now = this.#d.clock.now();
+      const wait = throttle?.take(req.deviceId, now) ?? 0;
       if (wait > 0) {
+        // answered once per throttle window (src/service/throttle.ts); the rest of a flood goes unanswered
+        if (throttle?.answerRefusal(req.deviceId, now, wait) !== true) {
+          metrics.inc('devicegate_requests_dropped_total', { reason: 'throttled' });
+          return;
+        }
         rid = salvageRid(req.payload);
         throw slowDown('too many requests from this device; wait before sending more', wait);
       }

@@ -3,7 +3,9 @@
  * faster than any honest device would is answered `slow_down` with `retry_after`, before its request costs a store
  * read or an upstream call. Kept in memory per instance (with a shared subscription a device's requests spread over
  * the instances, so the effective limit is at most N times this), bounded in size: the least recently seen devices
- * are forgotten first.
+ * are forgotten first. A refused device is answered once per throttle window (until a token is back, the `retry_after`
+ * it was told); its further requests within the window are dropped unanswered, so a device that floods cannot make
+ * the gateway publish (and an embedded broker store, for a persistent session) one reply per request.
  */
 export interface ThrottleOptions {
   /** requests a device may send in a burst */
@@ -17,6 +19,8 @@ export interface ThrottleOptions {
 interface Bucket {
   tokens: number;
   at: number;
+  /** until then (ms) the device has been answered `slow_down` once and further refusals go unanswered */
+  quietUntil: number;
 }
 
 export class DeviceThrottle {
@@ -32,7 +36,7 @@ export class DeviceThrottle {
     const { burst, perSecond, maxDevices } = this.#o;
     let b = this.#buckets.get(deviceId);
     if (b === undefined) {
-      b = { tokens: burst, at: now };
+      b = { tokens: burst, at: now, quietUntil: 0 };
       if (this.#buckets.size >= maxDevices) {
         const oldest = this.#buckets.keys().next().value;
         if (oldest !== undefined) this.#buckets.delete(oldest);
@@ -48,5 +52,16 @@ export class DeviceThrottle {
       return 0;
     }
     return Math.max(1, Math.ceil((1 - b.tokens) / perSecond));
+  }
+
+  /**
+   * Whether a refusal of `deviceId` at `now` (ms) — {@link take} returned `wait` seconds — is to be answered: the
+   * first refusal in a window is, and the window then lasts `wait` seconds; later refusals within it are not.
+   */
+  answerRefusal(deviceId: string, now: number, wait: number): boolean {
+    const b = this.#buckets.get(deviceId);
+    if (b === undefined || now < b.quietUntil) return false;
+    b.quietUntil = now + wait * 1000;
+    return true;
   }
 }

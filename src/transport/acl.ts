@@ -14,7 +14,7 @@ import { ID_PATTERN } from '../core/protocol.ts';
 import type { Topics } from './topics.ts';
 
 export type ConnectRefusal = 'bad_username' | 'bad_password' | 'client_id_mismatch' | 'will_not_allowed';
-export type PublishRefusal = 'reserved' | 'wildcard' | 'retain' | 'not_own_request';
+export type PublishRefusal = 'reserved' | 'wildcard' | 'retain' | 'not_own_request' | 'qos2';
 /** Why a subscription or a delivery is refused: the topic is not the device's own `res`. */
 export type ResponseRefusal = 'not_own_response';
 
@@ -73,13 +73,13 @@ export function decideConnect(policy: AclPolicy, attempt: ConnectAttempt): Decis
 }
 
 /**
- * Whether `deviceId` may publish `packet`: only on one of its own request topics, never retained. `deviceId` is
+ * Whether `deviceId` may publish `packet`: only on one of its own request topics, never retained, never QoS 2. `deviceId` is
  * `undefined` for a publish without a client, which is never a device's request.
  */
 export function decidePublish(
   policy: AclPolicy,
   deviceId: string | undefined,
-  packet: { readonly topic: string; readonly retain?: boolean },
+  packet: { readonly topic: string; readonly retain?: boolean; readonly qos?: number },
 ): Decision<PublishRefusal> {
   const { topic } = packet;
   if (topic.startsWith('$')) return deny('reserved');
@@ -88,6 +88,9 @@ export function decidePublish(
   if (deviceId === undefined || policy.topics.parseRequest(topic)?.deviceId !== deviceId) {
     return deny('not_own_request');
   }
+  // Requests are QoS 0 or 1 by contract. aedes cannot make QoS 2 exactly-once: it looks a packet id up before it
+  // stores it and handles a whole socket read at once, so resent copies in one read were each handled (issue 10).
+  if (packet.qos === 2) return deny('qos2');
   return ALLOW;
 }
 

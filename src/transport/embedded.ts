@@ -15,7 +15,8 @@
  * before the `published` hook, so the bound cannot hold the acknowledgement back as in external mode; instead the hook
  * completes only once the request has a slot, and aedes reads nothing more from that device's connection meanwhile.
  *
- * Sessions live in {@link DevicePersistence}, aedes' in-memory persistence without its per-client leak.
+ * Sessions live in {@link DevicePersistence}, aedes' in-memory persistence without its per-client leak and with a cap
+ * on unacknowledged messages per session (a device that never acknowledges is disconnected at the cap).
  *
  * aedes 1.x speaks MQTT 3.1 and 3.1.1 only: an MQTT 5 CONNECT gets CONNACK return code 1 ("unacceptable protocol
  * version").
@@ -38,10 +39,17 @@ import {
   decidePublish,
   decideSubscribe,
 } from './acl.ts';
+import { ConnectLimiter } from './connect-limit.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import { guardFrames } from './frame-guard.ts';
 import { DevicePersistence } from './persistence.ts';
-import type { DeviceRequestHandler, DeviceTransport, IncomingRequest, TransportStatus } from './types.ts';
+import type {
+  DeviceRequestHandler,
+  DeviceTransport,
+  IncomingRequest,
+  RequestLoad,
+  TransportStatus,
+} from './types.ts';
 
 /** Largest MQTT packet (Remaining Length) a client may send; a larger one closes its connection unread. */
 export const MAX_PACKET_BYTES = 64 * 1024;
@@ -63,6 +71,9 @@ const AEDES_LIMITS = {
   /** packets a client may pipeline before its CONNACK (default 42) */
   queueLimit: 42,
 } as const;
+
+/** CONNACK return code 3 (MQTT 3.1.1 §3.2.2.3), for a CONNECT over the flapping limit. */
+const SERVER_UNAVAILABLE = 3;
 
 /** Topic levels a client may use; the contract needs the prefix's levels plus three. aedes' ceiling is 100. */
 const MIN_TOPIC_LEVELS = 16;
@@ -90,6 +101,8 @@ export class EmbeddedBroker implements DeviceTransport {
   #closing = false;
   #closed: Promise<void> | undefined;
   readonly #sockets = new Set<Socket>();
+  /** connect flapping: attempts per client id and per remote address (./connect-limit.ts) */
+  readonly #connects = new ConnectLimiter();
   /** the Will of each CONNECT, seen in `preConnect` and judged in `authenticate` (which is not given the packet) */
   readonly #wills = new WeakMap<Client, NonNullable<ConnectPacket['will']>>();
 
@@ -117,6 +130,11 @@ export class EmbeddedBroker implements DeviceTransport {
       'Devices connected to the embedded broker.',
       () => this.#broker?.connectedClients ?? 0,
     );
+    this.#o.metrics.gauge(
+      'devicegate_request_queue_length',
+      'Device requests waiting for a processing slot.',
+      () => this.#dispatcher?.waiting ?? 0,
+    );
     this.#o.log.info(
       { host: this.#o.host, port: this.#port, deviceAuth: this.#o.deviceAuth },
       'embedded MQTT broker listening',
@@ -128,12 +146,24 @@ export class EmbeddedBroker implements DeviceTransport {
     const broker = await Aedes.createBroker({
       ...AEDES_LIMITS,
       maxTopicLevels: this.#maxTopicLevels,
-      persistence: new DevicePersistence(),
+      persistence: new DevicePersistence({
+        onDrop: (clientId) => {
+          this.#o.metrics.inc('devicegate_mqtt_unacked_dropped_total');
+          this.#o.log.debug({ deviceId: clientId }, 'reply not stored: too many unacknowledged');
+        },
+      }),
       preConnect: (client, packet, done) => {
         if (packet.will !== undefined && packet.will !== null) this.#wills.set(client, packet.will);
         done(null, true);
       },
       authenticate: (client, username, password, done) => {
+        if (!this.#connects.allow(client.id, remoteAddress(client), Date.now())) {
+          this.#o.metrics.inc('devicegate_mqtt_refused_connects_total', { reason: 'too_many_connects' });
+          return done(
+            Object.assign(new Error('too many connects'), { returnCode: SERVER_UNAVAILABLE }),
+            false,
+          );
+        }
         const decision = this.#authenticate(client, username, password);
         if (decision.allow) return done(null, true);
         const returnCode = CONNACK_RETURN_CODE[decision.reason];
@@ -231,6 +261,10 @@ export class EmbeddedBroker implements DeviceTransport {
             : resolve(),
       );
     });
+  }
+
+  load(): RequestLoad {
+    return this.#dispatcher?.load() ?? { saturated: false, detail: 'not started' };
   }
 
   status(): TransportStatus {

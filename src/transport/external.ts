@@ -20,11 +20,15 @@
  * through it: `shared: false` subscribes to the plain filter instead (one instance only), and a delivery self-check
  * after every subscribe (./self-check.ts) keeps the gateway from reporting "ready" while no request can reach it.
  *
- * Delivery: requests are acknowledged (PUBACK) as soon as a processing slot is free, so a crash can lose at most the
- * requests in flight — devices repeat them with the same `rid`, which is idempotent. A request that arrives with the
- * retain flag is a stored copy replayed by the broker, not a live request: it is dropped. Replies are published QoS 1
- * and resolve on PUBACK; while disconnected, publishing fails at once (the scheduler re-delivers results later, and
- * devices can ask with `req/status`).
+ * Delivery: mqtt.js reads inbound packets one at a time — the next one, the PUBACKs of the gateway's own replies
+ * among them, is not processed until `handleMessage` calls back. So every request is acknowledged at once and put in a
+ * bounded queue that is fair per device (./fair-queue.ts, through the {@link RequestDispatcher}); a request over its
+ * device's share or past the queue's capacity is dropped and counted (`devicegate_requests_dropped_total`), never
+ * waited for. A crash loses the requests queued and in flight — devices repeat them with the same `rid`, which is
+ * idempotent. A request that arrives with the retain flag is a stored copy replayed by the broker, not a live
+ * request: it is dropped. Replies are published QoS 1 and resolve on PUBACK, or fail after
+ * {@link PUBLISH_DEADLINE_MS}; while disconnected, publishing fails at once (the scheduler re-delivers results later,
+ * and devices can ask with `req/status`). A full queue makes `/readyz` not ready.
  */
 import { randomBytes } from 'node:crypto';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
@@ -33,6 +37,8 @@ import { systemTimers } from '../core/clock.ts';
 import { UnavailableError } from '../core/errors.ts';
 import type { DeviceReply } from '../core/protocol.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { redactUrl } from '../observability/redact.ts';
+import { withDeadline } from './deadline.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import { DeliverySelfCheck, SELF_CHECK_TIMEOUT_MS, isCanary } from './self-check.ts';
 import type { Topics } from './topics.ts';
@@ -41,6 +47,7 @@ import type {
   DeviceTransport,
   IncomingRequest,
   ReplyRoute,
+  RequestLoad,
   TransportStatus,
 } from './types.ts';
 
@@ -48,6 +55,10 @@ import type {
 export const SHARE_GROUP = 'devicegate';
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
+/** Longest a reply's publish waits for its PUBACK before the handler gives up on it. */
+export const PUBLISH_DEADLINE_MS = 10_000;
+/** Requests waiting for a processing slot: at most this many over all devices, and this many per device. */
+export const QUEUE_LIMITS = { capacity: 4096, perDevice: 16 } as const;
 
 export interface ExternalBrokerOptions {
   url: string;
@@ -70,13 +81,17 @@ export interface ExternalBrokerOptions {
   metrics: Metrics;
   /** MQTT protocol version towards the broker (default 4 = 3.1.1; 5 where the broker supports it). */
   protocolVersion?: 4 | 5;
+  /** how long a reply's publish waits for its PUBACK (default {@link PUBLISH_DEADLINE_MS}) */
+  publishDeadlineMs?: number;
 }
 
 export class ExternalBroker implements DeviceTransport {
   readonly #o: ExternalBrokerOptions;
   readonly #clientId: string;
+  /** the broker URL as logged and shown in `/readyz`: without its credentials */
+  readonly #shownUrl: string;
   #client: MqttClient | undefined;
-  /** requests processed at once are bounded at {@link MAX_IN_FLIGHT}; more wait, unacknowledged, at the broker */
+  /** requests processed at once are bounded at {@link MAX_IN_FLIGHT}; more wait in its fair queue, up to {@link QUEUE_LIMITS} */
   #dispatcher: RequestDispatcher | undefined;
   #connected = false;
   #closing = false;
@@ -92,6 +107,7 @@ export class ExternalBroker implements DeviceTransport {
   constructor(options: ExternalBrokerOptions) {
     this.#o = options;
     this.#clientId = options.clientId ?? `devicegate-${randomBytes(6).toString('hex')}`;
+    this.#shownUrl = redactUrl(options.url);
   }
 
   get subscription(): string {
@@ -107,7 +123,16 @@ export class ExternalBroker implements DeviceTransport {
 
   /** Connects and subscribes; resolves once the subscription is in place. Reconnects by itself afterwards. */
   async start(handler: DeviceRequestHandler): Promise<void> {
-    this.#dispatcher = new RequestDispatcher(handler, { limit: MAX_IN_FLIGHT, log: this.#o.log });
+    this.#dispatcher = new RequestDispatcher(handler, {
+      limit: MAX_IN_FLIGHT,
+      log: this.#o.log,
+      queue: QUEUE_LIMITS,
+    });
+    this.#o.metrics.gauge(
+      'devicegate_request_queue_length',
+      'Device requests waiting for a processing slot.',
+      () => this.#dispatcher?.waiting ?? 0,
+    );
     const client = mqtt.connect(this.#o.url, {
       clientId: this.#clientId,
       ...(this.#o.username !== undefined && { username: this.#o.username }),
@@ -134,13 +159,15 @@ export class ExternalBroker implements DeviceTransport {
       const was = this.#connected;
       this.#connected = false;
       this.#check?.cancel();
-      if (was) this.#o.log.warn({ broker: this.#o.url }, 'broker connection lost');
+      if (was) this.#o.log.warn({ broker: this.#shownUrl }, 'broker connection lost');
       this.#scheduleReconnect();
     });
     client.on('error', (err) => {
       this.#lastError = err.message;
-      this.#o.log.warn({ broker: this.#o.url, err }, 'broker error');
-      this.#first?.reject(new UnavailableError('broker', `cannot connect to ${this.#o.url}: ${err.message}`));
+      this.#o.log.warn({ broker: this.#shownUrl, err }, 'broker error');
+      this.#first?.reject(
+        new UnavailableError('broker', `cannot connect to ${this.#shownUrl}: ${err.message}`),
+      );
     });
     await new Promise<void>((resolve, reject) => {
       this.#first = { resolve, reject };
@@ -165,14 +192,14 @@ export class ExternalBroker implements DeviceTransport {
       if (granted.some((g) => g.qos > 2)) throw new Error(`the broker refused ${this.#loggedSubscription}`);
       this.#connected = true;
       this.#o.log.info(
-        { broker: this.#o.url, sessionPresent, subscription: this.#loggedSubscription },
+        { broker: this.#shownUrl, sessionPresent, subscription: this.#loggedSubscription },
         'broker connected',
       );
       await this.#checkDelivery();
       this.#first?.resolve();
     } catch (err) {
       this.#lastError = err instanceof Error ? err.message : String(err);
-      this.#o.log.error({ broker: this.#o.url, err: this.#lastError }, 'subscription failed');
+      this.#o.log.error({ broker: this.#shownUrl, err: this.#lastError }, 'subscription failed');
       this.#first?.reject(new UnavailableError('broker', this.#lastError));
       client.stream.destroy();
     }
@@ -215,8 +242,10 @@ export class ExternalBroker implements DeviceTransport {
       payload,
       ...(replyTo !== undefined && { replyTo }),
     };
-    // PUBACK once the request has a slot: until then the broker keeps it (and a crash loses at most those in flight)
-    dispatcher.dispatch(request, () => done());
+    // acknowledged at once: holding `done` back would hold every later inbound packet behind this request
+    done();
+    const refused = dispatcher.dispatch(request);
+    if (refused !== undefined) this.#o.metrics.inc('devicegate_requests_dropped_total', { reason: refused });
   }
 
   async publish(deviceId: string, reply: DeviceReply, route?: ReplyRoute): Promise<void> {
@@ -225,13 +254,15 @@ export class ExternalBroker implements DeviceTransport {
       throw new UnavailableError('broker', 'not connected to the broker');
     }
     const target = this.#replyTarget(deviceId, route);
-    await client.publishAsync(target.topic, JSON.stringify(reply), {
+    const published = client.publishAsync(target.topic, JSON.stringify(reply), {
       qos: 1,
       retain: false,
       ...(target.correlationData !== undefined && {
         properties: { correlationData: target.correlationData },
       }),
     });
+    const ms = this.#o.publishDeadlineMs ?? PUBLISH_DEADLINE_MS;
+    await withDeadline(published, ms, () => new UnavailableError('broker', `no PUBACK within ${ms} ms`));
   }
 
   /**
@@ -249,12 +280,16 @@ export class ExternalBroker implements DeviceTransport {
   }
 
   /** Connected, subscribed, and the last delivery self-check passed: anything less is not ready (`/readyz` 503). */
+  load(): RequestLoad {
+    return this.#dispatcher?.load() ?? { saturated: false, detail: 'not started' };
+  }
+
   status(): TransportStatus {
     if (!this.#connected) {
       const why = this.#lastError === '' ? '' : `: ${this.#lastError}`;
-      return { connected: false, detail: `not connected to ${this.#o.url}${why}` };
+      return { connected: false, detail: `not connected to ${this.#shownUrl}${why}` };
     }
-    const at = `connected to ${this.#o.url} as ${this.#clientId}`;
+    const at = `connected to ${this.#shownUrl} as ${this.#clientId}`;
     if (this.#delivering === 'yes') return { connected: true, detail: at };
     if (this.#delivering === 'checking')
       return { connected: false, detail: `${at}; delivery self-check running` };
@@ -281,8 +316,8 @@ export class ExternalBroker implements DeviceTransport {
     const passed = await check.run();
     if (this.#check !== check || !this.#connected) return; // a newer connection runs its own check
     this.#delivering = passed ? 'yes' : 'no';
-    if (passed) this.#o.log.info({ broker: this.#o.url, canary: topic }, 'delivery self-check passed');
-    else this.#o.log.error({ broker: this.#o.url, canary: topic }, this.#notDelivering());
+    if (passed) this.#o.log.info({ broker: this.#shownUrl, canary: topic }, 'delivery self-check passed');
+    else this.#o.log.error({ broker: this.#shownUrl, canary: topic }, this.#notDelivering());
   }
 
   /** `{prefix}/{username}/req/selfcheck`: the device ACL's `%u` line lets the gateway's own user publish there. */

@@ -12,13 +12,33 @@ import MemoryPersistence from 'aedes-persistence/asyncPersistence.js';
 
 type QueuedPacket = Parameters<MemoryPersistence['outgoingClearMessageId']>[1];
 
-/** Passed to aedes as its `persistence` option; behaves as aedes' default in-memory persistence otherwise. */
+/** Unacknowledged QoS 1 messages kept per persistent session; see {@link DevicePersistence}. */
+export const MAX_UNACKED_PER_CLIENT = 100;
+
+/**
+ * Passed to aedes as its `persistence` option; behaves as aedes' default in-memory persistence otherwise, with a cap:
+ * a persistent session keeps at most `maxUnacked` unacknowledged messages. A message past the cap is not stored and
+ * `onDrop` is told. For a connected client aedes then fails the delivery (it updates a message that is not there)
+ * and closes the connection: a device that reads but never acknowledges is disconnected, and on reconnect it gets at
+ * most `maxUnacked` messages again. An offline session simply keeps the oldest ones; the gateway keeps every flow's
+ * result, which the device can ask for with `req/status`.
+ */
 export class DevicePersistence extends MemoryPersistence {
   /** client ids that ever had an outgoing message queued (the only ones with a queue to clear) */
   readonly #queued = new Set<string>();
+  /** messages stored per client id and not yet acknowledged (the length of the base class's queue) */
+  readonly #unacked = new Map<string, number>();
+  readonly #maxUnacked: number;
+  readonly #onDrop: (clientId: string) => void;
+
+  constructor(o: { maxUnacked?: number; onDrop?: (clientId: string) => void } = {}) {
+    super();
+    this.#maxUnacked = o.maxUnacked ?? MAX_UNACKED_PER_CLIENT;
+    this.#onDrop = o.onDrop ?? (() => undefined);
+  }
 
   override outgoingEnqueue(sub: { clientId: string }, packet: QueuedPacket): Promise<void> {
-    this.#queued.add(sub.clientId);
+    if (!this.#admit(sub.clientId)) return Promise.resolve();
     return super.outgoingEnqueue(sub, packet);
   }
 
@@ -26,8 +46,22 @@ export class DevicePersistence extends MemoryPersistence {
     subs: ReadonlyArray<{ clientId: string }>,
     packet: QueuedPacket,
   ): Promise<void> {
-    for (const sub of subs) this.#queued.add(sub.clientId);
-    return super.outgoingEnqueueCombi(subs, packet);
+    return super.outgoingEnqueueCombi(
+      subs.filter((sub) => this.#admit(sub.clientId)),
+      packet,
+    );
+  }
+
+  /** Counts one more stored message for `clientId`, or tells `onDrop` and refuses it when the cap is reached. */
+  #admit(clientId: string): boolean {
+    const stored = this.#unacked.get(clientId) ?? 0;
+    if (stored >= this.#maxUnacked) {
+      this.#onDrop(clientId);
+      return false;
+    }
+    this.#queued.add(clientId);
+    this.#unacked.set(clientId, stored + 1);
+    return true;
   }
 
   override outgoingUpdate(client: { id: string }, packet: QueuedPacket): Promise<void> {
@@ -40,6 +74,12 @@ export class DevicePersistence extends MemoryPersistence {
     packet: QueuedPacket,
   ): Promise<QueuedPacket | undefined> {
     if (!this.#queued.has(client.id)) return Promise.resolve(undefined);
-    return super.outgoingClearMessageId(client, packet);
+    return super.outgoingClearMessageId(client, packet).then((cleared) => {
+      const stored = this.#unacked.get(client.id) ?? 0;
+      if (cleared === undefined) return cleared;
+      if (stored > 1) this.#unacked.set(client.id, stored - 1);
+      else this.#unacked.delete(client.id);
+      return cleared;
+    });
   }
 }

@@ -38,6 +38,13 @@ export interface TransportStatus {
   detail: string;
 }
 
+/** The requests a transport is handling and holding (`/readyz` check `requests`). */
+export interface RequestLoad {
+  /** no new request could wait for a processing slot: it would be dropped (external) or held back (embedded) */
+  saturated: boolean;
+  detail: string;
+}
+
 export interface DeviceTransport {
   /** Starts carrying traffic; resolves once devices can connect (embedded) or the subscription is in place (external). */
   start(handler: DeviceRequestHandler): Promise<void>;
@@ -49,6 +56,8 @@ export interface DeviceTransport {
    */
   publish(deviceId: string, reply: DeviceReply, route?: ReplyRoute): Promise<void>;
   status(): TransportStatus;
+  /** How busy request handling is; before `start()`, idle. */
+  load(): RequestLoad;
   /** Stops taking requests, waits for the ones in flight, then disconnects. */
   close(): Promise<void>;
 }

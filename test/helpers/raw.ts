@@ -95,6 +95,24 @@ export function rawConnect(port: number, host = '127.0.0.1'): Promise<RawConnect
   });
 }
 
+/** A device's MQTT 3.1.1 CONNECT: client id = username = `deviceId`, the password HMAC of `key` or as given. */
+export function deviceConnect(
+  deviceId: string,
+  auth: { key: string } | { password: string },
+  opts: { clean?: boolean } = {},
+): Packet {
+  return {
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clientId: deviceId,
+    clean: opts.clean ?? true,
+    keepalive: 30,
+    username: deviceId,
+    password: Buffer.from('key' in auth ? devicePassword(auth.key, deviceId) : auth.password),
+  };
+}
+
 /** A raw connection that has sent an authenticated CONNECT (HMAC of `key`, or `password`) and got CONNACK rc 0. */
 export async function rawDevice(
   port: number,
@@ -102,16 +120,7 @@ export async function rawDevice(
   auth: { key: string } | { password: string },
 ): Promise<RawConnection> {
   const conn = await rawConnect(port);
-  conn.send({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clientId: deviceId,
-    clean: true,
-    keepalive: 30,
-    username: deviceId,
-    password: Buffer.from('key' in auth ? devicePassword(auth.key, deviceId) : auth.password),
-  });
+  conn.send(deviceConnect(deviceId, auth));
   const connack = await conn.waitForPacket('connack');
   if (connack.cmd !== 'connack' || connack.returnCode !== 0) {
     conn.destroy();

@@ -519,11 +519,18 @@ describe('relay mode: the per-device cap is checked before the upstream is asked
 });
 
 describe('a device that floods the gateway', () => {
-  it('is answered slow_down with retry_after once past its burst, and other devices are unaffected', async () => {
+  it('is answered slow_down with retry_after once past its burst (once per window), and other devices are unaffected', async () => {
     const flood = await device(gw, 'tv-flood');
     for (let i = 0; i < 12; i++) await flood.request('status', { rid: `f${i}` });
-    const r = await flood.waitForReply({ status: 'error', rid: 'f11' });
+    const r = await flood.waitForReply({ status: 'error', rid: 'f10' });
     expect(r.json).toMatchObject({ error: 'slow_down', retry_after: expect.any(Number) });
+    // f11 came within the same window: dropped unanswered, and counted
+    await waitFor(
+      async () => (await gw.metrics.value('devicegate_requests_dropped_total', { reason: 'throttled' })) >= 1,
+      5000,
+      'the second refusal to be dropped',
+    );
+    expect(flood.received.filter((m) => m.json?.['rid'] === 'f11')).toEqual([]);
     const calm = await device(gw, 'tv-calm');
     expect((await calm.ask('status', { rid: 'z' }, { status: 'error' })).json).toMatchObject({
       error: 'expired_token',

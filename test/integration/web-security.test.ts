@@ -144,6 +144,7 @@ async function harness(
       published.push({ deviceId, reply });
     },
     status: () => ({ connected: true, detail: 'recording' }),
+    load: () => ({ saturated: false, detail: 'recording' }),
     close: async () => {},
   };
   const gateway = buildGateway(config, {

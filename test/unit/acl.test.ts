@@ -116,6 +116,13 @@ describe('decidePublish', () => {
     expect(decidePublish(hmac, 'tv-1', { topic, retain })).toEqual(refused(reason));
   });
 
+  it('refuses QoS 2 on its own request topic and takes QoS 0 and 1 (issue 10: aedes let resent QoS 2 copies through)', () => {
+    const topic = `${PREFIX}/tv-1/req/authorize`;
+    expect(decidePublish(hmac, 'tv-1', { topic, qos: 2 })).toEqual(refused('qos2'));
+    expect(decidePublish(hmac, 'tv-1', { topic, qos: 1 })).toEqual(ALLOW);
+    expect(decidePublish(hmac, 'tv-1', { topic, qos: 0 })).toEqual(ALLOW);
+  });
+
   it('refuses a publish with no device as not_own_request', () => {
     expect(decidePublish(hmac, undefined, { topic: `${PREFIX}/tv-1/req/authorize` })).toEqual(
       refused('not_own_request'),

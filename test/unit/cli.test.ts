@@ -32,6 +32,9 @@ describe('devicegate', () => {
     expect(r?.code).toBe(0);
     expect(r?.out).toContain('configuration OK');
     expect(r?.out).toContain('relay');
+    // where the gateway connects, with the credentials redacted
+    expect(r?.out).toContain('mqtts://***@broker.example');
+    expect(r?.out).toContain('rediss://***@redis.example');
     for (const secret of ['client-secret-value', 'broker-password', 'redis-password', 's'.repeat(32)]) {
       expect(r?.out).not.toContain(secret);
     }

@@ -131,4 +131,43 @@ describe('RequestDispatcher', () => {
       );
     }
   });
+
+  it('queues per device and takes the devices round robin, refusing a device over its share and a full queue', async () => {
+    const started: string[] = [];
+    const finishers: Array<() => void> = [];
+    const d = new RequestDispatcher(
+      (req) =>
+        new Promise<void>((resolve) => {
+          started.push(`${req.deviceId}:${req.rawAction}`);
+          finishers.push(resolve);
+        }),
+      { limit: 1, log: capturingLogger([]), queue: { capacity: 4, perDevice: 2 } },
+    );
+    const from = (deviceId: string, rawAction: string): IncomingRequest => ({
+      ...request(0, rawAction),
+      deviceId,
+    });
+    expect(d.dispatch(from('tv-busy', 'running'))).toBeUndefined();
+    // the flooding device: two wait, the third is over its share
+    expect(d.dispatch(from('tv-flood', 'a'))).toBeUndefined();
+    expect(d.dispatch(from('tv-flood', 'b'))).toBeUndefined();
+    expect(d.dispatch(from('tv-flood', 'c'))).toBe('device_share');
+    expect(d.dispatch(from('tv-quiet', 'x'))).toBeUndefined();
+    expect(d.load().saturated).toBe(false);
+    expect(d.dispatch(from('tv-other', 'y'))).toBeUndefined();
+    // every slot taken and the queue full: a new device is refused, and the load says so
+    expect(d.dispatch(from('tv-late', 'z'))).toBe('queue_full');
+    expect(d.load()).toEqual({
+      saturated: true,
+      detail: 'request queue saturated: 1 requests in flight, 4 waiting',
+    });
+
+    for (let i = 0; i < 5; i++) {
+      finishers.shift()?.();
+      await new Promise((r) => setImmediate(r));
+    }
+    // one turn per device per round, each device's own requests in order
+    expect(started).toEqual(['tv-busy:running', 'tv-flood:a', 'tv-quiet:x', 'tv-other:y', 'tv-flood:b']);
+    expect(d.load().saturated).toBe(false);
+  });
 });

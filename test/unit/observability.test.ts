@@ -29,6 +29,11 @@ describe('metrics', () => {
   it('exposes every declared metric with its HELP and TYPE, in the Prometheus text format', async () => {
     const metrics = new Metrics();
     metrics.gauge('devicegate_mqtt_clients', 'Devices connected to the embedded broker.', () => 3);
+    metrics.gauge(
+      'devicegate_request_queue_length',
+      'Device requests waiting for a processing slot.',
+      () => 0,
+    );
     const { contentType, body } = await scrape(metrics);
     expect(contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
     for (const [name, spec] of Object.entries(METRICS)) {

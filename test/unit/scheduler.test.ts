@@ -119,6 +119,7 @@ function setup(o: { approvalsPerPerson?: number } = {}) {
       published.push({ at: time.now(), deviceId, reply });
     },
     status: () => ({ connected: true, detail: 'recording' }),
+    load: () => ({ saturated: false, detail: 'recording' }),
     close: async () => {},
   };
   const keys = deriveKeys(SECRET);

@@ -19,4 +19,19 @@ describe('per-device throttle', () => {
     expect(t.take('c', 0)).toBe(0); // b is forgotten, a was seen last
     expect(t.take('b', 0)).toBe(0);
   });
+  it('answers one refusal per window: the retry_after it was told', () => {
+    const t = new DeviceThrottle({ burst: 1, perSecond: 0.5, maxDevices: 10 });
+    expect(t.take('a', 0)).toBe(0);
+    const wait = t.take('a', 0);
+    expect(wait).toBe(2);
+    expect(t.answerRefusal('a', 0, wait)).toBe(true);
+    // refused again inside the window: not answered
+    expect(t.take('a', 1000)).toBeGreaterThan(0);
+    expect(t.answerRefusal('a', 1000, 1)).toBe(false);
+    expect(t.answerRefusal('b', 1000, 1)).toBe(false); // a device the throttle does not know was never refused
+    // the window has passed: the next refusal is answered again
+    expect(t.take('a', 2000)).toBe(0);
+    expect(t.take('a', 2000)).toBe(2);
+    expect(t.answerRefusal('a', 2000, 2)).toBe(true);
+  });
 });
