@@ -47,6 +47,8 @@ import type {
 /** The share group when none is given (tests, a single instance). */
 export const SHARE_GROUP = 'devicegate';
 const BACKOFF_MIN_MS = 500;
+/** DEVICEGATE_MQTT_KEEPALIVE's default (s): a stalled instance leaves the share group after about 7.5 s. */
+export const DEFAULT_KEEPALIVE_S = 5;
 const BACKOFF_MAX_MS = 30_000;
 
 export interface ExternalBrokerOptions {
@@ -70,6 +72,11 @@ export interface ExternalBrokerOptions {
   metrics: Metrics;
   /** MQTT protocol version towards the broker (default 4 = 3.1.1; 5 where the broker supports it). */
   protocolVersion?: 4 | 5;
+  /**
+   * MQTT keepalive (s, default {@link DEFAULT_KEEPALIVE_S}). The broker drops a silent client after 1.5 × this; until
+   * then a stalled instance keeps being handed its share of the requests (lost with its clean session).
+   */
+  keepaliveSeconds?: number;
 }
 
 export class ExternalBroker implements DeviceTransport {
@@ -115,7 +122,7 @@ export class ExternalBroker implements DeviceTransport {
       protocolVersion: this.#o.protocolVersion ?? 4,
       // see the module comment: a persistent session would keep a dead instance in the share group
       clean: true,
-      keepalive: 30,
+      keepalive: this.#o.keepaliveSeconds ?? DEFAULT_KEEPALIVE_S,
       connectTimeout: 10_000,
       // mqtt.js reconnects at a fixed period; we reconnect ourselves with backoff and jitter instead.
       reconnectPeriod: 0,
