@@ -169,13 +169,7 @@ export class Scheduler {
         return;
       }
       // Expiry, a delivery not yet confirmed, or nothing to do but refresh the due time.
-      const r = await service.update({
-        deviceId,
-        rid,
-        event: { type: 'tick' },
-        leaseToken: lease.token,
-        known: current,
-      });
+      const r = await this.#underLease(lease, current, { type: 'tick' });
       if (r.status === 'ok' && !r.transition.changed && !r.transition.notify) {
         await service.reschedule(r.transition.flow);
       }
@@ -188,8 +182,9 @@ export class Scheduler {
 
   /**
    * Marks the poll in the store (`pollSentAt`: a takeover then knows the device code may be spent), sends it, and
-   * writes its answer — or, finding the last poll's answer missing, only records that and waits a lease. The path from the upstream's answer to the store is kept short: the approval cap (only for an
-   * answer that names a person), then one compare-and-set.
+   * writes its answer — or, finding the last poll's answer missing, only records that and waits a lease. The path
+   * from the upstream's answer to the store is kept short: the approval cap (only for an answer that names a
+   * person), then one compare-and-set.
    */
   async #pollAndSettle(
     upstream: RelayUpstream,
@@ -197,15 +192,7 @@ export class Scheduler {
     current: Versioned,
     deviceCode: string,
   ): Promise<void> {
-    const { service } = this.#o;
-    const { deviceId, rid } = current.flow;
-    const marked = await service.update({
-      deviceId,
-      rid,
-      event: { type: 'polling' },
-      leaseToken: lease.token,
-      known: current,
-    });
+    const marked = await this.#underLease(lease, current, { type: 'polling' });
     if (marked.status !== 'ok' || !marked.transition.changed || lease.lost) return;
     // The last poll's answer is missing: its instance stopped, or is still retrying the write (#keepWriting). Give it
     // a lease to write before the device code is spent again; the mark makes the flow due then.
@@ -218,7 +205,7 @@ export class Scheduler {
       await this.#keepWriting(lease, known, outcome);
       return;
     }
-    await service.update({ deviceId, rid, event: { type: 'poll', outcome }, leaseToken: lease.token, known });
+    await this.#underLease(lease, known, { type: 'poll', outcome });
   }
 
   /**
@@ -229,7 +216,7 @@ export class Scheduler {
    * `invalid_grant`.
    */
   async #keepWriting(lease: Lease, known: Versioned, outcome: PollOutcome): Promise<void> {
-    const { service, store, clock, timers, leaseMs, log } = this.#o;
+    const { store, clock, timers, leaseMs, log } = this.#o;
     const { deviceId, rid, expiresAt } = known.flow;
     let holder: Lease | undefined = lease;
     let retaken: Lease | undefined;
@@ -240,13 +227,7 @@ export class Scheduler {
         try {
           if (holder !== undefined) {
             event ??= { type: 'poll', outcome: await this.#capped(outcome, deviceId, rid) };
-            const r = await service.update({
-              deviceId,
-              rid,
-              event,
-              leaseToken: holder.token,
-              known: current,
-            });
+            const r = await this.#underLease(holder, current, event);
             if (r.status !== 'lease_lost') return;
           }
           current = undefined;
@@ -275,6 +256,12 @@ export class Scheduler {
     } finally {
       await retaken?.release();
     }
+  }
+
+  /** One write through the flow updater, under `lease`. */
+  #underLease(lease: Lease, known: Versioned | undefined, event: FlowEvent) {
+    const { deviceId, rid, token } = lease;
+    return this.#o.service.update({ deviceId, rid, event, leaseToken: token, known });
   }
 
   /** How soon to look again at a flow whose lease another instance holds. */
