@@ -47,8 +47,8 @@ import type {
 /** The share group when none is given (tests, a single instance). */
 export const SHARE_GROUP = 'devicegate';
 const BACKOFF_MIN_MS = 500;
-/** DEVICEGATE_MQTT_KEEPALIVE's default (s): a stalled instance leaves the share group after about 7.5 s. */
-export const DEFAULT_KEEPALIVE_S = 5;
+/** DEVICEGATE_MQTT_KEEPALIVE's default (s); see docs/brokers.md for why it is not shorter. */
+export const DEFAULT_KEEPALIVE_S = 30;
 const BACKOFF_MAX_MS = 30_000;
 
 export interface ExternalBrokerOptions {
@@ -74,7 +74,7 @@ export interface ExternalBrokerOptions {
   protocolVersion?: 4 | 5;
   /**
    * MQTT keepalive (s, default {@link DEFAULT_KEEPALIVE_S}). The broker drops a silent client after 1.5 × this; until
-   * then a stalled instance keeps being handed its share of the requests (lost with its clean session).
+   * then a stalled instance keeps being handed its share of the requests (answered when it resumes).
    */
   keepaliveSeconds?: number;
 }

@@ -225,7 +225,7 @@ describe('loadConfig', () => {
       username: 'gw',
       protocolVersion: 4,
       sharedSubscription: true,
-      keepaliveSeconds: 5,
+      keepaliveSeconds: 30,
     });
   });
 
