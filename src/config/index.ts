@@ -50,6 +50,8 @@ export interface Config {
         readonly protocolVersion: 4 | 5;
         /** `$share/{group}/…` (several instances) or a plain subscription (one instance; docs/brokers.md) */
         readonly sharedSubscription: boolean;
+        /** MQTT keepalive of the gateway's connection (s): how soon the broker gives up on a stalled instance */
+        readonly keepaliveSeconds: number;
       };
   readonly topicPrefix: string;
   readonly redis?: {
@@ -213,6 +215,7 @@ function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {
     ...(e.DEVICEGATE_MQTT_CLIENT_ID !== undefined && { clientId: e.DEVICEGATE_MQTT_CLIENT_ID }),
     protocolVersion: e.DEVICEGATE_MQTT_PROTOCOL_VERSION,
     sharedSubscription: e.DEVICEGATE_MQTT_SHARED_SUBSCRIPTION,
+    keepaliveSeconds: e.DEVICEGATE_MQTT_KEEPALIVE,
   };
 }
 

@@ -88,6 +88,10 @@ const entries = {
       .transform((v) => (v === '5' ? 5 : 4)),
     doc: "MQTT version of the gateway's own connection to the external broker: `4` (3.1.1) or `5`. With `5`, a device's MQTT 5 request that names a Response Topic (its own `res` or below it) is answered there with its Correlation Data. Devices may use either version regardless; the embedded broker speaks 3.1.1.",
   },
+  DEVICEGATE_MQTT_KEEPALIVE: {
+    schema: seconds(1, 3600).default(30),
+    doc: "MQTT keepalive (seconds) of the gateway's own connection to the external broker. A broker gives up on a client that sent nothing for 1.5 × this; until then an instance that stalls (SIGSTOP, a VM freeze) keeps receiving its share of the requests, answered when it resumes. Shorter is not always better: Mosquitto 2.0.11 kept routing part of the share to a dropped instance, where those requests were lost instead of delayed (docs/brokers.md). Devices repeat an unanswered request (README, device contract).",
+  },
   DEVICEGATE_MQTT_SHARED_SUBSCRIPTION: {
     schema: bool.default(true),
     doc: '`true`: consume requests through the shared subscription `$share/{group}/{prefix}/+/req/+`, so several instances split them (Mosquitto, EMQX, HiveMQ, VerneMQ). `false`: subscribe to `{prefix}/+/req/+` plainly, for brokers that grant `$share` but never deliver through it (NATS, RabbitMQ, a standalone aedes); one instance only — with Redis the instances register there and a second one refuses to start; the memory store is one instance anyway. A delivery self-check after every subscribe tells which one the broker needs (docs/brokers.md).',

@@ -23,6 +23,11 @@ export type PollOutcome =
   | { kind: 'slow_down'; intervalSeconds?: number }
   | { kind: 'access_denied' }
   | { kind: 'expired_token' }
+  /**
+   * `invalid_grant`: the upstream no longer knows the device code — expired, or already redeemed (RFC 8628 codes are
+   * one-time), possibly by a poll of this or another instance whose answer was lost.
+   */
+  | { kind: 'invalid_grant' }
   /** Any other OAuth error from the token endpoint: the flow fails with the mapped code. */
   | { kind: 'error'; code: OAuthErrorCode; description: string }
   /** Timeout, connection error, 5xx or 429: back off and try again (RFC 8628 §3.5). */
@@ -37,6 +42,8 @@ export type FlowEvent =
   | { type: 'cancel' }
   /** The scheduler visits the flow (due poll, due delivery or expiry). */
   | { type: 'tick' }
+  /** Relay mode: the scheduler is about to poll the upstream (recorded before the device code is sent). */
+  | { type: 'polling' }
   /** Relay mode: the upstream answered a poll. */
   | { type: 'poll'; outcome: PollOutcome }
   /**
@@ -81,12 +88,34 @@ const expiredError = {
   description: 'the user code expired before it was approved',
 } as const;
 
+/** `invalid_grant` with nothing lost: the upstream forgot the request (it expired there first, or was revoked). */
+const forgottenError = {
+  code: 'expired_token',
+  description: 'the identity provider no longer knows this request',
+} as const;
+
+/**
+ * `invalid_grant` after a poll whose answer was lost: the person may well have approved and a gateway instance that
+ * stopped (or could not write) redeemed the one-time device code. Not `expired_token`: nothing expired.
+ */
+export const APPROVAL_LOST = {
+  code: 'server_error',
+  description: 'the approval may have been used by a gateway instance that stopped; start a new request',
+} as const;
+
+/** Whether a poll answer ends the flow (the device code is spent or dead): its write must not be lost. */
+export function isFinalPoll(outcome: PollOutcome): boolean {
+  return !['authorization_pending', 'slow_down', 'unreachable'].includes(outcome.kind);
+}
+
 /** What differs between the modes: which secrets and fields a result drops, and the mode-only events. */
 interface ModeRules<F extends Flow> {
   /** The flow with a result: its upstream secrets and schedule dropped, the token (if any) kept. */
   finish(flow: F, state: FlowState, error?: FlowError, token?: TokenSet): F;
   /** Relay mode: the upstream answered a poll. */
   poll(flow: F, outcome: PollOutcome, now: number): Transition<F>;
+  /** Relay mode: a poll is about to be sent. */
+  polling(flow: F, now: number): Transition<F>;
   /** Bridge mode: the person approved. */
   approve(flow: F, event: Extract<FlowEvent, { type: 'approve' }>, now: number): Transition<F>;
 }
@@ -95,7 +124,7 @@ const codeUsed = () => invalidRequest('this code was already used');
 
 const relayRules: ModeRules<RelayFlow> = {
   finish(flow, state, error, token) {
-    const { nextPollAt: _poll, failures: _failures, ...rest } = flow;
+    const { nextPollAt: _poll, failures: _failures, pollSentAt: _sent, lostPoll: _lost, ...rest } = flow;
     const s = flow.secrets;
     // Flows are never mutated: secrets that lose nothing and gain nothing are shared rather than copied (so the
     // store's codec can tell they are unchanged and need not seal them again).
@@ -109,6 +138,12 @@ const relayRules: ModeRules<RelayFlow> = {
   poll(flow, outcome, now) {
     if (flow.state !== 'pending') return unchanged(flow);
     return applyPoll(flow, outcome, now);
+  },
+  polling(flow, now) {
+    if (flow.state !== 'pending') return unchanged(flow);
+    // Still marked: the previous poll's answer never made it into the store.
+    const lost = flow.lostPoll === true || flow.pollSentAt !== undefined;
+    return changedTo({ ...flow, pollSentAt: now, ...(lost && { lostPoll: true as const }) }, false);
   },
   // Relay flows have no code of the gateway's to approve: the person approves at the upstream.
   approve: (flow) => unchanged(flow, false, codeUsed()),
@@ -126,6 +161,7 @@ const bridgeRules: ModeRules<BridgeFlow> = {
   },
   // Bridge flows are never polled: the upstream's answer comes back through the callback (`token` / `fail`).
   poll: (flow) => unchanged(flow),
+  polling: (flow) => unchanged(flow),
   approve(flow, event, now) {
     if (flow.state !== 'pending' || flow.approvedAt !== undefined) return unchanged(flow, false, codeUsed());
     return changedTo(
@@ -167,7 +203,8 @@ function applyWith<F extends Flow>(
   if (flow.state === 'pending' && isExpired(flow, now) && event.type !== 'poll' && event.type !== 'token') {
     const expired = rules.finish(flow, 'expired', expiredError);
     const t = applyWith(expired, event, now, rules);
-    return { ...t, changed: true, notify: t.notify || event.type === 'tick' || event.type === 'status' };
+    const tells = event.type === 'tick' || event.type === 'status' || event.type === 'polling';
+    return { ...t, changed: true, notify: t.notify || tells };
   }
 
   switch (event.type) {
@@ -202,6 +239,9 @@ function applyWith<F extends Flow>(
 
     case 'poll':
       return rules.poll(flow, event.outcome, now);
+
+    case 'polling':
+      return rules.polling(flow, now);
 
     case 'approve':
       return rules.approve(flow, event, now);
@@ -249,6 +289,8 @@ function failedState(code: OAuthErrorCode): FlowState {
 
 function applyPoll(flow: RelayFlow, outcome: PollOutcome, now: number): Transition<RelayFlow> {
   const finish = relayRules.finish;
+  // The answer is recorded: no poll is outstanding any more.
+  const { pollSentAt: _sent, ...answered } = flow;
   switch (outcome.kind) {
     case 'token':
       return changedTo(
@@ -256,7 +298,7 @@ function applyPoll(flow: RelayFlow, outcome: PollOutcome, now: number): Transiti
         true,
       );
     case 'authorization_pending': {
-      const { failures: _failures, ...rest } = flow;
+      const { failures: _failures, ...rest } = answered;
       return changedTo({ ...rest, nextPollAt: now + flow.interval * 1000 }, false);
     }
     case 'slow_down': {
@@ -266,7 +308,7 @@ function applyPoll(flow: RelayFlow, outcome: PollOutcome, now: number): Transiti
         outcome.intervalSeconds === undefined
           ? flow.interval + SLOW_DOWN_STEP_SECONDS
           : Math.max(flow.interval, outcome.intervalSeconds);
-      const { failures: _failures, ...rest } = flow;
+      const { failures: _failures, ...rest } = answered;
       return changedTo({ ...rest, interval, nextPollAt: now + interval * 1000 }, false);
     }
     case 'access_denied':
@@ -276,6 +318,10 @@ function applyPoll(flow: RelayFlow, outcome: PollOutcome, now: number): Transiti
       );
     case 'expired_token':
       return changedTo(finish(flow, 'expired', expiredError), true);
+    case 'invalid_grant':
+      return flow.lostPoll === true
+        ? changedTo(finish(flow, 'failed', APPROVAL_LOST), true)
+        : changedTo(finish(flow, 'expired', forgottenError), true);
     case 'error':
       return changedTo(
         finish(flow, 'failed', { code: outcome.code, description: outcome.description }),
@@ -286,7 +332,7 @@ function applyPoll(flow: RelayFlow, outcome: PollOutcome, now: number): Transiti
       const failures = (flow.failures ?? 0) + 1;
       const backoff = flow.interval * 1000 * 2 ** Math.min(failures, MAX_BACKOFF_EXPONENT);
       const retryAfter = (outcome.retryAfterSeconds ?? 0) * 1000;
-      return changedTo({ ...flow, failures, nextPollAt: now + Math.max(backoff, retryAfter) }, false);
+      return changedTo({ ...answered, failures, nextPollAt: now + Math.max(backoff, retryAfter) }, false);
     }
   }
 }
@@ -297,7 +343,8 @@ function acknowledged(flow: Flow): OAuthError {
 
 /**
  * When the scheduler must next visit this flow, or `undefined` for never:
- * - relay, pending: the next poll, but never later than just after expiry (to tell the device);
+ * - relay, pending: the next poll (a lease after the poll in flight, if any), but never later than just after expiry
+ *   (to tell the device);
  * - bridge, pending: just after expiry;
  * - finished and not yet delivered: `now + leaseMs`, a safety net should this instance die before it delivers;
  * - delivered or acknowledged: never.
@@ -305,7 +352,13 @@ function acknowledged(flow: Flow): OAuthError {
 export function dueAt(flow: Flow, now: number, leaseMs: number): number | undefined {
   if (flow.state === 'pending') {
     const afterExpiry = flow.expiresAt + 1;
-    const nextPoll = flow.mode === 'device' ? flow.nextPollAt : undefined;
+    // A poll in flight: look again a lease after it was sent (a takeover, should its instance have stopped).
+    const nextPoll =
+      flow.mode !== 'device'
+        ? undefined
+        : flow.pollSentAt !== undefined
+          ? flow.pollSentAt + leaseMs
+          : flow.nextPollAt;
     return nextPoll === undefined ? afterExpiry : Math.min(nextPoll, afterExpiry);
   }
   if (flow.state !== 'acked' && flow.deliveredAt === undefined) return now + leaseMs;

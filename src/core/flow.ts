@@ -116,6 +116,14 @@ export interface RelayFlow extends FlowBase {
   nextPollAt?: number;
   /** Consecutive upstream connection failures (backoff doubles per failure). */
   failures?: number;
+  /**
+   * When a poll of the device code was sent whose answer is not recorded yet (ms): set under the lease before each
+   * poll, cleared by its answer. Still set at the next poll means that answer was lost — the holder stopped, or its
+   * write failed — and the device code may have been redeemed by it.
+   */
+  pollSentAt?: number;
+  /** A poll's answer was lost (see `pollSentAt`): an `invalid_grant` later may mean the approval was used up. */
+  lostPoll?: true;
   secrets: RelaySecrets;
 }
 

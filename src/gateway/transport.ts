@@ -48,7 +48,8 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
     });
     return { transport: broker, url: () => `mqtt://${displayHost(host)}:${broker.port}` };
   }
-  const { url, username, password, clientId, protocolVersion, sharedSubscription } = config.mqtt;
+  const { url, username, password, clientId, protocolVersion, sharedSubscription, keepaliveSeconds } =
+    config.mqtt;
   const broker = new ExternalBroker({
     url,
     ...(username !== undefined && { username }),
@@ -61,6 +62,7 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
     log,
     metrics: d.metrics,
     protocolVersion,
+    keepaliveSeconds,
   });
   return { transport: broker, url: () => redactUrl(url) };
 }

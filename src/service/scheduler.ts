@@ -15,14 +15,19 @@
  */
 import type { Logger } from 'pino';
 import { type Clock, type TimerHandle, type Timers, systemTimers } from '../core/clock.ts';
-import { type PollOutcome, apply, dueAt } from '../core/engine.ts';
-import type { FlowStore } from '../store/types.ts';
+import { type FlowEvent, type PollOutcome, apply, dueAt, isFinalPoll } from '../core/engine.ts';
+import { UnavailableError } from '../core/errors.ts';
+import { type FlowStore, GRACE_MS, type Versioned } from '../store/types.ts';
 import type { RelayUpstream, Upstream } from '../upstream/types.ts';
 import type { FlowUpdater } from './updater.ts';
 import { type ApprovalCap, OVER_CAP } from './approval-cap.ts';
 import { type Lease, takeLease } from './lease.ts';
 import { describe } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
+
+/** First and longest pause between attempts to write a final poll answer the store refused (ms). */
+const SETTLE_MIN_MS = 100;
+const SETTLE_MAX_MS = 2000;
 
 export interface SchedulerOptions {
   store: FlowStore;
@@ -160,24 +165,11 @@ export class Scheduler {
       ) {
         // Paused past the lease: another instance may be polling this device_code right now. Never send it twice.
         if (lease.lost) return;
-        const outcome = await this.#poll(upstream, flow.secrets.deviceCode, deviceId, rid);
-        await service.update({
-          deviceId,
-          rid,
-          event: { type: 'poll', outcome },
-          leaseToken: lease.token,
-          known: current,
-        });
+        await this.#pollAndSettle(upstream, lease, current, flow.secrets.deviceCode);
         return;
       }
       // Expiry, a delivery not yet confirmed, or nothing to do but refresh the due time.
-      const r = await service.update({
-        deviceId,
-        rid,
-        event: { type: 'tick' },
-        leaseToken: lease.token,
-        known: current,
-      });
+      const r = await this.#underLease(lease, current, { type: 'tick' });
       if (r.status === 'ok' && !r.transition.changed && !r.transition.notify) {
         await service.reschedule(r.transition.flow);
       }
@@ -188,20 +180,97 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Marks the poll in the store (`pollSentAt`: a takeover then knows the device code may be spent), sends it, and
+   * writes its answer — or, finding the last poll's answer missing, only records that and waits a lease. The path
+   * from the upstream's answer to the store is kept short: the approval cap (only for an answer that names a
+   * person), then one compare-and-set.
+   */
+  async #pollAndSettle(
+    upstream: RelayUpstream,
+    lease: Lease,
+    current: Versioned,
+    deviceCode: string,
+  ): Promise<void> {
+    const marked = await this.#underLease(lease, current, { type: 'polling' });
+    if (marked.status !== 'ok' || !marked.transition.changed || lease.lost) return;
+    // The last poll's answer is missing: its instance stopped, or is still retrying the write (#keepWriting). Give it
+    // a lease to write before the device code is spent again; the mark makes the flow due then.
+    const f = current.flow;
+    if (f.mode === 'device' && f.pollSentAt !== undefined && f.lostPoll !== true) return;
+    const known = { flow: marked.transition.flow, version: marked.version };
+    const outcome = await upstream.pollDeviceToken(deviceCode);
+    this.#o.metrics.inc('devicegate_upstream_polls_total', { outcome: outcome.kind });
+    if (isFinalPoll(outcome)) {
+      await this.#keepWriting(lease, known, outcome);
+      return;
+    }
+    await this.#underLease(lease, known, { type: 'poll', outcome });
+  }
+
+  /**
+   * Writes a final poll answer (token, denial, expiry, failure) under a lease. Once the upstream gave it, it exists
+   * only here — the device code is spent — so when the store cannot take it, it is kept and the write retried
+   * (backoff from {@link SETTLE_MIN_MS} to {@link SETTLE_MAX_MS}, the lease taken again when it ran out meanwhile)
+   * until the flow's record would have expired, instead of leaving the flow to be polled again and answered
+   * `invalid_grant`.
+   */
+  async #keepWriting(lease: Lease, known: Versioned, outcome: PollOutcome): Promise<void> {
+    const { store, clock, timers, leaseMs, log } = this.#o;
+    const { deviceId, rid, expiresAt } = known.flow;
+    let holder: Lease | undefined = lease;
+    let retaken: Lease | undefined;
+    let current: Versioned | undefined = known;
+    let event: FlowEvent | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          if (holder !== undefined) {
+            event ??= { type: 'poll', outcome: await this.#capped(outcome, deviceId, rid) };
+            const r = await this.#underLease(holder, current, event);
+            if (r.status !== 'lease_lost') return;
+          }
+          current = undefined;
+          await retaken?.release();
+          holder = retaken = await takeLease({ store, clock, timers, leaseMs }, deviceId, rid);
+          if (holder === undefined && (await store.get(deviceId, rid)) === undefined) return;
+        } catch (err) {
+          if (!(err instanceof UnavailableError)) throw err;
+          current = undefined;
+          if (attempt === 0)
+            log.warn(
+              { deviceId, rid, err: describe(err) },
+              'scheduler: poll answer kept; retrying its write',
+            );
+        }
+        if (clock.now() > expiresAt + GRACE_MS || !this.#running) {
+          log.error(
+            { deviceId, rid },
+            'scheduler: a final poll answer was lost: the store did not take it in time',
+          );
+          return;
+        }
+        const delay = Math.min(SETTLE_MAX_MS, SETTLE_MIN_MS * 2 ** attempt);
+        await new Promise<void>((resolve) => timers.setTimeout(resolve, delay));
+      }
+    } finally {
+      await retaken?.release();
+    }
+  }
+
+  /** One write through the flow updater, under `lease`. */
+  #underLease(lease: Lease, known: Versioned | undefined, event: FlowEvent) {
+    const { deviceId, rid, token } = lease;
+    return this.#o.service.update({ deviceId, rid, event, leaseToken: token, known });
+  }
+
   /** How soon to look again at a flow whose lease another instance holds. */
   get #retryMs(): number {
     return Math.max(50, Math.min(this.#o.leaseMs / 4, 1000));
   }
 
-  /** One poll; a token for a person over the approval cap becomes `access_denied` (the token is never delivered). */
-  async #poll(
-    upstream: RelayUpstream,
-    deviceCode: string,
-    deviceId: string,
-    rid: string,
-  ): Promise<PollOutcome> {
-    const outcome = await upstream.pollDeviceToken(deviceCode);
-    this.#o.metrics.inc('devicegate_upstream_polls_total', { outcome: outcome.kind });
+  /** A token answer for a person over the approval cap becomes `access_denied` (the token is never delivered). */
+  async #capped(outcome: PollOutcome, deviceId: string, rid: string): Promise<PollOutcome> {
     if (
       outcome.kind === 'token' &&
       outcome.subject !== undefined &&

@@ -68,6 +68,10 @@ const relayBody = z.strictObject({
   n: offset.optional(),
   /** failures */
   f: z.number().int().positive().optional(),
+  /** pollSentAt − createdAt */
+  ps: offset.optional(),
+  /** lostPoll */
+  lp: z.literal(1).optional(),
   /** verificationUri */
   u: z.string(),
 });
@@ -91,6 +95,8 @@ interface CompactBody {
   x: string;
   n?: number;
   f?: number;
+  ps?: number;
+  lp?: 1;
   u?: string;
   jwk?: Flow['jwk'];
   d?: Flow['device'];
@@ -182,6 +188,8 @@ export function flowCodec(keys: Keys): FlowCodec {
       if (flow.mode === 'device') {
         if (flow.nextPollAt !== undefined) stored.n = flow.nextPollAt - c;
         if (flow.failures !== undefined) stored.f = flow.failures;
+        if (flow.pollSentAt !== undefined) stored.ps = flow.pollSentAt - c;
+        if (flow.lostPoll === true) stored.lp = 1;
         stored.u = flow.verificationUri;
       }
       if (flow.jwk !== undefined) stored.jwk = flow.jwk;
@@ -210,6 +218,8 @@ export function flowCodec(keys: Keys): FlowCodec {
         flow = { deviceId, rid, mode: 'device', ...publicPart(p), verificationUri: p.u, secrets };
         if (p.n !== undefined) flow.nextPollAt = p.c + p.n;
         if (p.f !== undefined) flow.failures = p.f;
+        if (p.ps !== undefined) flow.pollSentAt = p.c + p.ps;
+        if (p.lp !== undefined) flow.lostPoll = true;
       } else {
         const secrets = bridgeSecrets(open(bridgeSealed, p.x, aad));
         flow = { deviceId, rid, mode: 'authorization_code', ...publicPart(p), secrets };

@@ -54,6 +54,8 @@ import type {
 /** The share group when none is given (tests, a single instance). */
 export const SHARE_GROUP = 'devicegate';
 const BACKOFF_MIN_MS = 500;
+/** DEVICEGATE_MQTT_KEEPALIVE's default (s); see docs/brokers.md for why it is not shorter. */
+export const DEFAULT_KEEPALIVE_S = 30;
 const BACKOFF_MAX_MS = 30_000;
 /** Longest a reply's publish waits for its PUBACK before the handler gives up on it. */
 export const PUBLISH_DEADLINE_MS = 10_000;
@@ -83,6 +85,11 @@ export interface ExternalBrokerOptions {
   protocolVersion?: 4 | 5;
   /** how long a reply's publish waits for its PUBACK (default {@link PUBLISH_DEADLINE_MS}) */
   publishDeadlineMs?: number;
+  /**
+   * MQTT keepalive (s, default {@link DEFAULT_KEEPALIVE_S}). The broker drops a silent client after 1.5 × this; until
+   * then a stalled instance keeps being handed its share of the requests (answered when it resumes).
+   */
+  keepaliveSeconds?: number;
 }
 
 export class ExternalBroker implements DeviceTransport {
@@ -140,7 +147,7 @@ export class ExternalBroker implements DeviceTransport {
       protocolVersion: this.#o.protocolVersion ?? 4,
       // see the module comment: a persistent session would keep a dead instance in the share group
       clean: true,
-      keepalive: 30,
+      keepalive: this.#o.keepaliveSeconds ?? DEFAULT_KEEPALIVE_S,
       connectTimeout: 10_000,
       // mqtt.js reconnects at a fixed period; we reconnect ourselves with backoff and jitter instead.
       reconnectPeriod: 0,

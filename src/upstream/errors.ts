@@ -18,7 +18,9 @@ export type PollMeaning =
   | { kind: 'authorization_pending' }
   | { kind: 'slow_down' }
   | { kind: 'access_denied' }
-  | { kind: 'expired_token' };
+  | { kind: 'expired_token' }
+  /** the engine decides what to tell the device: see `PollOutcome` */
+  | { kind: 'invalid_grant' };
 
 interface Meanings {
   device_authorization: Refusal;
@@ -75,7 +77,8 @@ const TABLE = new Map<string, Partial<Meanings>>([
   [
     'invalid_grant',
     {
-      token_poll: fail('expired_token', 'the identity provider no longer knows this request'),
+      // expired, or redeemed by a poll whose answer was lost: the engine tells which it may be (src/core/engine.ts)
+      token_poll: { kind: 'invalid_grant' },
       // RFC 6749 §4.1.2: a code is single use
       code_exchange: fail('expired_token', 'the sign-in expired or was already used; start again'),
       refresh: fail('expired_token', 'the authorization expired or was revoked; authorize again'),

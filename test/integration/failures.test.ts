@@ -45,6 +45,7 @@ const DEVICES = [
   'tv-slow',
   'tv-paused',
   ...Array.from({ length: 8 }, (_, i) => `tv-after-kill-${i}`),
+  'tv-broker-resend',
 ];
 
 let redisServer: ManagedProcess;
@@ -71,6 +72,7 @@ async function ensureInstances(n: number, redisUrl?: (i: number) => string): Pro
     starting.push(
       startGatewayProcess({
         name: username,
+        timeoutMs: 60_000, // tsx compiles the sources first: slow on a loaded machine
         env: instanceEnv({
           broker,
           upstream,
@@ -141,7 +143,7 @@ beforeAll(async () => {
     startUpstream(),
   ]);
   await ensureInstances(2);
-}, 60_000);
+}, 120_000);
 
 afterEach(closeAllDevices);
 
@@ -409,6 +411,57 @@ describe('Mosquitto restarts mid-flow', () => {
         `Mosquitto restart: the device got its token by ${via}, ${Date.now() - restartedAt} ms after the restart`,
       );
       expect(await userinfo(upstream.idp, String(token))).toBe(200);
+    } finally {
+      await client.endAsync(true);
+    }
+  });
+});
+
+describe('Mosquitto restarts while a device sends a new request', () => {
+  it('a request the broker dropped before the gateways resubscribed is answered once the device repeats it (same rid, one flow)', async () => {
+    const gws = await ensureInstances(2);
+    const received: Array<Record<string, unknown>> = [];
+    const client = await mqtt.connectAsync(broker.url, {
+      clientId: 'tv-broker-resend',
+      username: 'tv-broker-resend',
+      password: devicePassword(KEY, 'tv-broker-resend'),
+      clean: false,
+      reconnectPeriod: 100,
+    });
+    client.on('message', (_t, payload) =>
+      received.push(JSON.parse(payload.toString()) as Record<string, unknown>),
+    );
+    try {
+      await client.subscribeAsync(`${PREFIX}/tv-broker-resend/res`, { qos: 1 });
+      await broker.stop();
+      await broker.restart();
+      // The device is back before the gateways (their reconnect backs off from 0.25-0.5 s): its request reaches a
+      // broker where the gateways' shared subscription is gone — Mosquitto restores no $share subscription from
+      // persistence (docs/brokers.md) — and is dropped.
+      await waitFor(() => client.connected, 10_000, 'the device to reconnect');
+      const body = '{"rid":"r1"}';
+      await client.publishAsync(`${PREFIX}/tv-broker-resend/req/authorize`, body, { qos: 1 });
+      for (const g of gws)
+        await waitFor(async () => (await g.readyz()).status === 200, 15_000, `${g.name} ready`);
+      // The device contract: a request without an answer is repeated, unchanged, after a few seconds.
+      let sent = 1;
+      let pending: Record<string, unknown> | undefined;
+      while (pending === undefined && sent <= 8) {
+        pending = await waitFor(
+          () => received.find((r) => r['rid'] === 'r1' && r['status'] === 'pending'),
+          2000,
+          'a pending answer',
+        ).catch(() => undefined);
+        if (pending !== undefined) break;
+        await client.publishAsync(`${PREFIX}/tv-broker-resend/req/authorize`, body, { qos: 1 });
+        sent += 1;
+      }
+      expect(pending).toBeDefined();
+      await new Promise((r) => setTimeout(r, 500));
+      // Repeats are idempotent: every answer names the same flow.
+      const codes = new Set(received.filter((r) => r['rid'] === 'r1').map((r) => r['user_code']));
+      expect(codes).toEqual(new Set([pending!['user_code']]));
+      measured.push(`Mosquitto restart: the device sent its new request ${sent} time(s) before the answer`);
     } finally {
       await client.endAsync(true);
     }

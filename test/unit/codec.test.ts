@@ -21,6 +21,8 @@ const relay: RelayFlow = {
   interval: 5,
   nextPollAt: T0 + 5000,
   failures: 2,
+  pollSentAt: T0 + 5000,
+  lostPoll: true,
   verificationUri: 'https://idp.example/device',
   jwk: { kty: 'EC', crv: 'P-256', x: 'xx', y: 'yy' },
   device: { name: 'Living room TV' },
@@ -76,7 +78,7 @@ describe('flow codec: the compact form', () => {
 
   it('keeps the stored layout: short names, offsets from createdAt, the sealed part after the interval', () => {
     expect(layout(codec.encode(relay))).toBe(
-      '{"m":"d","t":"pending","s":"openid","c":1767225600000,"e":600000,"i":5,"x":"…","n":5000,"f":2,' +
+      '{"m":"d","t":"pending","s":"openid","c":1767225600000,"e":600000,"i":5,"x":"…","n":5000,"f":2,"ps":5000,"lp":1,' +
         '"u":"https://idp.example/device","jwk":{"kty":"EC","crv":"P-256","x":"xx","y":"yy"},' +
         '"d":{"name":"Living room TV"},"ip":"192.0.2.7"}',
     );

@@ -225,7 +225,20 @@ describe('loadConfig', () => {
       username: 'gw',
       protocolVersion: 4,
       sharedSubscription: true,
+      keepaliveSeconds: 30,
     });
+  });
+
+  it('DEVICEGATE_MQTT_KEEPALIVE: seconds of the external connection, 1 to 3600', () => {
+    const url = { DEVICEGATE_MQTT_URL: 'mqtt://broker:1883' };
+    expect(loadConfig({ ...url, DEVICEGATE_MQTT_KEEPALIVE: '2' }).mqtt).toMatchObject({
+      keepaliveSeconds: 2,
+    });
+    for (const bad of ['0', '3601', 'soon']) {
+      expect(() => loadConfig({ ...url, DEVICEGATE_MQTT_KEEPALIVE: bad })).toThrow(
+        /DEVICEGATE_MQTT_KEEPALIVE/,
+      );
+    }
   });
 
   it('DEVICEGATE_MQTT_PROTOCOL_VERSION: 4 or 5 for the external connection, refused for the embedded broker', () => {

@@ -188,6 +188,64 @@ describe('relay polling (RFC 8628 §3.5)', () => {
   });
 });
 
+describe('a poll whose answer was lost (RFC 8628 device codes are one-time)', () => {
+  const invalidGrant = { type: 'poll', outcome: { kind: 'invalid_grant' } } as const;
+
+  it('polling marks the poll in flight, and its answer clears the mark', () => {
+    const marked = apply(relayFlow(), { type: 'polling' }, T0 + 5000);
+    expect(marked).toMatchObject({ changed: true, notify: false, flow: { pollSentAt: T0 + 5000 } });
+    expect(marked.flow.lostPoll).toBeUndefined();
+    // a takeover looks again a lease after the poll was sent, not at the (past) poll time
+    expect(dueAt(marked.flow, T0 + 5000, 10_000)).toBe(T0 + 15_000);
+    for (const outcome of [
+      { kind: 'authorization_pending' },
+      { kind: 'slow_down' },
+      { kind: 'unreachable' },
+    ] as const) {
+      expect(apply(marked.flow, { type: 'poll', outcome }, T0 + 5100).flow.pollSentAt).toBeUndefined();
+    }
+    const done = apply(marked.flow, { type: 'poll', outcome: { kind: 'token', token: TOKEN } }, T0 + 5100);
+    expect(done.flow.pollSentAt).toBeUndefined();
+  });
+
+  it('invalid_grant with no answer lost: the upstream forgot the request, expired_token', () => {
+    const answered = apply(relayFlow(), { type: 'polling' }, T0).flow;
+    const t = apply(answered, invalidGrant, T0 + 100);
+    expect(t).toMatchObject({ changed: true, notify: true, flow: { state: 'expired' } });
+    expect(flowError(t.flow, T0)).toMatchObject({
+      code: 'expired_token',
+      description: 'the identity provider no longer knows this request',
+    });
+  });
+
+  it('invalid_grant after a poll whose answer was lost: the truth (the approval may have been used), not expired_token', () => {
+    // an instance marked its poll and stopped before it recorded the answer; the next poll finds the mark
+    const lost = apply(relayFlow(), { type: 'polling' }, T0).flow;
+    const again = apply(lost, { type: 'polling' }, T0 + 10_000);
+    expect(again.flow).toMatchObject({ pollSentAt: T0 + 10_000, lostPoll: true });
+    const t = apply(again.flow, invalidGrant, T0 + 10_100);
+    expect(t.flow).toMatchObject({ state: 'failed' });
+    expect(t.flow.lostPoll).toBeUndefined();
+    expect(flowError(t.flow, T0)).toMatchObject({
+      code: 'server_error',
+      description: 'the approval may have been used by a gateway instance that stopped; start a new request',
+    });
+    // the mark is sticky until a result: a pending answer in between does not forget the lost one
+    const pendingBetween = apply(
+      again.flow,
+      { type: 'poll', outcome: { kind: 'authorization_pending' } },
+      T0,
+    );
+    expect(pendingBetween.flow.lostPoll).toBe(true);
+  });
+
+  it('polling a finished flow, or a bridge flow, changes nothing', () => {
+    const done = apply(relayFlow(), { type: 'poll', outcome: { kind: 'access_denied' } }, T0).flow;
+    expect(apply(done, { type: 'polling' }, T0).changed).toBe(false);
+    expect(apply(bridgeFlow(), { type: 'polling' }, T0).changed).toBe(false);
+  });
+});
+
 describe('device events', () => {
   it('status of a pending flow notifies without a change', () => {
     const t = apply(relayFlow(), { type: 'status' }, T0);

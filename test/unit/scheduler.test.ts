@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/config/index.ts';
 import { deriveKeys } from '../../src/core/crypto.ts';
 import type { PollOutcome } from '../../src/core/engine.ts';
 import { UnavailableError } from '../../src/core/errors.ts';
-import type { Flow, PublicJwk } from '../../src/core/flow.ts';
+import type { Flow, PublicJwk, RelayFlow } from '../../src/core/flow.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
@@ -60,9 +60,16 @@ class FakeRelayUpstream implements RelayUpstream {
   }
 }
 
-/** The real MemoryStore, with a switch that makes the scheduler's schedule reads fail, and a pause on reads. */
+/**
+ * The real MemoryStore, with a switch that makes the scheduler's schedule reads fail, a pause on reads, and a window
+ * of fake time in which every flow write and lease call fails as an unreachable Redis does.
+ */
 class TestStore extends MemoryStore {
   down = false;
+  /** Until this fake time, `update` and `acquireLease` throw `UnavailableError` (Redis restarting). */
+  writesDownUntil = 0;
+  /** Writes refused while down. */
+  refusedWrites = 0;
   /** When set, the next read stands still this long (the process is paused in the middle of a visit). */
   pauseOnGet = 0;
   readonly claims: number[] = [];
@@ -77,6 +84,22 @@ class TestStore extends MemoryStore {
     this.claims.push(this.#time.now());
     if (this.down) throw new UnavailableError('store', 'redis call failed');
     return super.claimDue(now, leaseMs, limit);
+  }
+
+  override async update(next: Flow, version: number, opts: { now: number; leaseToken?: string }) {
+    this.#refuseWhileDown();
+    return super.update(next, version, opts);
+  }
+
+  override async acquireLease(deviceId: string, rid: string, token: string, now: number, leaseMs: number) {
+    this.#refuseWhileDown();
+    return super.acquireLease(deviceId, rid, token, now, leaseMs);
+  }
+
+  #refuseWhileDown(): void {
+    if (this.#time.now() >= this.writesDownUntil) return;
+    this.refusedWrites += 1;
+    throw new UnavailableError('store', 'redis is restarting');
   }
 
   override async get(deviceId: string, rid: string) {
@@ -165,9 +188,9 @@ function setup(o: { approvalsPerPerson?: number } = {}) {
     return scheduler;
   };
   /** A pending relay flow whose first poll is due `firstPollIn` ms from now, stored and scheduled. */
-  const relayFlow = async (rid: string, firstPollIn: number): Promise<Flow> => {
+  const relayFlow = async (rid: string, firstPollIn: number): Promise<RelayFlow> => {
     const now = time.now();
-    const flow: Flow = {
+    const flow: RelayFlow = {
       deviceId: 'tv-1',
       rid,
       mode: 'device',
@@ -363,5 +386,78 @@ describe('scheduler', () => {
     const after = store.claims.filter((at) => at > t0 + 17_500).map((at) => at - t0);
     expect(after.slice(0, 4)).toEqual([17_750, 18_000, 18_250, 18_500]);
     expect(upstream.polls.map((p) => p.at - t0)).toEqual([20_000]);
+  });
+
+  describe('a final poll answer is never dropped because the store failed (issue 13)', () => {
+    const TOKEN = { access_token: 'at-1', token_type: 'Bearer' };
+
+    it('the token is kept and its write retried: the device gets it, the redeemed device code is never polled again', async () => {
+      const { time, t0, store, upstream, published, start, relayFlow } = setup();
+      await relayFlow('r-1', 1000);
+      upstream.answer = async () => {
+        store.writesDownUntil = time.now() + 3000; // Redis goes away right after the upstream answered
+        return { kind: 'token', token: TOKEN };
+      };
+      start();
+      await time.tick(1000 + 3 * LEASE_MS);
+      expect(store.refusedWrites).toBeGreaterThan(3);
+      expect(upstream.polls).toHaveLength(1);
+      expect(published.map((p) => p.reply)).toEqual([
+        expect.objectContaining({ rid: 'r-1', status: 'authorized', access_token: 'at-1' }),
+      ]);
+      // written within the retry backoff (≤ 2 s) after the store came back
+      expect(published[0]!.at).toBeLessThanOrEqual(t0 + 1000 + 3000 + 2000);
+      expect((await store.get('tv-1', 'r-1'))?.flow).toMatchObject({
+        state: 'authorized',
+        deliveredAt: expect.any(Number),
+      });
+    });
+
+    it('an outage longer than the lease: the lease is taken again and the denial still written once', async () => {
+      const { time, store, upstream, published, start, relayFlow } = setup();
+      await relayFlow('r-1', 1000);
+      upstream.answer = async () => {
+        store.writesDownUntil = time.now() + 2 * LEASE_MS; // renewals fail too: the first lease runs out
+        return { kind: 'access_denied' };
+      };
+      start();
+      await time.tick(1000 + 5 * LEASE_MS);
+      expect(upstream.polls).toHaveLength(1);
+      expect(published.map((p) => p.reply)).toEqual([
+        expect.objectContaining({ rid: 'r-1', status: 'error', error: 'access_denied' }),
+      ]);
+      expect((await store.get('tv-1', 'r-1'))?.flow.state).toBe('denied');
+    });
+
+    it('a code redeemed by a poll whose answer was lost: invalid_grant is told as what it may be, not expired_token', async () => {
+      const { time, t0, store, upstream, published, start, relayFlow } = setup();
+      const flow = await relayFlow('r-1', 0);
+      // Another instance marked its poll (under its lease) and was killed before it wrote the answer.
+      expect(await store.acquireLease('tv-1', 'r-1', 'killed', t0, LEASE_MS)).toBe(true);
+      expect(
+        await store.update({ ...flow, pollSentAt: t0 }, 1, { now: t0, leaseToken: 'killed' }),
+      ).toMatchObject({
+        status: 'ok',
+      });
+      await store.schedule('tv-1', 'r-1', t0 + LEASE_MS);
+      upstream.answer = async () => ({ kind: 'invalid_grant' });
+      start();
+      // The takeover first gives the killed holder's answer a lease to arrive (a holder still retrying its write
+      // would win), then polls.
+      await time.tick(LEASE_MS + RETRY_MS);
+      expect(upstream.polls).toEqual([]);
+      expect((await store.get('tv-1', 'r-1'))?.flow).toMatchObject({ lostPoll: true });
+      await time.tick(LEASE_MS + RETRY_MS);
+      expect(upstream.polls).toHaveLength(1);
+      expect(published.map((p) => p.reply)).toEqual([
+        expect.objectContaining({
+          rid: 'r-1',
+          status: 'error',
+          error: 'server_error',
+          error_description:
+            'the approval may have been used by a gateway instance that stopped; start a new request',
+        }),
+      ]);
+    });
   });
 });
