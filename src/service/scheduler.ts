@@ -160,13 +160,14 @@ export class Scheduler {
       ) {
         // Paused past the lease: another instance may be polling this device_code right now. Never send it twice.
         if (lease.lost) return;
-        const outcome = await this.#poll(upstream, flow.secrets.deviceCode, deviceId, rid);
+        const { outcome, subject } = await this.#poll(upstream, flow.secrets.deviceCode, deviceId, rid);
         await service.update({
           deviceId,
           rid,
           event: { type: 'poll', outcome },
           leaseToken: lease.token,
           known: current,
+          actor: { subject },
         });
         return;
       }
@@ -193,23 +194,23 @@ export class Scheduler {
     return Math.max(50, Math.min(this.#o.leaseMs / 4, 1000));
   }
 
-  /** One poll; a token for a person over the approval cap becomes `access_denied` (the token is never delivered). */
+  /**
+   * One poll; a token for a person over the approval cap becomes `access_denied` (the token is never delivered). With
+   * it the person who signed in (the ID token's `sub`), for the audit line, when the upstream named one.
+   */
   async #poll(
     upstream: RelayUpstream,
     deviceCode: string,
     deviceId: string,
     rid: string,
-  ): Promise<PollOutcome> {
+  ): Promise<{ outcome: PollOutcome; subject: string | undefined }> {
     const outcome = await upstream.pollDeviceToken(deviceCode);
     this.#o.metrics.inc('devicegate_upstream_polls_total', { outcome: outcome.kind });
-    if (
-      outcome.kind === 'token' &&
-      outcome.subject !== undefined &&
-      !(await this.#o.cap.admit(outcome.subject))
-    ) {
+    const subject = outcome.kind === 'token' ? outcome.subject : undefined;
+    if (subject !== undefined && !(await this.#o.cap.admit(subject))) {
       this.#o.log.info({ deviceId, rid }, 'approval refused: the person reached the approval cap');
-      return { kind: 'error', code: 'access_denied', description: OVER_CAP };
+      return { outcome: { kind: 'error', code: 'access_denied', description: OVER_CAP }, subject };
     }
-    return outcome;
+    return { outcome, subject };
   }
 }

@@ -14,7 +14,7 @@ import { CALLBACK_PATH } from './decision.ts';
 export function callbackRoute(scope: PageScope, ctx: PageContext): void {
   scope.get(CALLBACK_PATH, { config: floodLimited(ctx.requestsPerMinute) }, async (req, reply) => {
     const params = new URL(req.url, ctx.publicOrigin).searchParams;
-    const r = await ctx.bridge.callback(params, ctx.csrf.session(req));
+    const r = await ctx.bridge.callback(params, ctx.csrf.session(req), req.ip);
     if (r.outcome === 'invalid') return page(reply, 400, errorPage(ctx.frame, 'callback'));
     if (r.outcome !== 'failed') return reply.redirect(doneUrl(r.outcome), 303);
     ctx.log.info({ error: r.error.code }, 'bridge sign-in failed');

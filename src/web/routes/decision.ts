@@ -37,7 +37,7 @@ export function decisionRoute(scope: PageScope, ctx: PageContext): void {
             target = approved.redirectUrl;
             ctx.formTargets.allow(approved.redirectUrl);
           }
-        } else if (await ctx.bridge.deny(code)) {
+        } else if (await ctx.bridge.deny(code, req.ip)) {
           target = doneUrl('denied');
         }
       } catch (err) {
