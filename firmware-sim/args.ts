@@ -50,6 +50,8 @@ export interface DeviceArgs {
   encrypt: boolean;
   /** overall seconds to wait for the result; undefined: until the code expires */
   timeoutSeconds: number | undefined;
+  /** seconds to wait for the gateway's first answer before giving up (no gateway on that broker) */
+  answerTimeoutSeconds: number;
   json: boolean;
 }
 
@@ -81,6 +83,7 @@ const OPTIONS = {
   firmware: { type: 'string' },
   encrypt: { type: 'boolean' },
   timeout: { type: 'string' },
+  'answer-timeout': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   fleet: { type: 'string' },
@@ -94,7 +97,19 @@ const OPTIONS = {
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
 
-const DEVICE_ONLY = ['id', 'rid', 'name', 'model', 'firmware', 'encrypt', 'timeout'] as const;
+/** A gateway answers an authorize request within a second or two; 20 s of silence means none is listening. */
+export const DEFAULT_ANSWER_TIMEOUT_SECONDS = 20;
+
+const DEVICE_ONLY = [
+  'id',
+  'rid',
+  'name',
+  'model',
+  'firmware',
+  'encrypt',
+  'timeout',
+  'answer-timeout',
+] as const;
 const FLEET_ONLY = ['duration', 'warmup', 'concurrency', 'requests', 'id-prefix', 'no-cancel'] as const;
 
 /** The `--help` text. */
@@ -121,6 +136,7 @@ One device:
   --firmware <text>    firmware version (default "${DEFAULT_DEVICE_INFO.firmware}")
   --encrypt            send a public key; the token comes back as a JWE only this device can decrypt
   --timeout <s>        give up after this many seconds (default: when the code expires)
+  --answer-timeout <s> give up when the gateway has not answered at all after this many seconds (default ${DEFAULT_ANSWER_TIMEOUT_SECONDS})
   --json               one JSON line per reply on stdout (tokens redacted); other messages go to stderr
 
 Fleet:
@@ -279,6 +295,8 @@ function deviceArgs(values: Flags, conn: ConnectionSettings): DeviceArgs {
     },
     encrypt: values.encrypt === true,
     timeoutSeconds: positiveNumber('timeout', values.timeout),
+    answerTimeoutSeconds:
+      positiveNumber('answer-timeout', values['answer-timeout']) ?? DEFAULT_ANSWER_TIMEOUT_SECONDS,
     json: values.json === true,
   };
 }

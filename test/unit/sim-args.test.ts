@@ -96,6 +96,7 @@ describe('parseSimArgs: one device', () => {
       device: { ...DEFAULT_DEVICE_INFO },
       encrypt: false,
       timeoutSeconds: undefined,
+      answerTimeoutSeconds: 20,
       json: false,
     });
   });
@@ -121,6 +122,8 @@ describe('parseSimArgs: one device', () => {
         '--firmware',
         '0.9',
         '--encrypt',
+        '--answer-timeout',
+        '7',
         '--timeout',
         '2.5',
         '--json',
@@ -139,6 +142,7 @@ describe('parseSimArgs: one device', () => {
     expect(a.device).toEqual({ name: 'Kitchen lamp', model: 'L-1', firmware: '0.9' });
     expect(a.encrypt).toBe(true);
     expect(a.timeoutSeconds).toBe(2.5);
+    expect(a.answerTimeoutSeconds).toBe(7);
     expect(a.json).toBe(true);
   });
 
