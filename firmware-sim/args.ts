@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { DEMO_DEVICE_KEY } from '../src/core/crypto.ts';
 import { ID_PATTERN, isDeviceLabel, isMqttUrl, isScope } from '../src/core/protocol.ts';
-import { type DemoState, DemoStateError, readDemoState } from '../src/demo/state.ts';
+import { type DemoStateFile, DemoStateError, readDemoState } from '../src/demo/state.ts';
 import { DEFAULT_TOPIC_PREFIX } from './device.ts';
 
 export const DEFAULT_MQTT_URL = 'mqtt://localhost:1883';
@@ -38,6 +38,8 @@ export interface ConnectionSettings {
   keyFrom: 'flag' | 'env' | 'demo-file' | 'demo-default';
   /** the demo state file that was read, if any */
   demoFile: string | undefined;
+  /** a demo state file that was ignored because the gateway that wrote it is gone */
+  staleDemoFile?: { file: string; pid: number };
 }
 
 export interface DeviceArgs {
@@ -208,7 +210,7 @@ function parseFlags(argv: readonly string[]): Flags {
   }
 }
 
-async function demoState(cwd: string): Promise<{ file: string; state: DemoState } | undefined> {
+async function demoState(cwd: string): Promise<DemoStateFile | undefined> {
   try {
     return await readDemoState(cwd);
   } catch (err) {
@@ -225,10 +227,11 @@ async function resolveConnection(
   values: Flags,
   ctx: { env: Readonly<Record<string, string | undefined>>; cwd: string },
 ): Promise<ConnectionSettings> {
-  const demo =
+  const found =
     values.url === undefined || values.key === undefined || values.prefix === undefined
       ? await demoState(ctx.cwd)
       : undefined;
+  const demo = found !== undefined && 'state' in found ? found : undefined;
   const envKey = ctx.env['DEVICEGATE_DEVICE_KEY'];
   const url = values.url ?? demo?.state.mqttUrl;
   const key =
@@ -247,6 +250,7 @@ async function resolveConnection(
     urlFrom: values.url !== undefined ? 'flag' : url !== undefined ? 'demo-file' : 'default',
     keyFrom: key.from,
     demoFile: demo?.file,
+    ...(found !== undefined && 'stale' in found && { staleDemoFile: { file: found.file, pid: found.stale } }),
   };
 }
 

@@ -171,6 +171,10 @@ async function connectDevice(args: DeviceArgs, say: Say): Promise<SimDevice | un
   say(
     `  device   ${args.deviceId}: ${args.device.name} (${args.device.model}, firmware ${args.device.firmware})`,
   );
+  if (conn.staleDemoFile !== undefined) {
+    const { file, pid } = conn.staleDemoFile;
+    say(`  (ignored ${file}: the demo gateway that wrote it, pid ${pid}, is no longer running)`);
+  }
   say(`  broker   ${conn.url}${whereFrom(conn)}`);
   if (args.encrypt) say('  tokens   encrypted to this device (JWE, ECDH-ES P-256)');
   const device = new SimDevice({

@@ -528,6 +528,7 @@ describe('CLI', () => {
         publicUrl: 'http://localhost:8080',
         topicPrefix: 'devicegate/v1',
         deviceAuth: 'hmac',
+        pid: process.pid,
         deviceKey: DEMO_DEVICE_KEY,
       },
       dir,

@@ -2,6 +2,7 @@
  * The simulator's command line without a network: flag parsing, defaults, where the connection settings come from
  * (flags, DEVICEGATE_DEVICE_KEY, .devicegate/demo.json, defaults), usage errors, token redaction, percentiles.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -24,6 +25,9 @@ import { ID_PATTERN } from '../../src/core/protocol.ts';
 let empty: string;
 let withDemo: string;
 let badDemo: string;
+let staleDemo: string;
+/** a process that has exited: the pid a killed demo gateway leaves in its state file */
+const DEAD_PID = spawnSync(process.execPath, ['-e', '']).pid;
 let foreignKeyDemo: string;
 const dirs: string[] = [];
 
@@ -46,6 +50,17 @@ beforeAll(async () => {
       topicPrefix: 'demo/v9',
       deviceAuth: 'hmac',
       deviceKey: DEMO_DEVICE_KEY,
+      pid: process.pid,
+    }),
+  );
+  staleDemo = await tempDir(
+    JSON.stringify({
+      mqttUrl: 'mqtt://127.0.0.1:18999',
+      publicUrl: 'http://localhost:8080',
+      topicPrefix: 'demo/v9',
+      deviceAuth: 'hmac',
+      deviceKey: DEMO_DEVICE_KEY,
+      pid: DEAD_PID,
     }),
   );
   badDemo = await tempDir('{ not json');
@@ -56,6 +71,7 @@ beforeAll(async () => {
       topicPrefix: 'demo/v9',
       deviceAuth: 'hmac',
       deviceKey: 'a-real-fleet-key',
+      pid: process.pid,
     }),
   );
 });
@@ -164,6 +180,17 @@ describe('parseSimArgs: one device', () => {
       urlFrom: 'demo-file',
       keyFrom: 'demo-file',
       demoFile: path.join(withDemo, '.devicegate', 'demo.json'),
+    });
+  });
+
+  it('ignores a demo file whose gateway is gone, and says so (the defaults apply)', async () => {
+    const a = asDevice(await parse(['--id', 'tv-1'], { cwd: staleDemo }));
+    expect(a.conn).toMatchObject({
+      url: 'mqtt://localhost:1883',
+      urlFrom: 'default',
+      keyFrom: 'demo-default',
+      demoFile: undefined,
+      staleDemoFile: { file: path.join(staleDemo, '.devicegate', 'demo.json'), pid: DEAD_PID },
     });
   });
 
