@@ -48,6 +48,29 @@ async function upstream(redirectUris: string[], deviceFlow: boolean) {
   return idp;
 }
 
+/** A gateway on `idp` (with `env` on top), logging every level into `lines`, and device `deviceId` connected to it. */
+async function gatewayWithDevice(
+  idp: { issuer: string; clientId: string; clientSecret: string },
+  env: Record<string, string>,
+  deviceId: string,
+) {
+  const lines: string[] = [];
+  const gw = await startGateway(
+    loadConfig({
+      DEVICEGATE_HTTP_PORT: '0',
+      DEVICEGATE_MQTT_PORT: '0',
+      DEVICEGATE_UPSTREAM_ISSUER: idp.issuer,
+      DEVICEGATE_UPSTREAM_CLIENT_ID: idp.clientId,
+      DEVICEGATE_UPSTREAM_CLIENT_SECRET: idp.clientSecret,
+      DEVICEGATE_DEVICE_KEY: KEY,
+      ...env,
+    }),
+    { log: capturingLogger(lines, 'trace') },
+  );
+  cleanup.push(() => gw.close());
+  return { lines, tv: await connectDevice({ url: gw.mqttUrl, deviceId, key: KEY }) };
+}
+
 /** The same-origin page a person sees at the gateway: GET /device, the code, Approve or Deny (cookies kept). */
 async function decideOnPage(publicUrl: string, userCode: string, decision: 'approve' | 'deny') {
   const jar: string[] = [];
@@ -77,20 +100,7 @@ async function decideOnPage(publicUrl: string, userCode: string, decision: 'appr
 describe('audit events', () => {
   it('relay mode: flow.started, flow.approved (with the subject), token.delivered — and no secret in any line', async () => {
     const idp = await upstream([], true);
-    const lines: string[] = [];
-    const gw = await startGateway(
-      loadConfig({
-        DEVICEGATE_HTTP_PORT: '0',
-        DEVICEGATE_MQTT_PORT: '0',
-        DEVICEGATE_UPSTREAM_ISSUER: idp.issuer,
-        DEVICEGATE_UPSTREAM_CLIENT_ID: idp.clientId,
-        DEVICEGATE_UPSTREAM_CLIENT_SECRET: idp.clientSecret,
-        DEVICEGATE_DEVICE_KEY: KEY,
-      }),
-      { log: capturingLogger(lines, 'trace') },
-    );
-    cleanup.push(() => gw.close());
-    const tv = await connectDevice({ url: gw.mqttUrl, deviceId: 'tv-audit-relay', key: KEY });
+    const { lines, tv } = await gatewayWithDevice(idp, {}, 'tv-audit-relay');
     const p = (await tv.ask('authorize', { rid: 'a1', scope: 'openid' }, { status: 'pending' })).json!;
     await approveDeviceCode(String(p.verification_uri), String(p.user_code));
     const token = (await tv.waitForReply({ rid: 'a1', status: 'authorized' }, { timeoutMs: 15_000 })).json!;
@@ -111,22 +121,15 @@ describe('audit events', () => {
     const port = await freePort();
     const publicUrl = `http://127.0.0.1:${port}`;
     const idp = await upstream([`${publicUrl}/oauth/callback`], false);
-    const lines: string[] = [];
-    const gw = await startGateway(
-      loadConfig({
+    const { lines, tv } = await gatewayWithDevice(
+      idp,
+      {
         DEVICEGATE_HTTP_PORT: String(port),
         DEVICEGATE_PUBLIC_URL: publicUrl,
-        DEVICEGATE_MQTT_PORT: '0',
         DEVICEGATE_UPSTREAM_MODE: 'authorization_code',
-        DEVICEGATE_UPSTREAM_ISSUER: idp.issuer,
-        DEVICEGATE_UPSTREAM_CLIENT_ID: idp.clientId,
-        DEVICEGATE_UPSTREAM_CLIENT_SECRET: idp.clientSecret,
-        DEVICEGATE_DEVICE_KEY: KEY,
-      }),
-      { log: capturingLogger(lines, 'trace') },
+      },
+      'tv-audit-bridge',
     );
-    cleanup.push(() => gw.close());
-    const tv = await connectDevice({ url: gw.mqttUrl, deviceId: 'tv-audit-bridge', key: KEY });
 
     const denied = (await tv.ask('authorize', { rid: 'd1' }, { status: 'pending' })).json!;
     expect((await decideOnPage(publicUrl, String(denied.user_code), 'deny')).location).toMatch(/denied/);

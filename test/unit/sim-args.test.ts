@@ -41,39 +41,25 @@ async function tempDir(demo?: string): Promise<string> {
   return dir;
 }
 
+/** A demo state file as this process's gateway would write it, with `changes` on top. */
+function demoJson(changes: Record<string, unknown>): string {
+  return JSON.stringify({
+    mqttUrl: 'mqtt://127.0.0.1:18999',
+    publicUrl: 'http://localhost:8080',
+    topicPrefix: 'demo/v9',
+    deviceAuth: 'hmac',
+    deviceKey: DEMO_DEVICE_KEY,
+    pid: process.pid,
+    ...changes,
+  });
+}
+
 beforeAll(async () => {
   empty = await tempDir();
-  withDemo = await tempDir(
-    JSON.stringify({
-      mqttUrl: 'mqtt://127.0.0.1:18999',
-      publicUrl: 'http://localhost:8080',
-      topicPrefix: 'demo/v9',
-      deviceAuth: 'hmac',
-      deviceKey: DEMO_DEVICE_KEY,
-      pid: process.pid,
-    }),
-  );
-  staleDemo = await tempDir(
-    JSON.stringify({
-      mqttUrl: 'mqtt://127.0.0.1:18999',
-      publicUrl: 'http://localhost:8080',
-      topicPrefix: 'demo/v9',
-      deviceAuth: 'hmac',
-      deviceKey: DEMO_DEVICE_KEY,
-      pid: DEAD_PID,
-    }),
-  );
+  withDemo = await tempDir(demoJson({}));
+  staleDemo = await tempDir(demoJson({ pid: DEAD_PID }));
   badDemo = await tempDir('{ not json');
-  foreignKeyDemo = await tempDir(
-    JSON.stringify({
-      mqttUrl: 'mqtt://127.0.0.1:18999',
-      publicUrl: 'http://localhost:8080',
-      topicPrefix: 'demo/v9',
-      deviceAuth: 'hmac',
-      deviceKey: 'a-real-fleet-key',
-      pid: process.pid,
-    }),
-  );
+  foreignKeyDemo = await tempDir(demoJson({ deviceKey: 'a-real-fleet-key' }));
 });
 
 afterAll(async () => {

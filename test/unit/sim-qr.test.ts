@@ -3,7 +3,7 @@
  * pixels the way a terminal draws it — under a light theme (dark text on white) and a dark one (light text on black),
  * where any cell without an explicit colour takes the theme's — and decoded with jsQR, a pure-JS decoder.
  */
-import jsQR from 'jsqr';
+import jsqr from 'jsqr';
 import { describe, expect, it } from 'vitest';
 import { QUIET_ZONE, pendingLines, qr } from '../../firmware-sim/render.ts';
 
@@ -22,6 +22,8 @@ const PALETTE: Record<string, Rgb> = {
   '107': [255, 255, 255],
 };
 const PX = 4;
+// jsqr is CommonJS: its function is both `module.exports` and `.default`; the types know only the latter
+const jsQR = jsqr.default;
 /** an SGR escape (its parameters in group 1) or one printed character (group 2) */
 const SGR_OR_CHAR = new RegExp(String.raw`\u001b\[([\d;]*)m|(.)`, 'gsu');
 
@@ -103,6 +105,7 @@ describe('the simulator’s terminal QR code', () => {
   it('is what the simulator prints for a pending reply', () => {
     const lines = pendingLines(
       {
+        v: 1,
         status: 'pending',
         rid: 'r1',
         user_code: 'WDJB-MJHT',
