@@ -1,5 +1,6 @@
 # devicegate gateway image. Build: docker build -t devicegate .
-FROM node:20-bookworm-slim AS build
+# Node 24: the maintained LTS (Node 20 reached its end of life in April 2026); CI runs the suite on 24 as well.
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -8,7 +9,7 @@ COPY src ./src
 COPY firmware-sim ./firmware-sim
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     DEVICEGATE_HTTP_HOST=0.0.0.0 \
     DEVICEGATE_MQTT_HOST=0.0.0.0

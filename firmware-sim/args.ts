@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { DEMO_DEVICE_KEY } from '../src/core/crypto.ts';
 import { ID_PATTERN, isDeviceLabel, isMqttUrl, isScope } from '../src/core/protocol.ts';
-import { type DemoState, DemoStateError, readDemoState } from '../src/demo/state.ts';
+import { type DemoStateFile, DemoStateError, readDemoState } from '../src/demo/state.ts';
 import { DEFAULT_TOPIC_PREFIX } from './device.ts';
 
 export const DEFAULT_MQTT_URL = 'mqtt://localhost:1883';
@@ -38,6 +38,8 @@ export interface ConnectionSettings {
   keyFrom: 'flag' | 'env' | 'demo-file' | 'demo-default';
   /** the demo state file that was read, if any */
   demoFile: string | undefined;
+  /** a demo state file that was ignored because the gateway that wrote it is gone */
+  staleDemoFile?: { file: string; pid: number };
 }
 
 export interface DeviceArgs {
@@ -50,6 +52,8 @@ export interface DeviceArgs {
   encrypt: boolean;
   /** overall seconds to wait for the result; undefined: until the code expires */
   timeoutSeconds: number | undefined;
+  /** seconds to wait for the gateway's first answer before giving up (no gateway on that broker) */
+  answerTimeoutSeconds: number;
   json: boolean;
 }
 
@@ -81,6 +85,7 @@ const OPTIONS = {
   firmware: { type: 'string' },
   encrypt: { type: 'boolean' },
   timeout: { type: 'string' },
+  'answer-timeout': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   fleet: { type: 'string' },
@@ -94,7 +99,19 @@ const OPTIONS = {
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
 
-const DEVICE_ONLY = ['id', 'rid', 'name', 'model', 'firmware', 'encrypt', 'timeout'] as const;
+/** A gateway answers an authorize request within a second or two; 20 s of silence means none is listening. */
+export const DEFAULT_ANSWER_TIMEOUT_SECONDS = 20;
+
+const DEVICE_ONLY = [
+  'id',
+  'rid',
+  'name',
+  'model',
+  'firmware',
+  'encrypt',
+  'timeout',
+  'answer-timeout',
+] as const;
 const FLEET_ONLY = ['duration', 'warmup', 'concurrency', 'requests', 'id-prefix', 'no-cancel'] as const;
 
 /** The `--help` text. */
@@ -121,6 +138,7 @@ One device:
   --firmware <text>    firmware version (default "${DEFAULT_DEVICE_INFO.firmware}")
   --encrypt            send a public key; the token comes back as a JWE only this device can decrypt
   --timeout <s>        give up after this many seconds (default: when the code expires)
+  --answer-timeout <s> give up when the gateway has not answered at all after this many seconds (default ${DEFAULT_ANSWER_TIMEOUT_SECONDS})
   --json               one JSON line per reply on stdout (tokens redacted); other messages go to stderr
 
 Fleet:
@@ -192,7 +210,7 @@ function parseFlags(argv: readonly string[]): Flags {
   }
 }
 
-async function demoState(cwd: string): Promise<{ file: string; state: DemoState } | undefined> {
+async function demoState(cwd: string): Promise<DemoStateFile | undefined> {
   try {
     return await readDemoState(cwd);
   } catch (err) {
@@ -209,10 +227,11 @@ async function resolveConnection(
   values: Flags,
   ctx: { env: Readonly<Record<string, string | undefined>>; cwd: string },
 ): Promise<ConnectionSettings> {
-  const demo =
+  const found =
     values.url === undefined || values.key === undefined || values.prefix === undefined
       ? await demoState(ctx.cwd)
       : undefined;
+  const demo = found !== undefined && 'state' in found ? found : undefined;
   const envKey = ctx.env['DEVICEGATE_DEVICE_KEY'];
   const url = values.url ?? demo?.state.mqttUrl;
   const key =
@@ -231,6 +250,7 @@ async function resolveConnection(
     urlFrom: values.url !== undefined ? 'flag' : url !== undefined ? 'demo-file' : 'default',
     keyFrom: key.from,
     demoFile: demo?.file,
+    ...(found !== undefined && 'stale' in found && { staleDemoFile: { file: found.file, pid: found.stale } }),
   };
 }
 
@@ -279,6 +299,8 @@ function deviceArgs(values: Flags, conn: ConnectionSettings): DeviceArgs {
     },
     encrypt: values.encrypt === true,
     timeoutSeconds: positiveNumber('timeout', values.timeout),
+    answerTimeoutSeconds:
+      positiveNumber('answer-timeout', values['answer-timeout']) ?? DEFAULT_ANSWER_TIMEOUT_SECONDS,
     json: values.json === true,
   };
 }

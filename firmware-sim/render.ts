@@ -2,7 +2,7 @@
  * What the simulator shows a person: the code box, the terminal QR code, token fingerprints (a token is never shown
  * whole, on screen or in `--json` output), and where the connection settings came from.
  */
-import qrcode from 'qrcode-terminal';
+import QRCode from 'qrcode';
 import { DEMO_STATE_FILE } from '../src/demo/state.ts';
 import type { ConnectionSettings } from './args.ts';
 import type { SimReply } from './replies.ts';
@@ -58,17 +58,37 @@ export function codeBox(code: string, bold: boolean): string[] {
   return [`      ╔${bar}╗`, `      ║${text}║`, `      ╚${bar}╝`];
 }
 
-/** `text` as a small terminal QR code, indented by four spaces. */
+/** Modules of light margin around the code on every side (ISO/IEC 18004 asks for four). */
+export const QUIET_ZONE = 4;
+
+/** Explicit colours (SGR): black and bright white, never the terminal's own, so light and dark themes scan alike. */
+const DARK = { fg: '30', bg: '40' };
+const LIGHT = { fg: '97', bg: '107' };
+
+/**
+ * `text` as a terminal QR code, indented by four spaces: two module rows per line with the upper half block, its
+ * foreground the upper module and its background the lower one, every cell coloured explicitly (a terminal's default
+ * colours are dark on light or light on dark, which would invert the code on one of them).
+ */
 export function qr(text: string): string {
-  let out = '';
-  qrcode.generate(text, { small: true }, (s) => {
-    out = s;
-  });
-  return out
-    .trimEnd()
-    .split('\n')
-    .map((l) => `    ${l}`)
-    .join('\n');
+  const { modules } = QRCode.create(text, { errorCorrectionLevel: 'M' });
+  const size = modules.size + 2 * QUIET_ZONE;
+  const dark = (x: number, y: number): boolean => {
+    const mx = x - QUIET_ZONE;
+    const my = y - QUIET_ZONE;
+    return mx >= 0 && my >= 0 && mx < modules.size && my < modules.size && modules.get(my, mx) === 1;
+  };
+  const lines: string[] = [];
+  for (let y = 0; y < size; y += 2) {
+    let line = '    ';
+    for (let x = 0; x < size; x++) {
+      const top = dark(x, y) ? DARK : LIGHT;
+      const bottom = y + 1 < size && dark(x, y + 1) ? DARK : LIGHT;
+      line += `\x1b[${top.fg};${bottom.bg}m▀`;
+    }
+    lines.push(`${line}\x1b[0m`);
+  }
+  return lines.join('\n');
 }
 
 /** The lines shown for a new user code: where to go, the code box, the QR code of the complete URI, the expiry. */

@@ -41,6 +41,7 @@ class Session {
   #shownCode: string | undefined;
   #expiryTimer: TimerHandle | undefined;
   #timeoutTimer: TimerHandle | undefined;
+  #answerTimer: TimerHandle | undefined;
 
   readonly args: DeviceArgs;
   readonly io: CliIo;
@@ -63,6 +64,7 @@ class Session {
     this.settled = true;
     systemTimers.clear(this.#expiryTimer);
     systemTimers.clear(this.#timeoutTimer);
+    systemTimers.clear(this.#answerTimer);
     this.#resolve(code);
   }
 
@@ -73,12 +75,26 @@ class Session {
     }, seconds * 1000);
   }
 
+  /** Without any answer for `seconds`, nothing that serves this contract listens on the broker: say so and stop. */
+  startAnswerTimeout(seconds: number): void {
+    this.#answerTimer = systemTimers.setTimeout(() => {
+      this.say(
+        `No answer from a gateway within ${seconds} s on ${this.args.conn.url}${whereFrom(this.args.conn)}.`,
+      );
+      this.say(
+        '  Is the gateway running (npm start), and is that its broker? (--answer-timeout sets the wait)',
+      );
+      this.finish(EXIT.failed);
+    }, seconds * 1000);
+  }
+
   onReply(r: SimReply): void {
     // after the final answer, the same result sent again (persistent session and req/status after a reconnect) is
     // not news: the ack may still be on its way
     if (this.settled || this.answered) return;
     // a persistent session may hand over replies to an earlier run's requests: not ours, skip them
     if (r.rid !== undefined && r.rid !== this.rid) return;
+    systemTimers.clear(this.#answerTimer);
     if (this.args.json) this.io.stdout.write(`${JSON.stringify(redact(r))}\n`);
     if (r.status !== 'pending') this.answered = true;
     switch (r.status) {
@@ -155,6 +171,10 @@ async function connectDevice(args: DeviceArgs, say: Say): Promise<SimDevice | un
   say(
     `  device   ${args.deviceId}: ${args.device.name} (${args.device.model}, firmware ${args.device.firmware})`,
   );
+  if (conn.staleDemoFile !== undefined) {
+    const { file, pid } = conn.staleDemoFile;
+    say(`  (ignored ${file}: the demo gateway that wrote it, pid ${pid}, is no longer running)`);
+  }
   say(`  broker   ${conn.url}${whereFrom(conn)}`);
   if (args.encrypt) say('  tokens   encrypted to this device (JWE, ECDH-ES P-256)');
   const device = new SimDevice({
@@ -200,6 +220,7 @@ export async function runDevice(args: DeviceArgs, io: CliIo): Promise<number> {
   if (!s.settled) {
     say('connected; asking for authorization…');
     requested = true;
+    s.startAnswerTimeout(args.answerTimeoutSeconds);
     // not awaited: while the broker is away the publish waits for the reconnect, and Ctrl-C must still work
     device
       .authorize({ rid: s.rid, device: args.device, ...(args.scope !== undefined && { scope: args.scope }) })

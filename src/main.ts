@@ -7,11 +7,17 @@ import type { Logger } from 'pino';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
 import { runCommand } from './cli/commands.ts';
 import { createLogger } from './observability/log.ts';
+import { drained, survivingDeadPipe } from './observability/stdio.ts';
 
 /** Longest a shutdown may take before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 15_000;
+/** How long the last log lines may take to leave the process after a shutdown (a stalled reader loses them). */
+const LOG_DRAIN_MS = 1000;
 
 async function main(): Promise<void> {
+  // a reader that went away must cost log lines, never the process
+  survivingDeadPipe(process.stdout);
+  survivingDeadPipe(process.stderr);
   const result = runCommand(process.argv.slice(2), process.env);
   if (result !== undefined) {
     (result.code === 0 ? process.stdout : process.stderr).write(result.out);
@@ -43,14 +49,20 @@ function onSignals(log: Logger, close: () => Promise<void>): void {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
+    // nothing on the way out writes synchronously (src/observability/stdio.ts), so this timer can always fire
     setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
-    close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    void close()
+      .then(
+        () => 0,
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          return 1;
+        },
+      )
+      .then(async (code) => {
+        await drained(process.stdout, LOG_DRAIN_MS);
+        process.exit(code);
+      });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -33,6 +33,7 @@ export async function run(config: Config, log: Logger): Promise<Running> {
         publicUrl: at.publicUrl,
         topicPrefix: config.topicPrefix,
         deviceAuth: config.deviceAuth,
+        pid: process.pid,
         // only the published demo key is ever written down
         ...(config.deviceKey === undefined && { deviceKey: DEMO_DEVICE_KEY }),
       });

@@ -27,6 +27,8 @@ export const demoStateSchema = z
     deviceAuth: z.enum(['hmac', 'none']),
     /** present only when the gateway runs with the published demo key: no other key is ever written down */
     deviceKey: z.literal(DEMO_DEVICE_KEY).optional(),
+    /** the gateway process that wrote it: a file whose writer is gone (killed, so it could not remove it) is stale */
+    pid: z.number().int().positive(),
   })
   .strict();
 
@@ -58,12 +60,28 @@ export async function removeDemoState(dir: string = process.cwd()): Promise<void
   await rm(path.join(dir, DEMO_STATE_FILE), { force: true });
 }
 
+/** What {@link readDemoState} found: the state, or a file its writer left behind when it died (`stale`). */
+export type DemoStateFile = { file: string; state: DemoState } | { file: string; stale: number };
+
+/** Whether process `pid` exists (signal 0 checks without sending anything; EPERM: it exists, as another user's). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err instanceof Error && 'code' in err && err.code === 'EPERM';
+  }
+}
+
 /**
  * Reads and validates `{dir}/.devicegate/demo.json`. Resolves `undefined` when there is no such file (no demo
- * gateway ran here); rejects with a {@link DemoStateError} when it cannot be read, is not JSON, or does not match
- * {@link demoStateSchema}.
+ * gateway ran here), `{ file, stale: pid }` when the gateway that wrote it is no longer running; rejects with a
+ * {@link DemoStateError} when it cannot be read, is not JSON, or does not match {@link demoStateSchema}.
  */
-export async function readDemoState(dir: string): Promise<{ file: string; state: DemoState } | undefined> {
+export async function readDemoState(
+  dir: string,
+  alive: (pid: number) => boolean = processAlive,
+): Promise<DemoStateFile | undefined> {
   const file = path.join(dir, DEMO_STATE_FILE);
   let text: string;
   try {
@@ -84,5 +102,6 @@ export async function readDemoState(dir: string): Promise<{ file: string; state:
     const where = issue !== undefined && issue.path.length > 0 ? `"${issue.path.join('.')}": ` : '';
     throw new DemoStateError(file, `is not a demo state file (${where}${issue?.message ?? 'invalid'})`);
   }
+  if (!alive(result.data.pid)) return { file, stale: result.data.pid };
   return { file, state: result.data };
 }

@@ -4,6 +4,7 @@
  * message, stack, string `code`, the chain of causes) and drops everything else an error may carry.
  */
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { logDestination } from './stdio.ts';
 
 export const REDACTED_FIELDS = [
   'access_token',
@@ -70,8 +71,11 @@ function typeOf(value: unknown): string {
   return typeof ctor === 'function' && ctor.name !== '' ? ctor.name : 'object';
 }
 
-/** A JSON-lines logger at `level`, to stdout or `destination`, with the `err` serializer and the redaction above. */
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+/**
+ * A JSON-lines logger at `level`, to `destination` (default: stdout, through {@link logDestination}, which never
+ * blocks), with the `err` serializer and the redaction above.
+ */
+export function createLogger(level: string, destination: DestinationStream = logDestination()): Logger {
   const options: LoggerOptions = {
     level,
     base: { service: 'devicegate' },
@@ -83,7 +87,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       censor: '[redacted]',
     },
   };
-  return destination === undefined ? pino(options) : pino(options, destination);
+  return pino(options, destination);
 }
 
 export type { Logger };

@@ -114,14 +114,18 @@ export class BridgeFlows {
     return { redirectUrl: request.url };
   }
 
-  /** The person denied: the code dies and the device is told `access_denied` at once. `false` if not usable. */
-  async deny(input: string): Promise<boolean> {
+  /**
+   * The person denied, from the browser at `network`: the code dies and the device is told `access_denied` at once.
+   * `false` if not usable.
+   */
+  async deny(input: string, network?: string): Promise<boolean> {
     const flow = await this.lookup(input);
     if (flow === undefined) return false;
     const r = await this.#d.updater.update({
       deviceId: flow.deviceId,
       rid: flow.rid,
       event: { type: 'deny' },
+      actor: { network },
     });
     await this.#d.store.releaseUserCode(this.#codeHash(normalizeUserCode(input)!));
     return r.status === 'ok' && r.transition.reject === undefined;
@@ -134,7 +138,11 @@ export class BridgeFlows {
    * once and the result written; only then is the state deleted, so a callback that failed on the store (thrown
    * `UnavailableError`, the page's 503) can be retried. A replay finds the flow no longer awaiting its callback.
    */
-  async callback(params: URLSearchParams, session: string | undefined): Promise<CallbackOutcome> {
+  async callback(
+    params: URLSearchParams,
+    session: string | undefined,
+    network?: string,
+  ): Promise<CallbackOutcome> {
     const { store, clock, log } = this.#d;
     const state = params.get('state');
     if (state === null || session === undefined) return { outcome: 'invalid' };
@@ -155,7 +163,7 @@ export class BridgeFlows {
     }
     if (!held) return { outcome: 'invalid' };
     try {
-      const outcome = await this.#complete(deviceId, rid, state, params, lease);
+      const outcome = await this.#complete({ deviceId, rid, state, params, lease, network });
       // Finished either way; a leftover state is harmless (its flow no longer awaits a callback) and expires.
       await store.deleteOnce(stateKey).catch((err: unknown) => log.warn({ err }, 'state not deleted'));
       return outcome;
@@ -165,13 +173,15 @@ export class BridgeFlows {
   }
 
   /** The callback's work under the lease: check the flow, exchange the code, cap, write and tell the device. */
-  async #complete(
-    deviceId: string,
-    rid: string,
-    state: string,
-    params: URLSearchParams,
-    lease: string,
-  ): Promise<CallbackOutcome> {
+  async #complete(c: {
+    deviceId: string;
+    rid: string;
+    state: string;
+    params: URLSearchParams;
+    lease: string;
+    network: string | undefined;
+  }): Promise<CallbackOutcome> {
+    const { deviceId, rid, state, params, lease } = c;
     const { store, clock, updater } = this.#d;
     const current = await store.get(deviceId, rid);
     if (current === undefined) return { outcome: 'expired' };
@@ -188,8 +198,9 @@ export class BridgeFlows {
       await updater.update({ deviceId, rid, event: { type: 'tick' }, leaseToken: lease, known: current });
       return { outcome: 'expired' };
     }
-    const { event, capped } = await this.#exchange(flow, state, params);
-    const r = await updater.update({ deviceId, rid, event, leaseToken: lease, known: current });
+    const { event, capped, subject } = await this.#exchange(flow, state, params);
+    const actor = { subject, network: c.network };
+    const r = await updater.update({ deviceId, rid, event, leaseToken: lease, known: current, actor });
     if (r.status !== 'ok') return { outcome: 'invalid' };
     const after = r.transition.flow;
     if (after.state === 'authorized') return { outcome: 'authorized', flow: after };
@@ -210,7 +221,7 @@ export class BridgeFlows {
     flow: BridgeFlow,
     state: string,
     params: URLSearchParams,
-  ): Promise<{ event: UpdateOptions['event']; capped: boolean }> {
+  ): Promise<{ event: UpdateOptions['event']; capped: boolean; subject?: string }> {
     const { deviceId, rid } = flow;
     let signIn: SignIn;
     try {
@@ -256,9 +267,14 @@ export class BridgeFlows {
     }
     if (signIn.subject !== undefined && !(await this.#d.cap.admit(signIn.subject))) {
       this.#d.log.info({ deviceId, rid }, 'approval refused: the person reached the approval cap');
-      return { event: { type: 'fail', code: 'access_denied', description: OVER_CAP }, capped: true };
+      const event = { type: 'fail', code: 'access_denied', description: OVER_CAP } as const;
+      return { event, capped: true, subject: signIn.subject };
     }
-    return { event: { type: 'token', token: signIn.token }, capped: false };
+    return {
+      event: { type: 'token', token: signIn.token },
+      capped: false,
+      ...(signIn.subject !== undefined && { subject: signIn.subject }),
+    };
   }
 
   #codeHash(canonical: string): string {

@@ -17,6 +17,7 @@ import {
 } from '../core/errors.ts';
 import type { TokenSet } from '../core/flow.ts';
 import { type AuthorizeRequest, errorReply, parseDeviceRequest, salvageRid } from '../core/protocol.ts';
+import { audit } from '../observability/audit.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Versioned } from '../store/types.ts';
 import type { IncomingRequest } from '../transport/types.ts';
@@ -129,7 +130,12 @@ export class DeviceRequests {
     }
     const { flow } = started;
     this.#d.metrics.inc('devicegate_flows_started_total', { mode: flow.mode });
-    this.#d.log.debug({ deviceId: flow.deviceId, rid: flow.rid, mode: flow.mode }, 'flow started');
+    audit(this.#d.log, 'flow.started', {
+      deviceId: flow.deviceId,
+      rid: flow.rid,
+      mode: flow.mode,
+      ...(req.remoteAddress !== undefined && { network: req.remoteAddress }),
+    });
     await replies.send(flow.deviceId, await replies.render(flow, flow.createdAt), req.replyTo);
   }
 
@@ -187,6 +193,7 @@ export class DeviceRequests {
     const { refresh_token: rotated, ...rest } = token;
     await grants.putBack(deviceId, grant, rotated);
     this.#d.metrics.inc('devicegate_refreshes_total');
+    audit(this.#d.log, 'grant.refreshed', { deviceId, rid });
     await this.#d.replies.send(deviceId, await authorizedReply(rid, rest, grant.jwk), req.replyTo);
   }
 

@@ -16,6 +16,7 @@ import type { FlowEvent } from '../core/engine.ts';
 import type { Flow, PublicJwk } from '../core/flow.ts';
 import { UnavailableError } from '../core/errors.ts';
 import { authorizeRequest } from '../core/protocol.ts';
+import { audit } from '../observability/audit.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { RefreshingUpstream } from '../upstream/types.ts';
 import { storeCall } from './store-call.ts';
@@ -121,7 +122,7 @@ export class GrantStore {
 
   /** The audit line of a dropped grant (never the token). */
   audit(deviceId: string, reason: GrantDropReason): void {
-    this.#d.log.warn({ event: 'grant.revoked', reason, deviceId }, 'the device’s grant was dropped');
+    audit(this.#d.log, 'grant.revoked', { deviceId, reason });
   }
 
   /**

@@ -227,7 +227,7 @@ export class Scheduler {
         try {
           if (holder !== undefined) {
             event ??= { type: 'poll', outcome: await this.#capped(outcome, deviceId, rid) };
-            const r = await this.#underLease(holder, current, event);
+            const r = await this.#underLease(holder, current, event, subjectOf(outcome));
             if (r.status !== 'lease_lost') return;
           }
           current = undefined;
@@ -258,10 +258,10 @@ export class Scheduler {
     }
   }
 
-  /** One write through the flow updater, under `lease`. */
-  #underLease(lease: Lease, known: Versioned | undefined, event: FlowEvent) {
+  /** One write through the flow updater, under `lease`; `subject` (who approved) goes into the audit line. */
+  #underLease(lease: Lease, known: Versioned | undefined, event: FlowEvent, subject?: string) {
     const { deviceId, rid, token } = lease;
-    return this.#o.service.update({ deviceId, rid, event, leaseToken: token, known });
+    return this.#o.service.update({ deviceId, rid, event, leaseToken: token, known, actor: { subject } });
   }
 
   /** How soon to look again at a flow whose lease another instance holds. */
@@ -281,4 +281,9 @@ export class Scheduler {
     }
     return outcome;
   }
+}
+
+/** The person a token answer names (the ID token's `sub`), for the audit line — kept when the cap turns it down. */
+function subjectOf(outcome: PollOutcome): string | undefined {
+  return outcome.kind === 'token' ? outcome.subject : undefined;
 }

@@ -9,6 +9,7 @@ import { type FlowEvent, type Transition, apply, dueAt } from '../core/engine.ts
 import { serverError } from '../core/errors.ts';
 import type { Flow } from '../core/flow.ts';
 import { stateRank } from '../core/flow.ts';
+import { type AuditEvent, audit } from '../observability/audit.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { FlowStore, Versioned } from '../store/types.ts';
 import type { ReplyRoute } from '../transport/types.ts';
@@ -29,6 +30,8 @@ export interface UpdateOptions {
   known?: Versioned | undefined;
   /** a device's request: where its answer goes (`Replies.send`); absent for pushed results */
   replyTo?: ReplyRoute | undefined;
+  /** who caused the event, for the audit line of the flow's end: the person (`sub`) and their network */
+  actor?: { subject?: string | undefined; network?: string | undefined } | undefined;
 }
 
 export type UpdateOutcome =
@@ -104,7 +107,7 @@ export class FlowUpdater {
         if (written.status !== 'ok') return { status: written.status };
         version = written.version;
         await storeCall(() => store.schedule(deviceId, rid, dueAt(t.flow, now, leaseMs)));
-        if (stateRank(t.flow.state) > stateRank(before.state)) this.#countFinish(t.flow);
+        if (stateRank(t.flow.state) > stateRank(before.state)) this.#countFinish(t.flow, options.actor);
       }
       if (t.notify && leaseToken !== undefined && !t.changed) {
         // Nothing was written, so nothing proved the lease is still ours: check before publishing, or a paused
@@ -142,6 +145,7 @@ export class FlowUpdater {
     );
     if (written.status !== 'ok') return version;
     if (flow.state === 'authorized') {
+      audit(this.#d.log, 'token.delivered', { deviceId: flow.deviceId, rid: flow.rid });
       // From the person's approval (bridge) or the start (relay: the approval happens at the upstream, unseen).
       const from = flow.mode === 'authorization_code' ? (flow.approvedAt ?? flow.createdAt) : flow.createdAt;
       this.#d.metrics.observe(
@@ -153,11 +157,29 @@ export class FlowUpdater {
     return written.version;
   }
 
-  #countFinish(flow: Flow): void {
+  /** Counts a finished flow; the ends a person or the clock decides are audit events, the others a plain line. */
+  #countFinish(flow: Flow, actor: UpdateOptions['actor']): void {
     this.#d.metrics.inc('devicegate_flows_finished_total', { state: flow.state });
-    this.#d.log.info(
-      { deviceId: flow.deviceId, rid: flow.rid, state: flow.state, error: flow.error?.code },
-      'flow finished',
-    );
+    const { deviceId, rid } = flow;
+    const event = FINISH_EVENTS[flow.state];
+    if (event === undefined) {
+      this.#d.log.info({ deviceId, rid, state: flow.state, error: flow.error?.code }, 'flow finished');
+      return;
+    }
+    audit(this.#d.log, event, {
+      deviceId,
+      rid,
+      mode: flow.mode,
+      ...(actor?.subject !== undefined && { subject: actor.subject }),
+      ...(actor?.network !== undefined && { network: actor.network }),
+      ...(flow.error !== undefined && { reason: flow.error.code }),
+    });
   }
 }
+
+/** The audit event of each way a flow can end (a cancelled or failed flow is logged, not audited). */
+const FINISH_EVENTS: Partial<Record<Flow['state'], AuditEvent>> = {
+  authorized: 'flow.approved',
+  denied: 'flow.denied',
+  expired: 'flow.expired',
+};

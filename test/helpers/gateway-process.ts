@@ -51,6 +51,10 @@ export interface GatewayProcess {
   metrics(): Promise<string>;
   /** SIGTERM, then SIGKILL if still alive after `graceMs` (default 10 s); resolves once it has exited. */
   stop(graceMs?: number): Promise<GatewayExit>;
+  /** Stops reading its stdout and stderr: the pipes fill up and its writes to them fail with EAGAIN. */
+  stopReading(): void;
+  /** Closes the reading end of its stdout and stderr: its writes to them fail with EPIPE. */
+  closeOutput(): void;
 }
 
 export interface ReadyBody {
@@ -201,6 +205,14 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     },
     async metrics() {
       return (await fetch(`${httpUrl}/metrics`)).text();
+    },
+    stopReading() {
+      child.stdout!.pause();
+      child.stderr!.pause();
+    },
+    closeOutput() {
+      child.stdout!.destroy();
+      child.stderr!.destroy();
     },
     async stop(graceMs = 10_000) {
       if (exit !== undefined) return exit;

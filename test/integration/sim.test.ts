@@ -528,6 +528,7 @@ describe('CLI', () => {
         publicUrl: 'http://localhost:8080',
         topicPrefix: 'devicegate/v1',
         deviceAuth: 'hmac',
+        pid: process.pid,
         deviceKey: DEMO_DEVICE_KEY,
       },
       dir,
@@ -590,6 +591,29 @@ describe('CLI', () => {
     );
     expect(code).toBe(EXIT.failed);
     expect(c.out.join('')).toMatch(/Authorization failed: access_denied\n\s+the user said no/);
+  });
+
+  it('in-process: with nothing answering on that broker, gives up after --answer-timeout and says why, exit 1', async () => {
+    const c = capture(ROOT);
+    // the responder serves devicegate/v1 only: on this prefix no gateway will ever answer
+    const code = await runCli(
+      [
+        '--id',
+        'tv-alone',
+        '--url',
+        responder.url,
+        '--key',
+        KEY,
+        '--prefix',
+        'nobody/v1',
+        '--answer-timeout',
+        '0.5',
+      ],
+      c.io,
+    );
+    expect(code).toBe(EXIT.failed);
+    expect(c.out.join('')).toContain(`No answer from a gateway within 0.5 s on ${responder.url}.`);
+    expect(c.out.join('')).toMatch(/Is the gateway running \(npm start\)/);
   });
 
   it('in-process: a wrong key is reported as refused credentials, exit 1', async () => {

@@ -31,6 +31,7 @@ const state: DemoState = {
   topicPrefix: 'devicegate/v1',
   deviceAuth: 'hmac',
   deviceKey: DEMO_DEVICE_KEY,
+  pid: process.pid,
 };
 
 describe('demo state file', () => {
@@ -48,6 +49,14 @@ describe('demo state file', () => {
       writeDemoState({ ...state, deviceKey: 'secret' as typeof DEMO_DEVICE_KEY }, dir),
     ).rejects.toThrow();
     await expect(readFile(path.join(dir, DEMO_STATE_FILE))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('tells a file whose writer is gone (a killed gateway) apart as stale', async () => {
+    const dir = await tempDir();
+    await writeDemoState({ ...state, pid: 4242 }, dir);
+    const file = path.join(dir, DEMO_STATE_FILE);
+    expect(await readDemoState(dir, (pid) => pid !== 4242)).toEqual({ file, stale: 4242 });
+    expect(await readDemoState(dir, () => true)).toEqual({ file, state: { ...state, pid: 4242 } });
   });
 
   it('is undefined when there is no file', async () => {

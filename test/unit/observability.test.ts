@@ -2,11 +2,13 @@
  * Metrics (prom-client behind `Metrics`, scraped through the real `/metrics` route) and the logger's `err`
  * serializer (through a real pino logger writing to a stream).
  */
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import pkg from '../../package.json' with { type: 'json' };
 import { createLogger, serializeError } from '../../src/observability/log.ts';
 import { METRICS } from '../../src/observability/metric-table.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
+import { drained, logDestination } from '../../src/observability/stdio.ts';
 import { buildApp } from '../../src/web/app.ts';
 
 async function scrape(metrics: Metrics): Promise<{ contentType: string; body: string }> {
@@ -227,5 +229,66 @@ describe('logger', () => {
       device_code: '[redacted]',
       deviceId: 'tv-1',
     });
+  });
+});
+
+describe('the log destination (never blocks the process)', () => {
+  /** A stream whose reader stalls: nothing it is given completes until `release()`. */
+  function stalled(): { out: Writable; lines: () => string[]; release: () => void } {
+    const got: string[] = [];
+    const waiting: Array<() => void> = [];
+    const out = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        got.push(chunk.toString('utf8'));
+        waiting.push(cb);
+      },
+    });
+    const release = () => {
+      while (waiting.length > 0) waiting.shift()!();
+    };
+    return { out, lines: () => got.join('').split('\n').filter(Boolean), release };
+  }
+
+  it('drops lines while more than the bound waits, then says in one line how many were lost', () => {
+    const s = stalled();
+    const log = createLogger('info', logDestination(s.out, 1000));
+    for (let i = 0; i < 50; i++) log.info({ i }, 'line');
+    const kept = s.out.writableLength;
+    expect(kept).toBeGreaterThan(1000);
+    expect(kept).toBeLessThan(1500); // one line over the bound at most
+    s.release();
+    log.info('after');
+    s.release();
+    const lines = s.lines().map((l) => JSON.parse(l) as Record<string, unknown>);
+    const keptCount = lines.filter((l) => l.msg === 'line').length;
+    expect(lines.at(-2)).toMatchObject({
+      msg: 'log lines dropped: stdout was not read',
+      dropped: 50 - keptCount,
+    });
+    expect(lines.at(-1)).toMatchObject({ msg: 'after' });
+  });
+
+  it('writes nothing more, and throws nothing, once the pipe is dead (EPIPE)', () => {
+    const s = stalled();
+    const log = createLogger('info', logDestination(s.out));
+    log.info('before');
+    s.out.emit('error', Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+    expect(() => log.info('after')).not.toThrow();
+    expect(s.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['before']);
+  });
+
+  it('drained() waits for what was written, and no longer than its bound when the reader stalls', async () => {
+    const s = stalled();
+    s.out.write('one\n');
+    let done = false;
+    const waiting = drained(s.out, 60_000).then(() => (done = true));
+    await new Promise((r) => setImmediate(r));
+    expect(done).toBe(false);
+    s.release();
+    s.release();
+    await waiting;
+    s.out.write('two\n');
+    await drained(s.out, 10); // never released: the bound ends the wait
+    expect(s.out.writableLength).toBeGreaterThan(0);
   });
 });

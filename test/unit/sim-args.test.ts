@@ -2,6 +2,7 @@
  * The simulator's command line without a network: flag parsing, defaults, where the connection settings come from
  * (flags, DEVICEGATE_DEVICE_KEY, .devicegate/demo.json, defaults), usage errors, token redaction, percentiles.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -24,6 +25,9 @@ import { ID_PATTERN } from '../../src/core/protocol.ts';
 let empty: string;
 let withDemo: string;
 let badDemo: string;
+let staleDemo: string;
+/** a process that has exited: the pid a killed demo gateway leaves in its state file */
+const DEAD_PID = spawnSync(process.execPath, ['-e', '']).pid;
 let foreignKeyDemo: string;
 const dirs: string[] = [];
 
@@ -37,27 +41,25 @@ async function tempDir(demo?: string): Promise<string> {
   return dir;
 }
 
+/** A demo state file as this process's gateway would write it, with `changes` on top. */
+function demoJson(changes: Record<string, unknown>): string {
+  return JSON.stringify({
+    mqttUrl: 'mqtt://127.0.0.1:18999',
+    publicUrl: 'http://localhost:8080',
+    topicPrefix: 'demo/v9',
+    deviceAuth: 'hmac',
+    deviceKey: DEMO_DEVICE_KEY,
+    pid: process.pid,
+    ...changes,
+  });
+}
+
 beforeAll(async () => {
   empty = await tempDir();
-  withDemo = await tempDir(
-    JSON.stringify({
-      mqttUrl: 'mqtt://127.0.0.1:18999',
-      publicUrl: 'http://localhost:8080',
-      topicPrefix: 'demo/v9',
-      deviceAuth: 'hmac',
-      deviceKey: DEMO_DEVICE_KEY,
-    }),
-  );
+  withDemo = await tempDir(demoJson({}));
+  staleDemo = await tempDir(demoJson({ pid: DEAD_PID }));
   badDemo = await tempDir('{ not json');
-  foreignKeyDemo = await tempDir(
-    JSON.stringify({
-      mqttUrl: 'mqtt://127.0.0.1:18999',
-      publicUrl: 'http://localhost:8080',
-      topicPrefix: 'demo/v9',
-      deviceAuth: 'hmac',
-      deviceKey: 'a-real-fleet-key',
-    }),
-  );
+  foreignKeyDemo = await tempDir(demoJson({ deviceKey: 'a-real-fleet-key' }));
 });
 
 afterAll(async () => {
@@ -96,6 +98,7 @@ describe('parseSimArgs: one device', () => {
       device: { ...DEFAULT_DEVICE_INFO },
       encrypt: false,
       timeoutSeconds: undefined,
+      answerTimeoutSeconds: 20,
       json: false,
     });
   });
@@ -121,6 +124,8 @@ describe('parseSimArgs: one device', () => {
         '--firmware',
         '0.9',
         '--encrypt',
+        '--answer-timeout',
+        '7',
         '--timeout',
         '2.5',
         '--json',
@@ -139,6 +144,7 @@ describe('parseSimArgs: one device', () => {
     expect(a.device).toEqual({ name: 'Kitchen lamp', model: 'L-1', firmware: '0.9' });
     expect(a.encrypt).toBe(true);
     expect(a.timeoutSeconds).toBe(2.5);
+    expect(a.answerTimeoutSeconds).toBe(7);
     expect(a.json).toBe(true);
   });
 
@@ -160,6 +166,17 @@ describe('parseSimArgs: one device', () => {
       urlFrom: 'demo-file',
       keyFrom: 'demo-file',
       demoFile: path.join(withDemo, '.devicegate', 'demo.json'),
+    });
+  });
+
+  it('ignores a demo file whose gateway is gone, and says so (the defaults apply)', async () => {
+    const a = asDevice(await parse(['--id', 'tv-1'], { cwd: staleDemo }));
+    expect(a.conn).toMatchObject({
+      url: 'mqtt://localhost:1883',
+      urlFrom: 'default',
+      keyFrom: 'demo-default',
+      demoFile: undefined,
+      staleDemoFile: { file: path.join(staleDemo, '.devicegate', 'demo.json'), pid: DEAD_PID },
     });
   });
 

@@ -6,6 +6,7 @@ import { scanProof } from '../../src/core/scan-link.ts';
 import type { BridgeFlow, PublicJwk } from '../../src/core/flow.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { createLogger } from '../../src/observability/log.ts';
+import { capturingLogger } from '../helpers/log.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { GrantStore } from '../../src/service/grants.ts';
 import { Replies } from '../../src/service/replies.ts';
@@ -23,7 +24,7 @@ const WEAK_KEY = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.e
 
 const keys = deriveKeys('u'.repeat(32));
 const LEASE_MS = 10_000;
-const log = createLogger('silent');
+const silent = createLogger('silent');
 
 /** `inner`, except that `update` runs `before(attempt)` first (to let a competitor write in between). */
 function interfering(inner: MemoryStore, before: (attempt: number) => Promise<void>): FlowStore {
@@ -42,7 +43,7 @@ function interfering(inner: MemoryStore, before: (attempt: number) => Promise<vo
   });
 }
 
-async function setup(interfere?: (inner: MemoryStore) => (attempt: number) => Promise<void>) {
+async function setup(interfere?: (inner: MemoryStore) => (attempt: number) => Promise<void>, log = silent) {
   const clock = new FakeClock();
   const inner = new MemoryStore({ codec: flowCodec(keys), clock });
   const store = interfere === undefined ? inner : interfering(inner, interfere(inner));
@@ -82,6 +83,23 @@ async function setup(interfere?: (inner: MemoryStore) => (attempt: number) => Pr
 const ids = { deviceId: 'tv-1', rid: 'r1' };
 
 describe('flow updater', () => {
+  it('writes the flow.expired audit line when the clock ends a pending flow (once)', async () => {
+    const lines: string[] = [];
+    const { updater, clock } = await setup(undefined, capturingLogger(lines, 'info'));
+    clock.advance(600_001);
+    await updater.update({ ...ids, event: { type: 'tick' } });
+    await updater.update({ ...ids, event: { type: 'tick' } });
+    const audited = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => 'event' in l);
+    expect(audited).toEqual([
+      expect.objectContaining({
+        event: 'flow.expired',
+        ...ids,
+        mode: 'authorization_code',
+        reason: 'expired_token',
+      }),
+    ]);
+  });
+
   it('answers a status with the pending view and writes nothing', async () => {
     const { updater, sent, inner, flow } = await setup();
     const now = flow.createdAt;

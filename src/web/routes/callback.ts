@@ -15,7 +15,7 @@ import { sealDoneDevice } from './done-link.ts';
 export function callbackRoute(scope: PageScope, ctx: PageContext): void {
   scope.get(CALLBACK_PATH, { config: floodLimited(ctx.requestsPerMinute) }, async (req, reply) => {
     const params = new URL(req.url, ctx.publicOrigin).searchParams;
-    const r = await ctx.bridge.callback(params, ctx.csrf.session(req));
+    const r = await ctx.bridge.callback(params, ctx.csrf.session(req), req.ip);
     if (r.outcome === 'invalid') return page(reply, 400, errorPage(frameFor(ctx, req).t, 'callback'));
     if (r.outcome === 'authorized' || r.outcome === 'denied') {
       const device = sealDoneDevice(ctx.keys, r.outcome, r.flow, ctx.clock.now());

@@ -31,7 +31,7 @@ export function decisionRoute(scope: PageScope, ctx: PageContext): void {
       const code = req.body.user_code ?? '';
       const scanned = await scannedFlow(ctx, code, req.body.k);
       const attempt = scanned === undefined ? await beginEntry(ctx, req.ip) : UNCOUNTED;
-      const target = await decide(ctx, req.body.decision, code, sid, scanned).catch(async (err: unknown) => {
+      const target = await decide(ctx, req.body.decision, code, sid, scanned, req.ip).catch(async (err: unknown) => {
         await attempt.succeeded().catch(() => undefined);
         throw err;
       });
@@ -52,6 +52,7 @@ async function decide(
   code: string,
   sid: string,
   scanned: BridgeFlow | undefined,
+  network: string,
 ): Promise<string | undefined> {
   if (decision === 'approve') {
     const approved = await ctx.bridge.approve(code, sid);
@@ -61,6 +62,6 @@ async function decide(
   }
   // looked up before it dies, to name the device on the outcome page
   const flow = scanned ?? (await ctx.bridge.lookup(code));
-  if (flow === undefined || !(await ctx.bridge.deny(code))) return undefined;
+  if (flow === undefined || !(await ctx.bridge.deny(code, network))) return undefined;
   return doneUrl('denied', { device: sealDoneDevice(ctx.keys, 'denied', flow, ctx.clock.now()) });
 }
