@@ -16,6 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { type DeviceOptions, closeAllDevices, connectDevice, connectRefused } from '../helpers/device.ts';
+import { type GatewayProcess, startGatewayProcess, stopAllGateways } from '../helpers/gateway-process.ts';
 import { waitFor } from '../helpers/procs.ts';
 import { type StartedGateway, startGateway } from '../helpers/gateway.ts';
 
@@ -297,5 +298,60 @@ describe('DEVICEGATE_DEVICE_AUTH=hmac over TLS and WebSocket', () => {
       req.end();
     });
     expect(status).not.toBe(101);
+  });
+});
+
+describe('SIGHUP', () => {
+  let live: string;
+  let gw: GatewayProcess;
+  let tlsPort: number;
+  beforeAll(async () => {
+    live = await mkdtemp(path.join(tmpdir(), 'dg-tls-live-'));
+    await genCerts(live, []);
+    const env = gatewayEnv({
+      DEVICEGATE_MQTT_TLS_CERT: path.join(live, 'server.crt'),
+      DEVICEGATE_MQTT_TLS_KEY: path.join(live, 'server.key'),
+      DEVICEGATE_LOG_LEVEL: 'info',
+    });
+    delete env.DEVICEGATE_HTTP_PORT;
+    gw = await startGatewayProcess({ env, waitReady: false, timeoutMs: 50_000 });
+    const running = await gw.waitForLog((l) => l.msg === 'devicegate is running');
+    tlsPort = Number(new URL(String(running['mqttTlsUrl'])).port);
+  }, 60_000);
+  afterAll(async () => {
+    await stopAllGateways();
+    await rm(live, { recursive: true, force: true });
+  });
+
+  /** The SHA-256 fingerprint of the certificate a new TLS connection is served. */
+  async function served(): Promise<string> {
+    const ca = await pem(live, 'ca.crt');
+    return new Promise((resolve, reject) => {
+      const s = connectTls({ host: '127.0.0.1', port: tlsPort, servername: 'localhost', ca }, () => {
+        resolve(s.getPeerCertificate().fingerprint256);
+        s.destroy();
+      });
+      s.once('error', reject);
+    });
+  }
+
+  it('serves a renewed certificate to new connections while an open connection stays up', async () => {
+    const before = await served();
+    const tls = { ca: await pem(live, 'ca.crt') };
+    const open = await connectDevice({
+      url: `mqtts://localhost:${tlsPort}`,
+      deviceId: 'tv-open',
+      key: KEY,
+      tls,
+    });
+    await genCerts(live, []); // the same CA, a new server certificate and key in the same files
+    const from = gw.logs().length;
+    gw.kill('SIGHUP');
+    await gw.waitForLog((l) => l.msg === 'TLS certificate reloaded', { from });
+    expect(await served()).not.toBe(before);
+    const reply = await open.ask('authorize', { rid: 'r-open' });
+    expect(reply.json).toMatchObject({ rid: 'r-open', status: 'pending' });
+    expect(open.closed).toBe(false);
+    expect(gw.exited).toBe(false);
   });
 });
