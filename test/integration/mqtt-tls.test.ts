@@ -118,19 +118,22 @@ describe('DEVICEGATE_DEVICE_AUTH=cert: the certificate CN is the device id', () 
   });
   afterAll(() => gw?.close());
 
+  /** Device `id` on the TLS listener with the certificate issued to `certOf` (default: its own), no password. */
+  const byCertificate = async (id: string, certOf = id): Promise<DeviceOptions> => ({
+    url: `mqtts://localhost:${tlsPort}`,
+    deviceId: id,
+    username: null,
+    password: null,
+    tls: await tlsOf(certOf),
+  });
+
   it('reports the bound TLS port (0 = a free one) in the addresses', () => {
     expect(gw.mqttTlsUrl).toMatch(/^mqtts:\/\/127\.0\.0\.1:\d+$/);
     expect(tlsPort).toBeGreaterThan(0);
   });
 
   it('answers an mqtt.js device that presents its certificate, with no username or password', async () => {
-    await authorizes({
-      url: `mqtts://localhost:${tlsPort}`,
-      deviceId: 'tv-cert',
-      username: null,
-      password: null,
-      tls: await tlsOf('tv-cert'),
-    });
+    await authorizes(await byCertificate('tv-cert'));
   });
 
   it('answers mosquitto_rr as a device with --cafile/--cert/--key', async () => {
@@ -164,13 +167,7 @@ describe('DEVICEGATE_DEVICE_AUTH=cert: the certificate CN is the device id', () 
 
   it("refuses a client id other than the certificate's CN (CONNACK 5), so one certificate opens one session", async () => {
     // tv-cn's valid certificate, used to open tv-cert's session
-    const err = await connectRefused({
-      url: `mqtts://localhost:${tlsPort}`,
-      deviceId: 'tv-cert',
-      username: null,
-      password: null,
-      tls: await tlsOf('tv-cn'),
-    });
+    const err = await connectRefused(await byCertificate('tv-cert', 'tv-cn'));
     expect(err.code).toBe(5);
     expect(await gw.metrics.render()).toMatch(
       /devicegate_mqtt_refused_connects_total\{reason="client_id_mismatch"\} 1/,
@@ -188,13 +185,7 @@ describe('DEVICEGATE_DEVICE_AUTH=cert: the certificate CN is the device id', () 
   });
 
   it('keeps the same ACL for a certificate device: another device\u2019s request topic disconnects it', async () => {
-    const device = await connectDevice({
-      url: `mqtts://localhost:${tlsPort}`,
-      deviceId: 'tv-cert',
-      username: null,
-      password: null,
-      tls: await tlsOf('tv-cert'),
-    });
+    const device = await connectDevice(await byCertificate('tv-cert'));
     device.client.publish('devicegate/v1/tv-mosq/req/authorize', '{"rid":"stolen"}', { qos: 0 });
     await device.waitForClose();
   });
