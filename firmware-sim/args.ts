@@ -3,13 +3,19 @@
  * from (flags, `DEVICEGATE_DEVICE_KEY`, the demo state file `.devicegate/demo.json`, defaults). The rules a request
  * must follow (ids, scopes, device labels, broker URLs) are the gateway's own, imported from src/core/protocol.ts.
  */
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { DEMO_DEVICE_KEY } from '../src/core/crypto.ts';
 import { ID_PATTERN, isDeviceLabel, isMqttUrl, isScope } from '../src/core/protocol.ts';
-import { type DemoStateFile, DemoStateError, readDemoState } from '../src/demo/state.ts';
+import { type DemoState, type DemoStateFile, DemoStateError, readDemoState } from '../src/demo/state.ts';
+import type { DeviceTls } from './connection.ts';
 import { DEFAULT_TOPIC_PREFIX } from './device.ts';
 
 export const DEFAULT_MQTT_URL = 'mqtt://localhost:1883';
+/** where `--ws` connects without `--url` or a demo file: the gateway's HTTP port, path `/mqtt` */
+export const DEFAULT_WS_URL = 'ws://localhost:8080/mqtt';
+/** the TLS port `--tls` switches to when the URL is not given */
+export const DEFAULT_TLS_PORT = 8883;
 export const DEFAULT_DEVICE_INFO = {
   name: 'Living-room TV',
   model: 'DG-TV 5000',
@@ -40,6 +46,8 @@ export interface ConnectionSettings {
   demoFile: string | undefined;
   /** a demo state file that was ignored because the gateway that wrote it is gone */
   staleDemoFile?: { file: string; pid: number };
+  /** TLS material read from `--ca`, `--cert`, `--cert-key` (PEM); undefined: none given */
+  tls: DeviceTls | undefined;
 }
 
 export interface DeviceArgs {
@@ -95,6 +103,11 @@ const OPTIONS = {
   requests: { type: 'string' },
   'id-prefix': { type: 'string' },
   'no-cancel': { type: 'boolean' },
+  tls: { type: 'boolean' },
+  ws: { type: 'boolean' },
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  'cert-key': { type: 'string' },
 } as const;
 
 type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS }>>['values'];
@@ -111,6 +124,8 @@ const DEVICE_ONLY = [
   'encrypt',
   'timeout',
   'answer-timeout',
+  'cert',
+  'cert-key',
 ] as const;
 const FLEET_ONLY = ['duration', 'warmup', 'concurrency', 'requests', 'id-prefix', 'no-cancel'] as const;
 
@@ -128,6 +143,12 @@ Connection (each falls back to .devicegate/demo.json, which the gateway writes i
   --url <url>          MQTT broker URL (default ${DEFAULT_MQTT_URL})
   --key <key>          fleet key (else $DEVICEGATE_DEVICE_KEY, else the public demo key)
   --prefix <prefix>    topic prefix (default ${DEFAULT_TOPIC_PREFIX})
+  --tls                connect over TLS: mqtts:// (port ${DEFAULT_TLS_PORT} unless --url says), or wss:// with --ws
+  --ws                 connect over WebSocket to the gateway's /mqtt (default ${DEFAULT_WS_URL})
+  --ca <file>          trust this CA (PEM) for the broker's certificate, e.g. deploy/certs/ca.crt; implies --tls
+  --cert <file>        present this client certificate (PEM; its CN is the device id with
+                       DEVICEGATE_DEVICE_AUTH=cert); needs --cert-key; implies --tls; one device only
+  --cert-key <file>    the private key (PEM) of --cert (--key is the fleet key)
 
 One device:
   --id <deviceId>      required; letters, digits, '.', '_', '-' (at most 64)
@@ -178,6 +199,49 @@ function label(flag: string, value: string | undefined, fallback: string): strin
   if (value === undefined) return fallback;
   if (!isDeviceLabel(value)) throw new UsageError(`--${flag} must be 1 to 64 printable characters`);
   return value;
+}
+
+/** The URL the flags ask for: `--url` as given (it must agree with --tls/--ws), else one derived from the demo file. */
+function deviceUrl(values: Flags, demo: DemoState | undefined, secure: boolean): string | undefined {
+  const ws = values.ws === true;
+  if (values.url !== undefined) {
+    const { protocol } = new URL(checkUrl(values.url));
+    if (ws !== protocol.startsWith('ws')) throw new UsageError(`--ws and --url ${protocol}// do not agree`);
+    if (secure && (protocol === 'mqtt:' || protocol === 'ws:')) {
+      throw new UsageError(`--tls, --ca and --cert need an mqtts:// or wss:// --url, got ${protocol}//`);
+    }
+    return values.url;
+  }
+  if (ws) {
+    const url = new URL(demo?.publicUrl ?? DEFAULT_WS_URL);
+    url.protocol = secure || url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.pathname = '/mqtt';
+    return url.toString();
+  }
+  if (!secure) return demo?.mqttUrl;
+  const url = new URL(demo?.mqttUrl ?? DEFAULT_MQTT_URL);
+  return `mqtts://${url.host.replace(/:\d+$/, '')}:${DEFAULT_TLS_PORT}`;
+}
+
+/** Reads `--ca`, `--cert`, `--cert-key`: the files must exist, and the certificate comes with its key. */
+async function tlsFiles(values: Flags): Promise<DeviceTls | undefined> {
+  if ((values.cert === undefined) !== (values['cert-key'] === undefined)) {
+    throw new UsageError('--cert and --cert-key come together');
+  }
+  const read = async (flag: string, file: string | undefined) => {
+    if (file === undefined) return {};
+    try {
+      return { [flag]: await readFile(file) };
+    } catch {
+      throw new UsageError(`--${flag === 'key' ? 'cert-key' : flag} ${file}: cannot read the file`);
+    }
+  };
+  const tls: DeviceTls = {
+    ...(await read('ca', values.ca)),
+    ...(await read('cert', values.cert)),
+    ...(await read('key', values['cert-key'])),
+  };
+  return Object.keys(tls).length === 0 ? undefined : tls;
 }
 
 function checkUrl(value: string): string {
@@ -233,7 +297,8 @@ async function resolveConnection(
       : undefined;
   const demo = found !== undefined && 'state' in found ? found : undefined;
   const envKey = ctx.env['DEVICEGATE_DEVICE_KEY'];
-  const url = values.url ?? demo?.state.mqttUrl;
+  const tls = await tlsFiles(values);
+  const url = deviceUrl(values, demo?.state, values.tls === true || tls !== undefined);
   const key =
     values.key !== undefined
       ? { key: values.key, from: 'flag' as const }
@@ -244,13 +309,14 @@ async function resolveConnection(
           : { key: DEMO_DEVICE_KEY, from: 'demo-default' as const };
   if (key.key === '') throw new UsageError('--key must not be empty');
   return {
-    url: checkUrl(url ?? DEFAULT_MQTT_URL),
+    url: checkUrl(url ?? (values.ws === true ? DEFAULT_WS_URL : DEFAULT_MQTT_URL)),
     fleetKey: key.key,
     topicPrefix: checkTopicPrefix(values.prefix ?? demo?.state.topicPrefix ?? DEFAULT_TOPIC_PREFIX),
-    urlFrom: values.url !== undefined ? 'flag' : url !== undefined ? 'demo-file' : 'default',
+    urlFrom: values.url !== undefined ? 'flag' : demo !== undefined ? 'demo-file' : 'default',
     keyFrom: key.from,
     demoFile: demo?.file,
     ...(found !== undefined && 'stale' in found && { staleDemoFile: { file: found.file, pid: found.stale } }),
+    tls,
   };
 }
 

@@ -79,8 +79,17 @@ export function setNoDelay(client: MqttClient): void {
   if (client.stream instanceof Socket) client.stream.setNoDelay(true);
 }
 
+/** TLS material of a device (PEM contents): the CA that signed the broker's certificate, the device's own pair. */
+export interface DeviceTls {
+  /** trust this CA instead of the system's (a private CA, deploy/gen-certs.sh) */
+  ca?: Buffer;
+  /** the device's client certificate (with `DEVICEGATE_DEVICE_AUTH=cert` its CN is the device id) and key */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
 export interface DeviceClientOptions {
-  /** `mqtt://host:port` (or `mqtts://`, `ws://`) */
+  /** `mqtt://host:port` (or `mqtts://`, `ws://`, `wss://`) */
   url: string;
   deviceId: string;
   /** the fleet key the password is derived from; without it (and without `password`) no password is sent */
@@ -101,6 +110,8 @@ export interface DeviceClientOptions {
   /** ms mqtt.js waits for CONNACK */
   connectTimeout: number;
   will?: IClientOptions['will'];
+  /** for `mqtts://` and `wss://`: the CA to trust and the client certificate to present */
+  tls?: DeviceTls;
 }
 
 /** Opens an mqtt.js client with the device's credential. Nothing is awaited: see {@link connacked}. */
@@ -122,6 +133,8 @@ export function openDeviceClient(o: DeviceClientOptions): MqttClient {
     reconnectPeriod: o.reconnectPeriod,
     connectTimeout: o.connectTimeout,
     ...(o.will !== undefined && { will: o.will }),
+    // mqtt.js hands these to tls.connect (mqtts) and to ws (wss); the broker's certificate is always verified
+    ...(o.tls !== undefined && { ...o.tls, rejectUnauthorized: true }),
   });
 }
 

@@ -10,7 +10,14 @@ import type { MqttClient } from 'mqtt';
 import { ID_PATTERN } from '../src/core/protocol.ts';
 import { type Topics, topics } from '../src/transport/topics.ts';
 import { decryptReply, generateDeviceKeys } from './encryption.ts';
-import { SimError, connacked, connectError, openDeviceClient, setNoDelay } from './connection.ts';
+import {
+  type DeviceTls,
+  SimError,
+  connacked,
+  connectError,
+  openDeviceClient,
+  setNoDelay,
+} from './connection.ts';
 import { ReplyLog } from './reply-log.ts';
 import { type ReplyStatus, type SimReply, parseReply, randomRid } from './replies.ts';
 
@@ -24,6 +31,8 @@ export interface SimDeviceOptions {
   fleetKey: string;
   /** overrides the derived password (to test refusals) */
   password?: string;
+  /** mqtts:// / wss://: the CA to trust and the client certificate (PEM) */
+  tls?: DeviceTls | undefined;
   /** default `devicegate/v1` */
   topicPrefix?: string;
   /** default false: a persistent session, so a reply published while the device is offline is queued for it */
@@ -118,6 +127,7 @@ export class SimDevice {
       deviceId: o.deviceId,
       fleetKey: o.fleetKey,
       ...(o.password !== undefined && { password: o.password }),
+      ...(o.tls !== undefined && { tls: o.tls }),
       clean: o.clean ?? false,
       keepalive: o.keepalive ?? 60,
       reconnectPeriod: o.reconnectPeriod ?? 1000,

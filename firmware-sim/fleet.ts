@@ -9,7 +9,7 @@ import type { MqttClient } from 'mqtt';
 import type { DeviceAction, DeviceReply } from '../src/core/protocol.ts';
 import { systemTimers } from '../src/core/clock.ts';
 import { type Topics, topics } from '../src/transport/topics.ts';
-import { SimError, connacked, connectError, openDeviceClient } from './connection.ts';
+import { type DeviceTls, SimError, connacked, connectError, openDeviceClient } from './connection.ts';
 import { DEFAULT_TOPIC_PREFIX } from './device.ts';
 import { parseReply } from './replies.ts';
 import { type RoundTripResult, Tally } from './stats.ts';
@@ -42,6 +42,8 @@ export interface RoundTripOptions {
 export interface FleetOptions extends RoundTripOptions {
   url: string;
   fleetKey: string;
+  /** mqtts:// / wss://: the CA to trust */
+  tls?: DeviceTls | undefined;
   /** default `devicegate/v1` */
   topicPrefix?: string;
   /** how many devices to connect */
@@ -152,6 +154,7 @@ async function connectMember(
     url: o.url,
     deviceId: id,
     fleetKey: o.fleetKey,
+    ...(o.tls !== undefined && { tls: o.tls }),
     clean: true,
     keepalive: 60,
     reconnectPeriod: 0,

@@ -181,6 +181,7 @@ async function connectDevice(args: DeviceArgs, say: Say): Promise<SimDevice | un
     url: conn.url,
     deviceId: args.deviceId,
     fleetKey: conn.fleetKey,
+    tls: conn.tls,
     topicPrefix: conn.topicPrefix,
     encrypt: args.encrypt,
     reconnectPeriod: 1000,

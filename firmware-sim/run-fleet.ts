@@ -64,6 +64,7 @@ export async function runFleet(args: FleetArgs, io: CliIo): Promise<number> {
     fleet = await connectFleet({
       url: conn.url,
       fleetKey: conn.fleetKey,
+      tls: conn.tls,
       topicPrefix: conn.topicPrefix,
       devices: args.devices,
       connectConcurrency: args.concurrency,

@@ -31,6 +31,11 @@ async function main(): Promise<void> {
   // stdout carries only JSON log lines; the demo's banner is for the person at the terminal
   if (running.banner !== undefined) process.stderr.write(running.banner);
   onSignals(log, running.close);
+  // certificate renewal without a restart: new TLS connections get the new files, open ones stay
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading the TLS certificate');
+    running.gateway.reloadTls();
+  });
 }
 
 function configOrExit(): Config {

@@ -8,6 +8,8 @@ export function banner(g: Gateway, at: Addresses, demo: Demo): string {
     '  devicegate is running',
     '',
     `  devices (MQTT)     ${at.mqttUrl}   topics ${g.config.topicPrefix}/{deviceId}/req/+ and /res`,
+    ...(at.mqttTlsUrl === undefined ? [] : [`  devices (TLS)      ${at.mqttTlsUrl}`]),
+    ...(at.mqttWsUrl === undefined ? [] : [`  devices (WS)       ${at.mqttWsUrl}`]),
     `  web                ${at.publicUrl}/device   (health ${at.httpUrl}/healthz, ${at.httpUrl}/readyz, ${at.httpUrl}/metrics)`,
     `  upstream           ${g.upstreamIssuer}   (${g.config.mode === 'device' ? 'relay: RFC 8628 device endpoint' : 'bridge: authorization code + PKCE'})`,
     '',

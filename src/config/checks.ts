@@ -6,6 +6,7 @@
  */
 import { readClientKey } from './client-key.ts';
 import { type Env, upstreamMode } from './schema.ts';
+import { readTlsFiles } from './tls-files.ts';
 
 interface Rule {
   /** the variables the rule reads */
@@ -36,8 +37,12 @@ export function plainHttpUpstreamAllowed(o: {
 }
 
 function isLoopback(url: string): boolean {
-  const host = new URL(url).hostname;
-  return host === 'localhost' || host === '[::1]' || host.startsWith('127.');
+  return isLoopbackHost(new URL(url).hostname);
+}
+
+/** A host name or address only this machine reaches (a URL's `[::1]` included). */
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.');
 }
 
 /** The endpoint variables, and the ones each mode needs to do without discovery. */
@@ -157,6 +162,42 @@ const rules: readonly Rule[] = [
         ? ['DEVICEGATE_MQTT_PROTOCOL_VERSION: only used with DEVICEGATE_MQTT_URL']
         : [],
   },
+  // The TLS listener belongs to the embedded broker and needs a certificate and its key.
+  {
+    reads: [
+      'DEVICEGATE_MQTT_URL',
+      'DEVICEGATE_MQTT_TLS_CERT',
+      'DEVICEGATE_MQTT_TLS_KEY',
+      'DEVICEGATE_MQTT_TLS_CA',
+      'DEVICEGATE_MQTT_TLS_HOST',
+    ],
+    check: tlsProblems,
+  },
+  // Certificate identity needs certificates verified by a CA the operator chose, on the embedded broker.
+  {
+    reads: ['DEVICEGATE_DEVICE_AUTH', 'DEVICEGATE_MQTT_URL', 'DEVICEGATE_MQTT_TLS_CA'],
+    check: (e) =>
+      e.DEVICEGATE_DEVICE_AUTH === 'cert' &&
+      (e.DEVICEGATE_MQTT_URL !== undefined || e.DEVICEGATE_MQTT_TLS_CA === undefined)
+        ? [
+            'DEVICEGATE_DEVICE_AUTH: "cert" needs the embedded broker with DEVICEGATE_MQTT_TLS_CERT, _KEY and _CA (the CA that signs the device certificates)',
+          ]
+        : [],
+  },
+  // In production a relay on the path must not read device passwords and tokens: the plain listener stays on loopback
+  // unless the operator says a load balancer in front of it does the TLS.
+  {
+    reads: ['NODE_ENV', 'DEVICEGATE_MQTT_URL', 'DEVICEGATE_MQTT_HOST', 'DEVICEGATE_MQTT_ALLOW_PLAINTEXT'],
+    check: (e) =>
+      e.NODE_ENV === 'production' &&
+      e.DEVICEGATE_MQTT_URL === undefined &&
+      !e.DEVICEGATE_MQTT_ALLOW_PLAINTEXT &&
+      !isLoopbackHost(e.DEVICEGATE_MQTT_HOST)
+        ? [
+            `DEVICEGATE_MQTT_HOST: a plaintext MQTT listener on ${e.DEVICEGATE_MQTT_HOST} is refused in production; bind it to 127.0.0.1 and serve devices over TLS (DEVICEGATE_MQTT_TLS_CERT, _KEY, _HOST), or set DEVICEGATE_MQTT_ALLOW_PLAINTEXT=true if a load balancer in front of it terminates TLS`,
+          ]
+        : [],
+  },
   // The redirect URI registered at the upstream is built from the public URL before any port is bound.
   {
     reads: [
@@ -243,4 +284,31 @@ function authMethodProblems(e: Env): string[] {
     );
   }
   return problems;
+}
+
+function tlsProblems(e: Env): string[] {
+  const certFile = e.DEVICEGATE_MQTT_TLS_CERT;
+  const keyFile = e.DEVICEGATE_MQTT_TLS_KEY;
+  const others = (['DEVICEGATE_MQTT_TLS_CA', 'DEVICEGATE_MQTT_TLS_HOST'] as const).filter(
+    (name) => e[name] !== undefined,
+  );
+  if (certFile === undefined && keyFile === undefined) {
+    return others.map(
+      (name) => `${name}: only used with DEVICEGATE_MQTT_TLS_CERT and DEVICEGATE_MQTT_TLS_KEY`,
+    );
+  }
+  if (e.DEVICEGATE_MQTT_URL !== undefined) {
+    return [
+      "DEVICEGATE_MQTT_TLS_CERT: the TLS listener is the embedded broker's; unused with DEVICEGATE_MQTT_URL",
+    ];
+  }
+  if (certFile === undefined) return ['DEVICEGATE_MQTT_TLS_CERT: required with DEVICEGATE_MQTT_TLS_KEY'];
+  if (keyFile === undefined) return ['DEVICEGATE_MQTT_TLS_KEY: required with DEVICEGATE_MQTT_TLS_CERT'];
+  try {
+    const caFile = e.DEVICEGATE_MQTT_TLS_CA;
+    readTlsFiles({ certFile, keyFile, ...(caFile !== undefined && { caFile }) });
+    return [];
+  } catch (err) {
+    return [err instanceof Error ? err.message : String(err)];
+  }
 }

@@ -26,6 +26,20 @@ export interface UpstreamEndpoints {
 }
 export { configDocs } from './schema.ts';
 
+/** The embedded broker's TLS listener: files are paths, read at start and again on SIGHUP. */
+export interface MqttTls {
+  readonly host: string;
+  /** 0: a free port (the bound one is in the gateway's addresses) */
+  readonly port: number;
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** set: devices must present a certificate this CA verifies */
+  readonly caFile?: string;
+}
+
+/** How the embedded broker authenticates devices (`DEVICEGATE_DEVICE_AUTH`). */
+export type DeviceAuth = 'hmac' | 'cert' | 'none';
+
 /** The validated configuration {@link loadConfig} returns, frozen; optional members are absent, never `undefined`. */
 export interface Config {
   readonly production: boolean;
@@ -39,6 +53,8 @@ export interface Config {
         readonly port: number;
         /** true when the port came from the default rather than the environment */
         readonly portIsDefault: boolean;
+        /** the TLS listener, when a certificate and key are configured */
+        readonly tls?: MqttTls;
       }
     | {
         readonly kind: 'external';
@@ -81,7 +97,7 @@ export interface Config {
   readonly allowInsecureUpstream?: boolean;
   readonly defaultScope: string;
   readonly allowedScopes: ReadonlySet<string>;
-  readonly deviceAuth: 'hmac' | 'none';
+  readonly deviceAuth: DeviceAuth;
   /** undefined: the published demo key (never in production) */
   readonly deviceKey?: string;
   /** undefined: a random secret per start (memory store only, never in production) */
@@ -205,7 +221,14 @@ function redisConfig(target: RedisTarget, e: Env): NonNullable<Config['redis']> 
 
 function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {
   if (e.DEVICEGATE_MQTT_URL === undefined) {
-    return { kind: 'embedded', host: e.DEVICEGATE_MQTT_HOST, port: e.DEVICEGATE_MQTT_PORT, portIsDefault };
+    const tls = mqttTls(e);
+    return {
+      kind: 'embedded',
+      host: e.DEVICEGATE_MQTT_HOST,
+      port: e.DEVICEGATE_MQTT_PORT,
+      portIsDefault,
+      ...(tls !== undefined && { tls }),
+    };
   }
   return {
     kind: 'external',
@@ -216,6 +239,20 @@ function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {
     protocolVersion: e.DEVICEGATE_MQTT_PROTOCOL_VERSION,
     sharedSubscription: e.DEVICEGATE_MQTT_SHARED_SUBSCRIPTION,
     keepaliveSeconds: e.DEVICEGATE_MQTT_KEEPALIVE,
+  };
+}
+
+/** The TLS listener, when a certificate is configured (./checks.ts made sure the key comes with it). */
+function mqttTls(e: Env): MqttTls | undefined {
+  const certFile = e.DEVICEGATE_MQTT_TLS_CERT;
+  const keyFile = e.DEVICEGATE_MQTT_TLS_KEY;
+  if (certFile === undefined || keyFile === undefined) return undefined;
+  return {
+    host: e.DEVICEGATE_MQTT_TLS_HOST ?? e.DEVICEGATE_MQTT_HOST,
+    port: e.DEVICEGATE_MQTT_TLS_PORT,
+    certFile,
+    keyFile,
+    ...(e.DEVICEGATE_MQTT_TLS_CA !== undefined && { caFile: e.DEVICEGATE_MQTT_TLS_CA }),
   };
 }
 

@@ -59,11 +59,35 @@ const entries = {
   },
   DEVICEGATE_MQTT_HOST: {
     schema: z.string().min(1).default('127.0.0.1'),
-    doc: 'Address the embedded MQTT broker binds to.',
+    doc: "Address the embedded MQTT broker's plain (unencrypted) listener binds to; WebSocket devices use the HTTP server's `/mqtt`.",
   },
   DEVICEGATE_MQTT_PORT: {
     schema: port.default(1883),
     doc: 'Embedded broker port; 0 picks a free port and logs it. Unused when `DEVICEGATE_MQTT_URL` is set.',
+  },
+  DEVICEGATE_MQTT_TLS_CERT: {
+    schema: optionalString,
+    doc: "Path of the embedded broker's TLS certificate (PEM, the chain after it); with `DEVICEGATE_MQTT_TLS_KEY` it opens a TLS listener (TLS 1.2 or newer) beside the plain one. Both files are read again on SIGHUP: new connections get the new certificate, open ones stay.",
+  },
+  DEVICEGATE_MQTT_TLS_KEY: {
+    schema: optionalString,
+    doc: 'Path of the private key (PEM) of `DEVICEGATE_MQTT_TLS_CERT`.',
+  },
+  DEVICEGATE_MQTT_TLS_CA: {
+    schema: optionalString,
+    doc: 'Path of the CA certificate(s) (PEM) device certificates must be signed by. Set: every device on the TLS listener must present a certificate this CA verifies, or the handshake fails. Needed by `DEVICEGATE_DEVICE_AUTH=cert`.',
+  },
+  DEVICEGATE_MQTT_TLS_HOST: {
+    schema: optionalString,
+    doc: 'Address the TLS listener binds to (default `DEVICEGATE_MQTT_HOST`). In production keep the plain listener on loopback and open this one, e.g. `0.0.0.0`.',
+  },
+  DEVICEGATE_MQTT_TLS_PORT: {
+    schema: port.default(8883),
+    doc: 'Port of the TLS listener (with `DEVICEGATE_MQTT_TLS_CERT`); 0 picks a free port and logs it.',
+  },
+  DEVICEGATE_MQTT_ALLOW_PLAINTEXT: {
+    schema: bool.default(false),
+    doc: "With `NODE_ENV=production` the embedded broker's plain (unencrypted) listener must bind a loopback address; `true` allows any address, for a load balancer that terminates TLS in front of it.",
   },
   DEVICEGATE_MQTT_URL: {
     schema: optionalUrl(MQTT_URL_PROTOCOLS),
@@ -189,8 +213,8 @@ const entries = {
     doc: 'Fleet key: a device password is `base64url(HMAC-SHA256(key, deviceId))`. Required in production; outside it a published demo key is used with a warning.',
   },
   DEVICEGATE_DEVICE_AUTH: {
-    schema: z.enum(['hmac', 'none']).default('hmac'),
-    doc: '`hmac` checks device credentials; `none` accepts any device (demos only; refused in production).',
+    schema: z.enum(['hmac', 'cert', 'none']).default('hmac'),
+    doc: '`hmac` checks device passwords (on every listener, TLS too); `cert` identifies a device by the certificate it presents on the TLS listener (subject CN = device id = client id, no password; needs `DEVICEGATE_MQTT_TLS_CA`; devices without a verified certificate — plain TCP, WebSocket — are refused); `none` accepts any device (demos only; refused in production).',
   },
   DEVICEGATE_SECRET: {
     schema: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
@@ -267,7 +291,7 @@ const entries = {
   },
   NODE_ENV: {
     schema: optionalString,
-    doc: '`production` refuses demo defaults (the demo upstream, the demo device key, `DEVICEGATE_DEVICE_AUTH=none`, a random secret), a public URL that is not https, a plain-http upstream unless explicitly allowed, and a Redis whose `maxmemory-policy` is not `noeviction`.',
+    doc: '`production` refuses demo defaults (the demo upstream, the demo device key, `DEVICEGATE_DEVICE_AUTH=none`, a random secret), a public URL that is not https, a plain-http upstream unless explicitly allowed, a plain MQTT listener on an address other than loopback unless `DEVICEGATE_MQTT_ALLOW_PLAINTEXT=true`, and a Redis whose `maxmemory-policy` is not `noeviction`.',
   },
 } as const;
 

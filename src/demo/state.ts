@@ -24,7 +24,7 @@ export const demoStateSchema = z
       message: 'must be an http(s) URL',
     }),
     topicPrefix: z.string().min(1),
-    deviceAuth: z.enum(['hmac', 'none']),
+    deviceAuth: z.enum(['hmac', 'cert', 'none']),
     /** present only when the gateway runs with the published demo key: no other key is ever written down */
     deviceKey: z.literal(DEMO_DEVICE_KEY).optional(),
     /** the gateway process that wrote it: a file whose writer is gone (killed, so it could not remove it) is stale */

@@ -44,6 +44,10 @@ export interface Addresses {
   readonly publicUrl: string;
   /** what devices connect to: the embedded broker's `mqtt://host:port` or the external broker's URL */
   readonly mqttUrl: string;
+  /** the embedded broker's TLS listener, `mqtts://host:port` (its bound port), when TLS is configured */
+  readonly mqttTlsUrl?: string;
+  /** the embedded broker's MQTT over WebSocket, `ws://host:port/mqtt` on the HTTP server */
+  readonly mqttWsUrl?: string;
 }
 
 export interface Gateway {
@@ -69,6 +73,11 @@ export interface Gateway {
   readonly addresses: Addresses;
   /** Closes what was started, newest first. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Reads the embedded broker's TLS certificate and key again (SIGHUP): new connections get them, open ones stay.
+   * False when there is no TLS listener or the files were unusable (then the old ones stay; the log says why).
+   */
+  reloadTls(): boolean;
 }
 
 /** Builds the gateway's parts without starting any of them. Throws when the config names no upstream. */
@@ -102,5 +111,6 @@ export function buildGateway(config: Config, overrides: GatewayOverrides = {}): 
       return addresses;
     },
     close: () => closers.closeAll(),
+    reloadTls: () => p.built.reloadTls?.() ?? false,
   };
 }

@@ -11,6 +11,7 @@ import type { Closers } from './closers.ts';
 import type { Parts } from './parts.ts';
 import { displayHost } from './transport.ts';
 import { publicUrlOf } from './wiring.ts';
+import { MQTT_WEBSOCKET_PATH } from '../web/mqtt-websocket.ts';
 
 export async function startParts(p: Parts, closers: Closers, awaitUpstream: boolean): Promise<Addresses> {
   const { config, upstream, built, service, scheduler, app } = p;
@@ -27,10 +28,16 @@ export async function startParts(p: Parts, closers: Closers, awaitUpstream: bool
     closers.push('http', () => app.close());
     await app.listen({ host: config.http.host, port: config.http.port });
     const port = boundPort(app);
+    const httpUrl = `http://${displayHost(config.http.host)}:${port}`;
+    const tlsUrl = built.tlsUrl?.();
     const addresses: Addresses = {
-      httpUrl: `http://${displayHost(config.http.host)}:${port}`,
+      httpUrl,
       publicUrl: publicUrlOf(config, port),
       mqttUrl: built.url(),
+      ...(tlsUrl !== undefined && { mqttTlsUrl: tlsUrl }),
+      ...(built.websocket !== undefined && {
+        mqttWsUrl: `${httpUrl.replace(/^http/, 'ws')}${MQTT_WEBSOCKET_PATH}`,
+      }),
     };
     p.log.info({ ...addresses, upstream: p.upstreamIssuer, mode: config.mode }, 'devicegate is running');
     return addresses;

@@ -15,6 +15,7 @@ import { ApprovalCap } from '../service/approval-cap.ts';
 import { Scheduler } from '../service/scheduler.ts';
 import { flowCodec } from '../store/codec.ts';
 import type { UpstreamClient } from '../upstream/oauth.ts';
+import { MAX_PACKET_BYTES } from '../transport/embedded.ts';
 import { buildApp } from '../web/app.ts';
 import { bridgeWiring } from './bridge.ts';
 import type { GatewayOverrides } from './index.ts';
@@ -97,6 +98,10 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
     metrics,
     readiness: readiness({ config, store, transport: built.transport, upstream: wiring.upstream }),
     ...(config.trustProxy !== undefined && { trustProxy: config.trustProxy }),
+    ...(built.websocket !== undefined && {
+      // one WebSocket message carries one MQTT packet: the largest packet plus its longest fixed header
+      mqttWebSocket: { handler: built.websocket, maxPayload: MAX_PACKET_BYTES + 5 },
+    }),
     register: mode.routes,
     shell: { secure: new URL(publicUrl).protocol === 'https:', codeEntry: config.mode !== 'device' },
   });

@@ -12,12 +12,19 @@ import { EmbeddedBroker } from '../transport/embedded.ts';
 import { ExternalBroker } from '../transport/external.ts';
 import { topics } from '../transport/topics.ts';
 import type { DeviceTransport } from '../transport/types.ts';
+import type { WebSocketDeviceHandler } from '../web/mqtt-websocket.ts';
 
 /** A transport, and where devices reach it (known once it has started). */
 export interface BuiltTransport {
   transport: DeviceTransport;
   /** `mqtt://host:port` of the embedded broker (its bound port), or the external broker's URL without credentials */
   url(): string;
+  /** the embedded broker's TLS listener as `mqtts://host:port` (its bound port); undefined without one */
+  tlsUrl?(): string | undefined;
+  /** the embedded broker: serves devices that connect over WebSocket at the HTTP server's `/mqtt` */
+  websocket?: WebSocketDeviceHandler;
+  /** the embedded broker: reads its TLS files again for new connections (SIGHUP); false when nothing was reloaded */
+  reloadTls?(): boolean;
 }
 
 export interface TransportDeps {
@@ -35,18 +42,25 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
   const t = topics(config.topicPrefix);
   const log = d.log.child({ component: 'mqtt' });
   if (config.mqtt.kind === 'embedded') {
-    const { host } = config.mqtt;
+    const { host, tls } = config.mqtt;
     const broker = new EmbeddedBroker({
       host,
       port: config.mqtt.port,
       portFallback: d.portFallback,
+      tls,
       topics: t,
       deviceAuth: config.deviceAuth,
       deviceKey: d.deviceKey,
       log,
       metrics: d.metrics,
     });
-    return { transport: broker, url: () => `mqtt://${displayHost(host)}:${broker.port}` };
+    return {
+      transport: broker,
+      url: () => `mqtt://${displayHost(host)}:${broker.port}`,
+      tlsUrl: () => (tls === undefined ? undefined : `mqtts://${displayHost(tls.host)}:${broker.tlsPort}`),
+      websocket: (stream, req) => broker.handleWebSocket(stream, req),
+      reloadTls: () => broker.reloadTls(),
+    };
   }
   const { url, username, password, clientId, protocolVersion, sharedSubscription, keepaliveSeconds } =
     config.mqtt;

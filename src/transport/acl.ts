@@ -5,7 +5,9 @@
  * must enforce (docs/security.md, deploy/mosquitto).
  *
  * - connect: username = client id = device id (`ID_PATTERN`), password = the fleet-key HMAC of the id (`hmac`), or
- *   any valid id (`none`, demos only); a Will the device could not publish itself is refused.
+ *   any valid id (`none`, demos only); or (`cert`) the device id is the subject CN of the client certificate the TLS
+ *   listener verified, the client id must equal it, a username (if any) too, and no password is looked at; a Will
+ *   the device could not publish itself is refused.
  * - publish: only `{prefix}/{ownId}/req/{one level}`, never retained, never `$…`, never a wildcard.
  * - subscribe and forward: only exactly `{prefix}/{ownId}/res`.
  */
@@ -13,7 +15,8 @@ import { checkDevicePassword } from '../core/crypto.ts';
 import { ID_PATTERN } from '../core/protocol.ts';
 import type { Topics } from './topics.ts';
 
-export type ConnectRefusal = 'bad_username' | 'bad_password' | 'client_id_mismatch' | 'will_not_allowed';
+export type ConnectRefusal =
+  'bad_username' | 'bad_password' | 'client_id_mismatch' | 'will_not_allowed' | 'no_certificate';
 export type PublishRefusal = 'reserved' | 'wildcard' | 'retain' | 'not_own_request' | 'qos2';
 /** Why a subscription or a delivery is refused: the topic is not the device's own `res`. */
 export type ResponseRefusal = 'not_own_response';
@@ -34,13 +37,17 @@ export const CONNACK_RETURN_CODE: Readonly<Record<ConnectRefusal, 4 | 5>> = {
   bad_password: 4,
   client_id_mismatch: 5,
   will_not_allowed: 5,
+  no_certificate: 5,
 };
 
 /** What the rules depend on: the topic layout and how device passwords are checked. */
 export interface AclPolicy {
   readonly topics: Topics;
-  /** `hmac`: password = devicePassword(deviceKey, id). `none`: any valid id, no password (demos only). */
-  readonly deviceAuth: 'hmac' | 'none';
+  /**
+   * `hmac`: password = devicePassword(deviceKey, id). `cert`: the id is the verified client certificate's subject CN.
+   * `none`: any valid id, no password (demos only).
+   */
+  readonly deviceAuth: 'hmac' | 'cert' | 'none';
   /** the fleet key device passwords derive from */
   readonly deviceKey: string;
 }
@@ -50,6 +57,11 @@ export interface ConnectAttempt {
   readonly clientId: string;
   readonly username: string | undefined;
   readonly password: Buffer | undefined;
+  /**
+   * the subject CN of the client certificate the TLS handshake verified against the configured CA; undefined without
+   * TLS, without a certificate, or with a CN that is not exactly one string
+   */
+  readonly certificateId: string | undefined;
   /** the CONNECT's Will, if it has one */
   readonly will: { readonly topic: string; readonly retain?: boolean } | undefined;
 }
@@ -60,16 +72,36 @@ export interface ConnectAttempt {
  * aedes would authorize a Will only when about to publish it, so it is refused up front and no session exists for it.
  */
 export function decideConnect(policy: AclPolicy, attempt: ConnectAttempt): Decision<ConnectRefusal> {
+  const identity =
+    policy.deviceAuth === 'cert' ? certificateIdentity(attempt) : passwordIdentity(policy, attempt);
+  if (typeof identity !== 'string') return identity;
+  if (attempt.will !== undefined && !decidePublish(policy, identity, attempt.will).allow) {
+    return deny('will_not_allowed');
+  }
+  return ALLOW;
+}
+
+/** `hmac` and `none`: the username is the device id, the client id equals it, and (`hmac`) the password matches. */
+function passwordIdentity(policy: AclPolicy, attempt: ConnectAttempt): string | Decision<ConnectRefusal> {
   const { username } = attempt;
   if (username === undefined || !ID_PATTERN.test(username)) return deny('bad_username');
   if (attempt.clientId !== username) return deny('client_id_mismatch');
   if (policy.deviceAuth === 'hmac' && !checkDevicePassword(policy.deviceKey, username, attempt.password)) {
     return deny('bad_password');
   }
-  if (attempt.will !== undefined && !decidePublish(policy, username, attempt.will).allow) {
-    return deny('will_not_allowed');
-  }
-  return ALLOW;
+  return username;
+}
+
+/**
+ * `cert`: the verified certificate names the device; the client id must be that name (so one device's certificate
+ * never opens another's session), and a username, which a client may send anyway, must not say otherwise.
+ */
+function certificateIdentity(attempt: ConnectAttempt): string | Decision<ConnectRefusal> {
+  const id = attempt.certificateId;
+  if (id === undefined || !ID_PATTERN.test(id)) return deny('no_certificate');
+  if (attempt.clientId !== id) return deny('client_id_mismatch');
+  if (attempt.username !== undefined && attempt.username !== id) return deny('bad_username');
+  return id;
 }
 
 /**

@@ -18,13 +18,24 @@
  * Sessions live in {@link DevicePersistence}, aedes' in-memory persistence without its per-client leak and with a cap
  * on unacknowledged messages per session (a device that never acknowledges is disconnected at the cap).
  *
+ * Devices reach it on up to three listeners, all with the same hooks: the plain TCP listener, the TLS listener
+ * (`tls` option: TLS 1.2+, client certificates verified against the configured CA, `./tls.ts`; `reloadTls()`
+ * swaps the certificate for new connections while open ones stay), and WebSocket streams the HTTP server hands to
+ * {@link EmbeddedBroker.handleWebSocket} (`GET /mqtt`). With `deviceAuth: 'cert'`, only a verified certificate's CN
+ * identifies a device, so the plain and WebSocket listeners refuse every device.
+ *
  * aedes 1.x speaks MQTT 3.1 and 3.1.1 only: an MQTT 5 CONNECT gets CONNACK return code 1 ("unacceptable protocol
  * version").
  */
+import type { IncomingMessage } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { type Server as TlsServer, createServer as createTlsServer } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type Client, type ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
+import type { MqttTls } from '../config/index.ts';
+import { readTlsFiles } from '../config/tls-files.ts';
 import { UnavailableError } from '../core/errors.ts';
 import { type DeviceReply, ID_PATTERN } from '../core/protocol.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -43,6 +54,7 @@ import { ConnectLimiter } from './connect-limit.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import { guardFrames } from './frame-guard.ts';
 import { DevicePersistence } from './persistence.ts';
+import { certificateId, tlsServerOptions } from './tls.ts';
 import type {
   DeviceRequestHandler,
   DeviceTransport,
@@ -86,6 +98,8 @@ export interface EmbeddedBrokerOptions extends AclPolicy {
   port: number;
   /** the demo only: when `port` is taken, try the following ports (and say which one was used) */
   portFallback?: PortFallback | undefined;
+  /** the TLS listener (its files are read at start and by `reloadTls()`); port 0 picks a free one */
+  tls?: MqttTls | undefined;
   log: Logger;
   metrics: Metrics;
 }
@@ -95,12 +109,14 @@ export class EmbeddedBroker implements DeviceTransport {
   readonly #maxTopicLevels: number;
   #broker: Aedes | undefined;
   #server: Server | undefined;
-  #serverClosed: Promise<void> | undefined;
+  #tlsServer: TlsServer | undefined;
+  #serversClosed: Array<Promise<void>> = [];
   #port: number;
+  #tlsPort: number | undefined;
   #dispatcher: RequestDispatcher | undefined;
   #closing = false;
   #closed: Promise<void> | undefined;
-  readonly #sockets = new Set<Socket>();
+  readonly #sockets = new Set<Duplex>();
   /** connect flapping: attempts per client id and per remote address (./connect-limit.ts) */
   readonly #connects = new ConnectLimiter();
   /** the Will of each CONNECT, seen in `preConnect` and judged in `authenticate` (which is not given the packet) */
@@ -118,6 +134,11 @@ export class EmbeddedBroker implements DeviceTransport {
     return this.#port;
   }
 
+  /** The TLS listener's bound port once `start()` has resolved; undefined without TLS. */
+  get tlsPort(): number | undefined {
+    return this.#tlsPort;
+  }
+
   /** Starts aedes and listens; resolves once devices can connect. Rejects (and frees what it opened) if the port is taken. */
   async start(handler: DeviceRequestHandler): Promise<void> {
     if (this.#broker !== undefined) throw new Error('EmbeddedBroker already started');
@@ -125,6 +146,7 @@ export class EmbeddedBroker implements DeviceTransport {
     const broker = await this.#createBroker();
     this.#broker = broker;
     await this.#listen(broker);
+    if (this.#o.tls !== undefined) await this.#listenTls(broker, this.#o.tls);
     this.#o.metrics.gauge(
       'devicegate_mqtt_clients',
       'Devices connected to the embedded broker.',
@@ -136,7 +158,12 @@ export class EmbeddedBroker implements DeviceTransport {
       () => this.#dispatcher?.waiting ?? 0,
     );
     this.#o.log.info(
-      { host: this.#o.host, port: this.#port, deviceAuth: this.#o.deviceAuth },
+      {
+        host: this.#o.host,
+        port: this.#port,
+        ...(this.#o.tls !== undefined && { tlsHost: this.#o.tls.host, tlsPort: this.#tlsPort }),
+        deviceAuth: this.#o.deviceAuth,
+      },
       'embedded MQTT broker listening',
     );
   }
@@ -212,26 +239,83 @@ export class EmbeddedBroker implements DeviceTransport {
     return broker;
   }
 
-  /** Listens for devices; on failure closes `broker` and rejects with `UnavailableError`. */
+  /** Listens for devices on plain TCP; on failure closes `broker` and rejects with `UnavailableError`. */
   async #listen(broker: Aedes): Promise<void> {
     const server = createServer({ noDelay: true }, (socket) => this.#accept(broker, socket));
     this.#server = server;
+    this.#port = await this.#bind(broker, server, this.#o.host, this.#o.port, this.#o.portFallback);
+  }
+
+  /** Listens for devices over TLS (the files are read now); on failure closes what started and rejects. */
+  async #listenTls(broker: Aedes, tls: MqttTls): Promise<void> {
+    const server = createTlsServer(tlsServerOptions(readTlsFiles(tls)), (socket) => {
+      socket.setNoDelay(true);
+      this.#accept(broker, socket);
+    });
+    // a failed handshake (no certificate, another CA's, TLS 1.1) never reaches aedes: counted, not logged per client
+    server.on('tlsClientError', (err) => {
+      this.#o.metrics.inc('devicegate_mqtt_refused_connects_total', { reason: 'tls_handshake' });
+      this.#o.log.debug({ err }, 'TLS handshake failed');
+    });
+    this.#tlsServer = server;
+    this.#tlsPort = await this.#bind(broker, server, tls.host, tls.port, undefined);
+  }
+
+  /** Binds `server`; on failure closes every listener and `broker` and rejects with `UnavailableError`. */
+  async #bind(
+    broker: Aedes,
+    server: Server,
+    host: string,
+    port: number,
+    fallback: PortFallback | undefined,
+  ): Promise<number> {
+    let bound: number;
     try {
-      this.#port = await listenWithFallback(server, this.#o.host, this.#o.port, this.#o.portFallback);
+      bound = await listenWithFallback(server, host, port, fallback);
     } catch (err) {
+      this.#server?.close();
       this.#server = undefined;
+      this.#tlsServer = undefined;
       await new Promise<void>((resolve) => broker.close(resolve));
       this.#broker = undefined;
-      throw new UnavailableError(
-        'broker',
-        `embedded broker cannot listen on ${this.#o.host}:${this.#o.port}`,
-        {
-          cause: err,
-        },
-      );
+      throw new UnavailableError('broker', `embedded broker cannot listen on ${host}:${port}`, {
+        cause: err,
+      });
     }
     server.on('error', (err) => this.#o.log.error({ err }, 'embedded broker listener error'));
-    this.#serverClosed = new Promise((resolve) => server.once('close', resolve));
+    this.#serversClosed.push(new Promise((resolve) => server.once('close', resolve)));
+    return bound;
+  }
+
+  /**
+   * Reads the TLS files again and serves them to new connections; connections already open keep theirs. When the
+   * files are unusable, logs why and keeps serving the previous ones. No-op without TLS.
+   */
+  reloadTls(): boolean {
+    const server = this.#tlsServer;
+    const tls = this.#o.tls;
+    if (server === undefined || tls === undefined) return false;
+    try {
+      server.setSecureContext(tlsServerOptions(readTlsFiles(tls)));
+    } catch (err) {
+      this.#o.log.error({ err }, 'TLS files not reloaded; the previous certificate stays in use');
+      return false;
+    }
+    this.#o.log.info({ certFile: tls.certFile }, 'TLS certificate reloaded');
+    return true;
+  }
+
+  /**
+   * Serves one device connected over WebSocket (`GET /mqtt` on the HTTP server): `stream` carries its MQTT bytes,
+   * `req` is the upgrade request (aedes keeps it as `client.req`; its socket gives the device's address).
+   */
+  handleWebSocket(stream: Duplex, req: IncomingMessage): void {
+    const broker = this.#broker;
+    if (broker === undefined || this.#closing) {
+      stream.destroy();
+      return;
+    }
+    this.#accept(broker, stream, req);
   }
 
   /**
@@ -270,9 +354,10 @@ export class EmbeddedBroker implements DeviceTransport {
   status(): TransportStatus {
     const listening = this.#server?.listening === true && !this.#closing;
     const clients = this.#broker?.connectedClients ?? 0;
+    const tls = this.#tlsPort === undefined ? '' : ` and TLS ${this.#o.tls?.host}:${this.#tlsPort}`;
     return {
       connected: listening,
-      detail: `embedded aedes on ${this.#o.host}:${this.#port}, ${clients} clients`,
+      detail: `embedded aedes on ${this.#o.host}:${this.#port}${tls}, ${clients} clients`,
     };
   }
 
@@ -288,16 +373,17 @@ export class EmbeddedBroker implements DeviceTransport {
   async #close(): Promise<void> {
     this.#closing = true;
     this.#server?.close();
+    this.#tlsServer?.close();
     await this.#dispatcher?.drain();
     const broker = this.#broker;
     if (broker !== undefined) await new Promise<void>((resolve) => broker.close(resolve));
     // sockets that never completed CONNECT are not aedes clients; close them too so the listener can finish
     for (const socket of this.#sockets) socket.destroy();
-    await this.#serverClosed;
+    await Promise.all(this.#serversClosed);
     this.#o.log.info('embedded MQTT broker closed');
   }
 
-  #accept(broker: Aedes, socket: Socket): void {
+  #accept(broker: Aedes, socket: Duplex, req?: IncomingMessage): void {
     if (this.#closing) {
       socket.destroy();
       return;
@@ -306,9 +392,9 @@ export class EmbeddedBroker implements DeviceTransport {
     socket.once('close', () => this.#sockets.delete(socket));
     guardFrames(socket, MAX_PACKET_BYTES, (reason) => {
       this.#o.metrics.inc('devicegate_mqtt_dropped_connections_total', { reason });
-      this.#o.log.debug({ remoteAddress: socket.remoteAddress, reason }, 'connection closed: bad MQTT frame');
+      this.#o.log.debug({ reason }, 'connection closed: bad MQTT frame');
     });
-    broker.handle(socket);
+    broker.handle(socket, req);
   }
 
   /** Whether this CONNECT is accepted (`acl.ts`). Logs and counts refusals (never the password). */
@@ -319,7 +405,13 @@ export class EmbeddedBroker implements DeviceTransport {
   ): Decision<ConnectRefusal> {
     const will = this.#wills.get(client);
     this.#wills.delete(client);
-    const decision = decideConnect(this.#o, { clientId: client.id, username, password, will });
+    const decision = decideConnect(this.#o, {
+      clientId: client.id,
+      username,
+      password,
+      certificateId: certificateId(client.conn),
+      will,
+    });
     if (!decision.allow) {
       this.#o.metrics.inc('devicegate_mqtt_refused_connects_total', { reason: decision.reason });
       this.#o.log.debug(
@@ -373,7 +465,9 @@ export class EmbeddedBroker implements DeviceTransport {
   }
 }
 
+/** The device's address: its TCP or TLS socket's, or (WebSocket) that of the upgrade request's socket. */
 function remoteAddress(client: Client): string | undefined {
   const conn = client.conn as Partial<Socket>;
-  return typeof conn.remoteAddress === 'string' ? conn.remoteAddress : undefined;
+  if (typeof conn.remoteAddress === 'string') return conn.remoteAddress;
+  return client.req?.socket.remoteAddress;
 }

@@ -9,7 +9,7 @@
  * every device's traffic — for the same guarantee. Wrapping `read` sees each chunk as aedes takes it, before aedes'
  * parser does, at the cost of one function call per read.
  */
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /** Why a connection was closed by the guard (the `reason` label of `devicegate_mqtt_dropped_connections_total`). */
 export type FrameProblem = 'packet_too_large' | 'malformed_length';
@@ -65,7 +65,7 @@ function frameChecker(maxBytes: number): (chunk: Buffer) => FrameProblem | undef
  * `null`. Call it before handing the socket to aedes.
  */
 export function guardFrames(
-  socket: Socket,
+  socket: Duplex,
   maxBytes: number,
   onProblem: (problem: FrameProblem) => void,
 ): void {

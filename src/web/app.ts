@@ -7,6 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.ts';
 import { type ShellOptions, pageShell } from './shell.ts';
+import { type WebSocketDeviceHandler, endAnsweredUpgrades, mqttWebSocket } from './mqtt-websocket.ts';
 
 export interface Readiness {
   /** name → check; each resolves to `{ ok, detail }` and must not hang (the caller bounds it). */
@@ -23,6 +24,8 @@ export interface AppDeps {
   shell?: ShellOptions;
   /** Proxies whose X-Forwarded-For is trusted (fastify `trustProxy`); default: none. */
   trustProxy?: boolean | number | string | string[];
+  /** The embedded broker's WebSocket entry: set, `GET /mqtt` upgrades devices to MQTT over WebSocket. */
+  mqttWebSocket?: { handler: WebSocketDeviceHandler; maxPayload: number };
 }
 
 const READY_TIMEOUT_MS = 2000;
@@ -36,6 +39,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     trustProxy: trustProxyOption(deps.trustProxy),
     bodyLimit: 16 * 1024,
   });
+
+  // before every route: @fastify/websocket must see the routes to answer upgrades on the others with 404
+  if (deps.mqttWebSocket !== undefined) {
+    void app.register(mqttWebSocket, deps.mqttWebSocket);
+    endAnsweredUpgrades(app);
+  }
 
   app.get('/healthz', async (_req, reply) => {
     reply.header('cache-control', 'no-store');

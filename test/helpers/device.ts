@@ -6,7 +6,7 @@
  * `closeAllDevices()` in afterEach/afterAll (it closes the raw connections too).
  */
 import type { IClientOptions, IClientPublishOptions, MqttClient } from 'mqtt';
-import { SimError, connacked, openDeviceClient } from '../../firmware-sim/connection.ts';
+import { type DeviceTls, SimError, connacked, openDeviceClient } from '../../firmware-sim/connection.ts';
 import type { DeviceReply } from '../../src/core/protocol.ts';
 import { closeAllRaw } from './raw.ts';
 
@@ -34,6 +34,8 @@ export interface DeviceOptions {
   keepalive?: number;
   /** CONNACK deadline (default 5000 ms) */
   connectTimeoutMs?: number;
+  /** `mqtts://` / `wss://`: the CA to trust, the client certificate and key */
+  tls?: DeviceTls;
 }
 
 /** One message the device received. */
@@ -108,6 +110,7 @@ export async function connectDevice(o: DeviceOptions): Promise<TestDevice> {
     ...(o.clientId !== undefined && { clientId: o.clientId }),
     ...(o.protocolVersion !== undefined && { protocolVersion: o.protocolVersion }),
     ...(o.will !== undefined && { will: o.will }),
+    ...(o.tls !== undefined && { tls: o.tls }),
     clean: o.clean ?? true,
     keepalive: o.keepalive ?? 30,
     reconnectPeriod: 0,

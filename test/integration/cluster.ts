@@ -9,6 +9,7 @@
  * Not a test file: the suites import it.
  */
 import { execFile } from 'node:child_process';
+import { pbkdf2Sync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +18,7 @@ import type { IncomingMessage } from 'node:http';
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
 import { scripts } from '../../src/store/redis/scripts.ts';
+import { devicePassword } from '../../src/core/crypto.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { type ManagedProcess, startMosquitto } from '../helpers/procs.ts';
 
@@ -40,6 +42,13 @@ export interface BrokerOptions {
   gateways?: readonly string[];
   /** log everything (CONNECT details, DISCONNECT) instead of the shipped error/warning/notice */
   verboseLog?: boolean;
+  /** more config lines after the shipped ones (e.g. a TLS listener with the test's own port and certificates) */
+  extraConfig?: readonly string[];
+  /**
+   * devices whose password lines are hashed in-process ({@link hashedPasswordLine}) rather than by
+   * make-passwords.sh, which runs openssl per device: for fleets of hundreds
+   */
+  fleet?: readonly string[];
 }
 
 /** Config keys the test sets itself (its own port, files and log) instead of the shipped values. */
@@ -53,6 +62,11 @@ const OVERRIDDEN = new Set([
   'log_type',
   'set_tcp_nodelay',
   'user',
+  // the shipped TLS listener's files (tests that want it add their own listener with their own certificates)
+  'cafile',
+  'certfile',
+  'keyfile',
+  'tls_version',
 ]);
 
 /** The shipped mosquitto.conf without the lines the test replaces. */
@@ -62,6 +76,23 @@ export async function shippedMosquittoConf(): Promise<string[]> {
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#') && !OVERRIDDEN.has(l.split(/\s+/, 1)[0]!));
+}
+
+/**
+ * The shipped TLS listener block (from `listener 8883` on) with only its port and certificate directory replaced:
+ * `listener {port} 127.0.0.1`, and `certDir` (deploy/gen-certs.sh output) for /mosquitto/certs.
+ */
+export async function shippedTlsListener(port: number, certDir: string): Promise<string[]> {
+  const text = await readFile(path.join(DEPLOY_DIR, 'mosquitto.conf'), 'utf8');
+  const lines = text.split('\n').map((l) => l.trim());
+  const start = lines.indexOf('listener 8883');
+  if (start < 0) throw new Error('deploy/mosquitto/mosquitto.conf has no `listener 8883`');
+  return lines
+    .slice(start)
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((l) =>
+      l === 'listener 8883' ? `listener ${port} 127.0.0.1` : l.replaceAll('/mosquitto/certs', certDir),
+    );
 }
 
 /** The shipped ACL with a copy of its first gateway block for every extra gateway username. */
@@ -102,6 +133,16 @@ export async function passwordFile(o: {
   }
 }
 
+/**
+ * One line of a Mosquitto 2 password file for `user`, as `mosquitto_passwd` writes it: `$7$` = PBKDF2-SHA512 with
+ * 101 iterations, a 12-byte salt, both base64.
+ */
+export function hashedPasswordLine(user: string, password: string): string {
+  const salt = randomBytes(12);
+  const hash = pbkdf2Sync(password, salt, 101, 64, 'sha512');
+  return `${user}:$7$101$${salt.toString('base64')}$${hash.toString('base64')}\n`;
+}
+
 /** A private Mosquitto with the shipped config, ACL and password recipe. Stop it with `stopAll()` of procs.ts. */
 export async function startBroker(o: BrokerOptions): Promise<Broker> {
   const gateways = o.gateways ?? ['devicegate-1', 'devicegate-2'];
@@ -110,14 +151,16 @@ export async function startBroker(o: BrokerOptions): Promise<Broker> {
     aclFor(gateways),
     shippedMosquittoConf(),
   ]);
+  const fleetLines = (o.fleet ?? []).map((id) => hashedPasswordLine(id, devicePassword(o.key, id)));
   const broker = await startMosquitto({
-    files: { passwords, acl },
+    files: { passwords: passwords + fleetLines.join(''), acl },
     config: [
       ...shipped,
       'password_file {dir}/passwords',
       'acl_file {dir}/acl',
       'log_dest file {dir}/mosquitto.log',
       ...(o.verboseLog ? ['log_type all'] : ['log_type error', 'log_type warning', 'log_type notice']),
+      ...(o.extraConfig ?? []),
       // As root Mosquitto drops to the `mosquitto` user, which cannot read the test's mode-600 files.
       ...(process.getuid?.() === 0 ? ['user root'] : []),
     ],

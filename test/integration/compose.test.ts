@@ -137,6 +137,8 @@ describe('docker-compose.yml', () => {
     expect(target('./deploy/mosquitto/mosquitto.conf')).toBe('/mosquitto/config/mosquitto.conf');
     expect(target('./deploy/mosquitto/acl')).toBe(confValue('acl_file'));
     expect(target('./deploy/mosquitto/passwords')).toBe(confValue('password_file'));
+    // the TLS listener's files, as deploy/gen-certs.sh names them
+    expect(`${target('./deploy/certs')}/server.crt`).toBe(confValue('certfile'));
   });
 
   it('configures Mosquitto as the device contract needs it', () => {

@@ -14,6 +14,7 @@ const KEY = 'acl-test-fleet-key';
 const PREFIX = 'devicegate/v1';
 const hmac: AclPolicy = { topics: topics(PREFIX), deviceAuth: 'hmac', deviceKey: KEY };
 const none: AclPolicy = { ...hmac, deviceAuth: 'none' };
+const cert: AclPolicy = { ...hmac, deviceAuth: 'cert' };
 const ALLOW = { allow: true };
 const refused = (reason: string) => ({ allow: false, reason });
 
@@ -22,6 +23,7 @@ const attempt = (id: string, over: Partial<Parameters<typeof decideConnect>[1]> 
   clientId: id,
   username: id,
   password: pw(id),
+  certificateId: undefined,
   will: undefined,
   ...over,
 });
@@ -65,6 +67,37 @@ describe('decideConnect', () => {
     expect(decideConnect(none, attempt('tv 1'))).toEqual(refused('bad_username'));
   });
 
+  describe('cert mode', () => {
+    const byCert = (id: string, over: Partial<Parameters<typeof decideConnect>[1]> = {}) =>
+      attempt(id, { certificateId: id, username: undefined, password: undefined, ...over });
+
+    it('takes the device id from the verified certificate: no username or password needed', () => {
+      expect(decideConnect(cert, byCert('tv-1'))).toEqual(ALLOW);
+      expect(decideConnect(cert, byCert('tv-1', { username: 'tv-1' }))).toEqual(ALLOW);
+      // a password, right or wrong, is not what identifies the device here
+      expect(decideConnect(cert, byCert('tv-1', { password: Buffer.from('anything') }))).toEqual(ALLOW);
+    });
+
+    it('refuses a connection without a verified certificate, even with the right fleet-key password', () => {
+      expect(decideConnect(cert, attempt('tv-1'))).toEqual(refused('no_certificate'));
+      expect(decideConnect(cert, byCert('tv-1', { certificateId: 'tv 1' }))).toEqual(
+        refused('no_certificate'),
+      );
+    });
+
+    it("refuses a client id or username that is not the certificate's CN", () => {
+      expect(decideConnect(cert, byCert('tv-1', { clientId: 'tv-2' }))).toEqual(
+        refused('client_id_mismatch'),
+      );
+      expect(decideConnect(cert, byCert('tv-1', { username: 'tv-2' }))).toEqual(refused('bad_username'));
+    });
+
+    it("applies the Will rule to the certificate's device", () => {
+      const will = { topic: `${PREFIX}/tv-2/req/authorize`, retain: false };
+      expect(decideConnect(cert, byCert('tv-1', { will }))).toEqual(refused('will_not_allowed'));
+    });
+  });
+
   it('accepts a Will only where the device may publish itself', () => {
     const will = (topic: string, retain = false) => attempt('tv-1', { will: { topic, retain } });
     expect(decideConnect(hmac, will(`${PREFIX}/tv-1/req/authorize`))).toEqual(ALLOW);
@@ -89,6 +122,7 @@ describe('decideConnect', () => {
       bad_password: 4,
       client_id_mismatch: 5,
       will_not_allowed: 5,
+      no_certificate: 5,
     });
   });
 });

@@ -289,11 +289,77 @@ describe('parseSimArgs: bad flags are usage errors', () => {
     ['fractional fleet size', ['--fleet', '2.5'], /--fleet must be an integer > 0/],
     ['negative warmup', ['--fleet', '2', '--warmup=-1'], /--warmup must be a number >= 0/],
     ['bad id prefix', ['--fleet', '2', '--id-prefix', 'a/b'], /--id-prefix must be/],
+    ['--cert without its key', ['--id', 'tv-1', '--cert', 'x.crt'], /--cert and --cert-key come together/],
+    [
+      'an unreadable --ca',
+      ['--id', 'tv-1', '--ca', '/nonexistent/ca.crt'],
+      /--ca \/nonexistent\/ca.crt: cannot read/,
+    ],
+    [
+      '--tls with a plain --url',
+      ['--id', 'tv-1', '--tls', '--url', 'mqtt://h:1883'],
+      /need an mqtts:\/\/ or wss:\/\/ --url/,
+    ],
+    [
+      '--ws with an mqtt --url',
+      ['--id', 'tv-1', '--ws', '--url', 'mqtt://h:1883'],
+      /--ws and --url mqtt:\/\/ do not agree/,
+    ],
+    ['--cert for a fleet', ['--fleet', '2', '--cert', 'x.crt'], /--cert cannot be used with --fleet/],
   ];
   it.each(cases)('%s', async (_name, argv, message) => {
     const err = await parse(argv).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UsageError);
     expect((err as UsageError).message).toMatch(message);
+  });
+});
+
+describe('parseSimArgs: TLS and WebSocket', () => {
+  let pems: string;
+  beforeAll(async () => {
+    pems = await tempDir();
+    for (const f of ['ca.crt', 'tv-1.crt', 'tv-1.key']) await writeFile(path.join(pems, f), `PEM of ${f}`);
+  });
+  const file = (f: string) => path.join(pems, f);
+
+  it('--tls switches the default or demo broker to mqtts on 8883, --ws to the HTTP port /mqtt, both to wss', async () => {
+    expect(asDevice(await parse(['--id', 'tv-1', '--tls'])).conn.url).toBe('mqtts://localhost:8883');
+    expect(asDevice(await parse(['--id', 'tv-1', '--tls'], { cwd: withDemo })).conn.url).toBe(
+      'mqtts://127.0.0.1:8883',
+    );
+    expect(asDevice(await parse(['--id', 'tv-1', '--ws'])).conn.url).toBe('ws://localhost:8080/mqtt');
+    expect(asDevice(await parse(['--id', 'tv-1', '--ws', '--tls'], { cwd: withDemo })).conn).toMatchObject({
+      url: 'wss://localhost:8080/mqtt',
+      urlFrom: 'demo-file',
+    });
+    expect(asFleet(await parse(['--fleet', '2', '--ws'])).conn.url).toBe('ws://localhost:8080/mqtt');
+  });
+
+  it('reads --ca, --cert and --cert-key (which imply TLS); --key stays the fleet key', async () => {
+    const a = asDevice(
+      await parse([
+        '--id',
+        'tv-1',
+        '--ca',
+        file('ca.crt'),
+        '--cert',
+        file('tv-1.crt'),
+        '--cert-key',
+        file('tv-1.key'),
+        '--key',
+        'fleet',
+      ]),
+    );
+    expect(a.conn.url).toBe('mqtts://localhost:8883');
+    expect(a.conn.fleetKey).toBe('fleet');
+    expect(a.conn.tls).toEqual({
+      ca: Buffer.from('PEM of ca.crt'),
+      cert: Buffer.from('PEM of tv-1.crt'),
+      key: Buffer.from('PEM of tv-1.key'),
+    });
+    const fleet = asFleet(await parse(['--fleet', '2', '--ca', file('ca.crt'), '--url', 'mqtts://gw:8883']));
+    expect(fleet.conn).toMatchObject({ url: 'mqtts://gw:8883', tls: { ca: Buffer.from('PEM of ca.crt') } });
+    expect(asDevice(await parse(['--id', 'tv-1'])).conn.tls).toBeUndefined();
   });
 });
 
