@@ -22,6 +22,8 @@ export async function startParts(p: Parts, closers: Closers, awaitUpstream: bool
     if (awaitUpstream) await upstream.ready();
     await built.transport.start(service.handleRequest);
     closers.push('transport', () => built.transport.close());
+    await p.revocations.start();
+    closers.push('revocations', () => p.revocations.close());
     scheduler.start();
     closers.push('scheduler', () => scheduler.close());
     closers.push('http', () => app.close());
@@ -31,6 +33,7 @@ export async function startParts(p: Parts, closers: Closers, awaitUpstream: bool
       httpUrl: `http://${displayHost(config.http.host)}:${port}`,
       publicUrl: publicUrlOf(config, port),
       mqttUrl: built.url(),
+      ...(await listenAdmin(p, closers)),
     };
     p.log.info({ ...addresses, upstream: p.upstreamIssuer, mode: config.mode }, 'devicegate is running');
     return addresses;
@@ -38,6 +41,16 @@ export async function startParts(p: Parts, closers: Closers, awaitUpstream: bool
     await closers.closeAll();
     throw err;
   }
+}
+
+/** The operations port, when configured: `{ adminUrl }` with its bound port. */
+async function listenAdmin(p: Parts, closers: Closers): Promise<Pick<Addresses, 'adminUrl'>> {
+  const { adminApp } = p;
+  const admin = p.config.admin;
+  if (adminApp === undefined || admin === undefined) return {};
+  closers.push('admin http', () => adminApp.close());
+  await adminApp.listen({ host: admin.host, port: admin.port });
+  return { adminUrl: `http://${displayHost(admin.host)}:${boundPort(adminApp)}` };
 }
 
 function boundPort(app: FastifyInstance): number {

@@ -14,6 +14,7 @@ import {
   serverError,
   slowDown,
   temporarilyUnavailable,
+  unauthorizedClient,
 } from '../core/errors.ts';
 import type { TokenSet } from '../core/flow.ts';
 import { type AuthorizeRequest, errorReply, parseDeviceRequest, salvageRid } from '../core/protocol.ts';
@@ -39,11 +40,16 @@ export interface DispatcherDeps {
   /** redeems kept refresh tokens (`req/refresh`) */
   upstream: RefreshingUpstream;
   replies: Replies;
+  /** whether the device is revoked (its requests are answered `unauthorized_client`); throws when unknown */
+  isRevoked: (deviceId: string) => Promise<boolean>;
   /** per-device request limit; none when the configured rate is 0 */
   throttle: DeviceThrottle | undefined;
   metrics: Metrics;
   log: Logger;
 }
+
+/** What a revoked device is told (src/service/revocations.ts). */
+export const REVOKED = 'this device has been revoked; ask its operator to restore it';
 
 export class DeviceRequests {
   readonly #d: DispatcherDeps;
@@ -62,6 +68,10 @@ export class DeviceRequests {
       if (wait > 0) {
         rid = salvageRid(req.payload);
         throw slowDown('too many requests from this device; wait before sending more', wait);
+      }
+      if (await this.#d.isRevoked(req.deviceId)) {
+        rid = salvageRid(req.payload);
+        throw unauthorizedClient(REVOKED);
       }
       if (req.action === undefined) {
         rid = salvageRid(req.payload);

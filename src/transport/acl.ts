@@ -43,7 +43,14 @@ export interface AclPolicy {
   readonly deviceAuth: 'hmac' | 'none';
   /** the fleet key device passwords derive from */
   readonly deviceKey: string;
+  /** during a fleet-key rotation, the key being rotated out: its passwords are still accepted */
+  readonly previousDeviceKey?: string;
 }
+
+/** A connect decision; an accepted one says whether the password came from the previous fleet key. */
+export type ConnectDecision =
+  | { readonly allow: true; readonly previousKey?: true }
+  | { readonly allow: false; readonly reason: ConnectRefusal };
 
 /** The parts of a CONNECT the rules look at. */
 export interface ConnectAttempt {
@@ -59,17 +66,27 @@ export interface ConnectAttempt {
  * password matches (in `hmac` mode), and a Will, if any, is a publish the device would be allowed to make itself —
  * aedes would authorize a Will only when about to publish it, so it is refused up front and no session exists for it.
  */
-export function decideConnect(policy: AclPolicy, attempt: ConnectAttempt): Decision<ConnectRefusal> {
+export function decideConnect(policy: AclPolicy, attempt: ConnectAttempt): ConnectDecision {
   const { username } = attempt;
   if (username === undefined || !ID_PATTERN.test(username)) return deny('bad_username');
   if (attempt.clientId !== username) return deny('client_id_mismatch');
-  if (policy.deviceAuth === 'hmac' && !checkDevicePassword(policy.deviceKey, username, attempt.password)) {
-    return deny('bad_password');
-  }
+  const key = policy.deviceAuth === 'hmac' ? passwordKey(policy, username, attempt.password) : 'current';
+  if (key === undefined) return deny('bad_password');
   if (attempt.will !== undefined && !decidePublish(policy, username, attempt.will).allow) {
     return deny('will_not_allowed');
   }
-  return ALLOW;
+  return key === 'previous' ? { allow: true, previousKey: true } : ALLOW;
+}
+
+/** Which fleet key the password derives from: the current one, the one being rotated out, or neither. */
+function passwordKey(
+  policy: AclPolicy,
+  deviceId: string,
+  password: Buffer | undefined,
+): 'current' | 'previous' | undefined {
+  if (checkDevicePassword(policy.deviceKey, deviceId, password)) return 'current';
+  const previous = policy.previousDeviceKey;
+  return previous !== undefined && checkDevicePassword(previous, deviceId, password) ? 'previous' : undefined;
 }
 
 /**

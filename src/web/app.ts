@@ -17,6 +17,8 @@ export interface AppDeps {
   readiness: Readiness;
   /** Registers more routes (the bridge-mode page) before the app is ready. */
   register?: (app: FastifyInstance) => Promise<void>;
+  /** `false`: `/readyz` and `/metrics` live on the operations port instead (./admin.ts); default true */
+  operations?: boolean;
   /** Proxies whose X-Forwarded-For is trusted (fastify `trustProxy`); default: none. */
   trustProxy?: boolean | number | string | string[];
 }
@@ -25,19 +27,34 @@ const READY_TIMEOUT_MS = 2000;
 
 /** Builds the app; plugins and routes load on `ready()` / `listen()` / the first `inject()`. */
 export function buildApp(deps: AppDeps): FastifyInstance {
-  const app = Fastify({
-    loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
+  const app = newFastify(deps.log, { trustProxy: trustProxyOption(deps.trustProxy) });
+  healthRoute(app);
+  if (deps.operations !== false) operationsRoutes(app, deps);
+  if (deps.register !== undefined) void app.register(deps.register);
+  return app;
+}
+
+/** A fastify instance with the gateway's logger; request lines are never logged. */
+export function newFastify(log: Logger, options: { trustProxy?: TrustProxy } = {}): FastifyInstance {
+  return Fastify({
+    loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger,
     // Request lines would carry URLs with user codes and OAuth codes: never logged.
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: trustProxyOption(deps.trustProxy),
+    trustProxy: options.trustProxy ?? false,
     bodyLimit: 16 * 1024,
   });
+}
 
+/** `/healthz`: the process is up (on the public port and the operations port). */
+export function healthRoute(app: FastifyInstance): void {
   app.get('/healthz', async (_req, reply) => {
     reply.header('cache-control', 'no-store');
     return { status: 'ok' };
   });
+}
 
+/** `/readyz` and `/metrics`: on the public port, or only on the operations port when there is one. */
+export function operationsRoutes(app: FastifyInstance, deps: Pick<AppDeps, 'metrics' | 'readiness'>): void {
   app.get('/readyz', async (_req, reply) => {
     const results = await Promise.all(
       Object.entries(deps.readiness).map(async ([name, check]) => {
@@ -58,15 +75,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     reply.header('content-type', deps.metrics.contentType).header('cache-control', 'no-store');
     return text;
   });
-
-  if (deps.register !== undefined) void app.register(deps.register);
-  return app;
 }
 
+type TrustProxy = boolean | string | string[] | ((address: string, hop: number) => boolean);
+
 /** A hop count becomes "trust the nearest n hops" (what proxy-addr does with a number). */
-function trustProxyOption(
-  value: AppDeps['trustProxy'],
-): boolean | string | string[] | ((address: string, hop: number) => boolean) {
+function trustProxyOption(value: AppDeps['trustProxy']): TrustProxy {
   if (value === undefined) return false;
   if (typeof value === 'number') return (_address, hop) => hop < value;
   return value;
