@@ -2,6 +2,7 @@
  * The command line (`devicegate …`). Every subcommand is a function from its arguments and the environment to the text
  * it prints and its exit code, so tests run them without a process; `src/main.ts` only dispatches.
  */
+import { configWarnings } from '../config/checks.ts';
 import { ConfigError, loadConfig } from '../config/index.ts';
 import { VERSION } from '../version.ts';
 import { credentialsCommand } from './credentials.ts';
@@ -60,7 +61,13 @@ function configCheck(env: NodeJS.ProcessEnv): CommandResult {
       `  store     ${c.redis === undefined ? 'memory (one instance)' : 'redis'}`,
       `  web       ${c.http.host}:${c.http.port}${c.publicUrl === undefined ? '' : `, public URL ${c.publicUrl}`}`,
     ];
+    if (c.admin !== undefined) {
+      lines.push(
+        `  admin     ${c.admin.host}:${c.admin.port}${c.admin.token === undefined ? ', no admin API' : ''}`,
+      );
+    }
     if (c.production) lines.push('  NODE_ENV  production');
+    for (const warning of configWarnings(c)) lines.push(`warning: ${warning}`);
     return { out: `${lines.join('\n')}\n`, code: 0 };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

@@ -39,7 +39,8 @@ export function buildAdminApp(deps: AdminAppDeps): FastifyInstance {
 function adminRoutes(api: FastifyInstance, token: string, revocations: AdminAppDeps['revocations']): void {
   api.addHook('onRequest', async (req, reply) => {
     if (!bearerMatches(req, token)) {
-      await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized' });
+      // answering from the hook ends the request here (fastify: send, then return the reply)
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized' });
     }
   });
   api.setErrorHandler(async (err, _req, reply) => {
