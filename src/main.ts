@@ -5,14 +5,15 @@
  */
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
-import { runCommand } from './cli/commands.ts';
+import { runCli } from './cli/commands.ts';
 import { createLogger } from './observability/log.ts';
 
 /** Longest a shutdown may take before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 15_000;
 
 async function main(): Promise<void> {
-  const result = runCommand(process.argv.slice(2), process.env);
+  // stdout carries the command's answer; audit lines of store changes go to stderr
+  const result = await runCli(process.argv.slice(2), process.env, process.stderr);
   if (result !== undefined) {
     (result.code === 0 ? process.stdout : process.stderr).write(result.out);
     process.exitCode = result.code;

@@ -5,7 +5,9 @@
 import { configWarnings } from '../config/checks.ts';
 import { ConfigError, loadConfig } from '../config/index.ts';
 import { VERSION } from '../version.ts';
+import type { DestinationStream } from 'pino';
 import { credentialsCommand } from './credentials.ts';
+import { devicesCommand } from './devices.ts';
 
 export interface CommandResult {
   out: string;
@@ -19,11 +21,26 @@ export const USAGE = `usage: devicegate [command]
   config check                 validate the environment's configuration, print every problem, exit 2 on any
   credentials [--mosquitto] <deviceId>...
                                print device MQTT credentials derived from DEVICEGATE_DEVICE_KEY
+  devices revoke|restore <deviceId>...
+                               revoke a device on every instance (or let it back); needs DEVICEGATE_REDIS_URL
+  devices list-revoked         print the revoked devices
   --version                    print the version
   --help                       print this help
 `;
 
-/** Runs a subcommand; `undefined` when `args` asks to run the gateway. */
+/**
+ * Runs any subcommand, including those that reach the store (`devices`); `undefined` when `args` asks to run the
+ * gateway. Audit lines of store changes go to `logTo`.
+ */
+export async function runCli(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  logTo?: DestinationStream,
+): Promise<CommandResult | undefined> {
+  return args[0] === 'devices' ? devicesCommand(args.slice(1), env, logTo) : runCommand(args, env);
+}
+
+/** Runs a subcommand that needs no I/O; `undefined` when `args` asks to run the gateway. */
 export function runCommand(args: readonly string[], env: NodeJS.ProcessEnv): CommandResult | undefined {
   const [command, ...rest] = args;
   switch (command) {

@@ -13,7 +13,7 @@ import type { PortFallback } from '../net/listen.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { BridgeFlows } from '../service/bridge.ts';
 import type { FlowService } from '../service/flows.ts';
-import type { DeviceRevocations } from '../service/revocations.ts';
+import type { RevokedDevices } from '../service/revocations.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { DeviceTransport } from '../transport/types.ts';
 import type { UpstreamClient } from '../upstream/oauth.ts';
@@ -67,7 +67,7 @@ export interface Gateway {
   /** the operations port's app (`DEVICEGATE_ADMIN_PORT`); `inject()` works without a listener */
   readonly adminApp: FastifyInstance | undefined;
   /** device revocation (src/service/revocations.ts): what the admin API and the command line call */
-  readonly revocations: DeviceRevocations;
+  readonly revocations: RevokedDevices;
   /** the fleet key devices derive their passwords from */
   readonly deviceKey: string;
   /** Starts the parts in order; on failure closes what it started and rethrows. Once only. */

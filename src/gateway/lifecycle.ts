@@ -22,8 +22,8 @@ export async function startParts(p: Parts, closers: Closers, awaitUpstream: bool
     if (awaitUpstream) await upstream.ready();
     await built.transport.start(service.handleRequest);
     closers.push('transport', () => built.transport.close());
-    await p.revocations.start();
-    closers.push('revocations', () => p.revocations.close());
+    await p.enforcer.start();
+    closers.push('revocations', () => p.enforcer.close());
     scheduler.start();
     closers.push('scheduler', () => scheduler.close());
     closers.push('http', () => app.close());

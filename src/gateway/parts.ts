@@ -12,7 +12,7 @@ import { createLogger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { type FlowService, createFlowService } from '../service/flows.ts';
 import { ApprovalCap } from '../service/approval-cap.ts';
-import { DeviceRevocations } from '../service/revocations.ts';
+import { RevocationEnforcer, RevokedDevices } from '../service/revocations.ts';
 import { Scheduler } from '../service/scheduler.ts';
 import { flowCodec } from '../store/codec.ts';
 import type { UpstreamClient } from '../upstream/oauth.ts';
@@ -42,7 +42,8 @@ export interface Parts {
   readonly app: FastifyInstance;
   /** the operations port's app (`DEVICEGATE_ADMIN_PORT`), or undefined when everything is on `app` */
   readonly adminApp: FastifyInstance | undefined;
-  readonly revocations: DeviceRevocations;
+  readonly revocations: RevokedDevices;
+  readonly enforcer: RevocationEnforcer;
   readonly deviceKey: string;
 }
 
@@ -105,7 +106,8 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
     leaseMs: config.leaseMs,
     cap,
   });
-  const revocations = new DeviceRevocations({
+  const revocations = new RevokedDevices({ store, log });
+  const enforcer = new RevocationEnforcer({
     store,
     grants: service.grants,
     updater: service.updater,
@@ -141,6 +143,7 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
     app,
     adminApp,
     revocations,
+    enforcer,
     deviceKey,
   };
 }

@@ -17,40 +17,55 @@ import type { GrantStore } from './grants.ts';
 import { storeCall } from './store-call.ts';
 import type { FlowUpdater } from './updater.ts';
 
-export interface RevocationDeps {
+/**
+ * The revoked set as the operator changes it (the admin API, `devicegate devices …`): each change writes its audit
+ * line, and the store tells every instance's {@link RevocationEnforcer}.
+ */
+export class RevokedDevices {
+  readonly #store: FlowStore;
+  readonly #log: Logger;
+
+  constructor(deps: { store: FlowStore; log: Logger }) {
+    this.#store = deps.store;
+    this.#log = deps.log;
+  }
+
+  /** Revokes the device on every instance; returns whether it was not revoked before. */
+  async revoke(deviceId: string): Promise<boolean> {
+    const changed = await storeCall(() => this.#store.revokeDevice(deviceId));
+    this.#log.info({ event: 'device.revoked', deviceId }, 'device revoked');
+    return changed;
+  }
+
+  /** Lets the device connect and ask again; returns whether it was revoked. */
+  async restore(deviceId: string): Promise<boolean> {
+    const changed = await storeCall(() => this.#store.restoreDevice(deviceId));
+    this.#log.info({ event: 'device.restored', deviceId }, 'device restored');
+    return changed;
+  }
+
+  list(): Promise<string[]> {
+    return storeCall(() => this.#store.revokedDevices());
+  }
+}
+
+export interface EnforcerDeps {
   store: FlowStore;
   grants: GrantStore;
   updater: FlowUpdater;
   clock: Clock;
   /** closes a device's live connection on this instance, where the transport owns the connections */
-  disconnect: ((deviceId: string) => void) | undefined;
+  disconnect: (deviceId: string) => void;
   log: Logger;
 }
 
-export class DeviceRevocations {
-  readonly #d: RevocationDeps;
+/** What one instance does when it hears of a revocation, made anywhere. */
+export class RevocationEnforcer {
+  readonly #d: EnforcerDeps;
   #watch: RevocationWatch | undefined;
 
-  constructor(deps: RevocationDeps) {
+  constructor(deps: EnforcerDeps) {
     this.#d = deps;
-  }
-
-  /** Revokes the device on every instance; returns whether it was not revoked before. Writes the audit line. */
-  async revoke(deviceId: string): Promise<boolean> {
-    const changed = await storeCall(() => this.#d.store.revokeDevice(deviceId));
-    this.#d.log.info({ event: 'device.revoked', deviceId }, 'device revoked');
-    return changed;
-  }
-
-  /** Lets the device connect and ask again; returns whether it was revoked. Writes the audit line. */
-  async restore(deviceId: string): Promise<boolean> {
-    const changed = await storeCall(() => this.#d.store.restoreDevice(deviceId));
-    this.#d.log.info({ event: 'device.restored', deviceId }, 'device restored');
-    return changed;
-  }
-
-  list(): Promise<string[]> {
-    return storeCall(() => this.#d.store.revokedDevices());
   }
 
   /** Starts hearing revocations made anywhere (this instance, another one, the command line). */
@@ -66,7 +81,7 @@ export class DeviceRevocations {
   /** Kicks the device here, then ends what it still holds. Never throws: a failure is logged. */
   async #enforce({ deviceId, revoked }: RevocationChange): Promise<void> {
     if (!revoked) return;
-    this.#d.disconnect?.(deviceId);
+    this.#d.disconnect(deviceId);
     try {
       await this.#d.grants.dropRevoked(deviceId);
       const rids = await storeCall(() => this.#d.store.liveFlows(deviceId, this.#d.clock.now()));

@@ -14,14 +14,14 @@ import type { Logger } from 'pino';
 import { secretMatches } from '../core/crypto.ts';
 import { UnavailableError } from '../core/errors.ts';
 import { ID_PATTERN } from '../core/protocol.ts';
-import type { DeviceRevocations } from '../service/revocations.ts';
+import type { RevokedDevices } from '../service/revocations.ts';
 import { type AppDeps, healthRoute, newFastify, operationsRoutes } from './app.ts';
 
 export interface AdminAppDeps extends Pick<AppDeps, 'metrics' | 'readiness'> {
   log: Logger;
   /** the admin API's bearer token; undefined: no admin API */
   token: string | undefined;
-  revocations: Pick<DeviceRevocations, 'revoke' | 'restore' | 'list'>;
+  revocations: RevokedDevices;
 }
 
 /** Builds the operations app; the gateway listens on it. */

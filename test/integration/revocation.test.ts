@@ -5,6 +5,8 @@
  * broker's devices.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Writable } from 'node:stream';
+import { runCli } from '../../src/cli/commands.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { deriveKeys } from '../../src/core/crypto.ts';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
@@ -49,8 +51,12 @@ async function gateway(extra: Record<string, string> = {}): Promise<Gateway> {
 
 /** Two instances on one Redis, with a key prefix of their own. */
 async function pair(): Promise<[Gateway, Gateway]> {
-  const shared = { DEVICEGATE_REDIS_URL: redis.url, DEVICEGATE_REDIS_KEY_PREFIX: `rv${++prefixes}:` };
+  const shared = sharedRedis();
   return [await gateway(shared), await gateway(shared)];
+}
+
+function sharedRedis(): Record<string, string> {
+  return { DEVICEGATE_REDIS_URL: redis.url, DEVICEGATE_REDIS_KEY_PREFIX: `rv${++prefixes}:` };
 }
 
 async function admin(g: Gateway, method: 'GET' | 'POST', path: string): Promise<Response> {
@@ -137,6 +143,33 @@ describe('device revocation', () => {
       'the pending flow to end',
     );
     expect((await a.store.get(id, 'g2'))?.flow).toMatchObject({ error: { code: 'unauthorized_client' } });
+  });
+
+  it('devicegate devices revoke / list-revoked / restore act on the store, and the running instance kicks the device', async () => {
+    const shared = sharedRedis();
+    const g = await gateway(shared);
+    const env = { ...shared, DEVICEGATE_SECRET: SECRET, DEVICEGATE_LOG_LEVEL: 'info' };
+    const audit: string[] = [];
+    const sink = new Writable({
+      write: (chunk: Buffer, _enc, done) => done(void audit.push(chunk.toString())),
+    });
+    const tv = await connectDevice({ url: g.mqttUrl, deviceId: 'tv-cli', key: KEY });
+    expect(await runCli(['devices', 'revoke', 'tv-cli'], env, sink)).toEqual({
+      out: 'tv-cli: revoked\n',
+      code: 0,
+    });
+    await tv.waitForClose(1000);
+    expect(await runCli(['devices', 'list-revoked'], env)).toEqual({ out: 'tv-cli\n', code: 0 });
+    expect((await connectRefused({ url: g.mqttUrl, deviceId: 'tv-cli', key: KEY })).code).toBe(5);
+    expect((await runCli(['devices', 'restore', 'tv-cli', 'tv-other'], env, sink))?.out).toBe(
+      'tv-cli: restored\ntv-other: restored (no change)\n',
+    );
+    await connectDevice({ url: g.mqttUrl, deviceId: 'tv-cli', key: KEY });
+    expect(audit.map((l) => JSON.parse(l) as Record<string, unknown>)).toMatchObject([
+      { event: 'device.revoked', deviceId: 'tv-cli' },
+      { event: 'device.restored', deviceId: 'tv-cli' },
+      { event: 'device.restored', deviceId: 'tv-other' },
+    ]);
   });
 
   it('with an external broker (Mosquitto, shipped config) a revoked device’s requests are answered unauthorized_client', async () => {

@@ -1,6 +1,7 @@
 /** `devicegate …` subcommands, run as `src/main.ts` runs them (`runCommand`), without a process. */
 import { describe, expect, it } from 'vitest';
-import { USAGE, runCommand } from '../../src/cli/commands.ts';
+import { USAGE, runCli, runCommand } from '../../src/cli/commands.ts';
+import { DEVICES_USAGE } from '../../src/cli/devices.ts';
 import { VERSION } from '../../src/version.ts';
 
 describe('devicegate', () => {
@@ -46,5 +47,24 @@ describe('devicegate', () => {
     });
     expect(r?.code).toBe(2);
     expect(r?.out).toContain('DEVICEGATE_SURPRISE: unknown variable');
+  });
+
+  it('devices: usage errors, bad ids and the memory store are refused with exit 2 (test/integration/revocation.test.ts runs it on Redis)', async () => {
+    for (const args of [
+      ['devices'],
+      ['devices', 'revoke'],
+      ['devices', 'ban', 'tv-1'],
+      ['devices', 'list-revoked', 'x'],
+    ]) {
+      expect(await runCli(args, {})).toEqual({ out: DEVICES_USAGE, code: 2 });
+    }
+    expect(await runCli(['devices', 'revoke', 'tv 1'], {})).toEqual({
+      out: 'invalid device id(s): tv 1\n',
+      code: 2,
+    });
+    const memory = await runCli(['devices', 'revoke', 'tv-1'], {});
+    expect(memory?.code).toBe(2);
+    expect(memory?.out).toContain('DEVICEGATE_REDIS_URL is unset');
+    expect(USAGE).toContain('devices revoke|restore');
   });
 });
