@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { USAGE, runCli, runCommand } from '../../src/cli/commands.ts';
 import { DEVICES_USAGE } from '../../src/cli/devices.ts';
+import { devicePassword } from '../../src/core/crypto.ts';
 import { VERSION } from '../../src/version.ts';
 
 describe('devicegate', () => {
@@ -66,5 +67,12 @@ describe('devicegate', () => {
     expect(memory?.code).toBe(2);
     expect(memory?.out).toContain('DEVICEGATE_REDIS_URL is unset');
     expect(USAGE).toContain('devices revoke|restore');
+  });
+
+  it('credentials during a rotation: the new key’s passwords, and a note saying so', () => {
+    const env = { DEVICEGATE_DEVICE_KEY: 'n'.repeat(16), DEVICEGATE_DEVICE_KEY_PREVIOUS: 'o'.repeat(16) };
+    const out = runCommand(['credentials', 'tv-1'], env)?.out ?? '';
+    expect(out).toContain('# a fleet-key rotation is under way');
+    expect(out).toContain(`password=${devicePassword('n'.repeat(16), 'tv-1')}`);
   });
 });
