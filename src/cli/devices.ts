@@ -6,7 +6,6 @@
  */
 import type { DestinationStream } from 'pino';
 import { ConfigError, type Config, loadConfig } from '../config/index.ts';
-import { systemClock } from '../core/clock.ts';
 import { deriveKeys, randomSecret } from '../core/crypto.ts';
 import { ID_PATTERN } from '../core/protocol.ts';
 import { openRedisClient } from '../gateway/store.ts';

@@ -32,7 +32,6 @@ import {
   type AclPolicy,
   CONNACK_RETURN_CODE,
   type ConnectDecision,
-  type Decision,
   decideConnect,
   decideForward,
   decidePublish,
@@ -143,7 +142,7 @@ export class EmbeddedBroker implements DeviceTransport {
           const returnCode = CONNACK_RETURN_CODE[decision.reason];
           return done(Object.assign(new Error(decision.reason), { returnCode }), false);
         }
-        this.#refuseRevoked(client).then((code) =>
+        void this.#refuseRevoked(client).then((code) =>
           code === undefined
             ? done(null, true)
             : done(Object.assign(new Error('revoked'), { returnCode: code }), false),
