@@ -8,11 +8,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import { runCli } from '../../src/cli/commands.ts';
 import { loadConfig } from '../../src/config/index.ts';
-import { deriveKeys } from '../../src/core/crypto.ts';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
 import { createLogger } from '../../src/observability/log.ts';
 import { closeAllDevices, connectDevice, connectRefused } from '../helpers/device.ts';
 import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway.ts';
+import { introspect, keptRefreshToken } from '../helpers/grants.ts';
 import { approveDeviceCode } from '../helpers/idp-person.ts';
 import { type ManagedProcess, freePort, startRedis, stopAll, waitFor } from '../helpers/procs.ts';
 import { GATEWAY_PASSWORD, startBroker } from './cluster.ts';
@@ -63,27 +63,9 @@ async function admin(g: Gateway, method: 'GET' | 'POST', path: string): Promise<
   return fetch(`${g.adminUrl}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}` } });
 }
 
-/** RFC 7662 at the demo IdP, as its client. */
+/** Whether the demo IdP still honours the token (RFC 7662). */
 async function active(token: string): Promise<boolean> {
-  const res = await fetch(`${idp.issuer}/token/introspection`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${btoa(`${idp.clientId}:${idp.clientSecret}`)}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ token }).toString(),
-  });
-  return ((await res.json()) as { active: boolean }).active;
-}
-
-/** The refresh token kept for a device, read and put back: what the upstream must no longer honour. */
-async function keptRefreshToken(g: Gateway, deviceId: string): Promise<string> {
-  const keys = deriveKeys(SECRET);
-  const hash = keys.lookupHash('grant', deviceId);
-  const sealed = await g.store.takeOnce(hash);
-  if (sealed === undefined) throw new Error(`no grant kept for ${deviceId}`);
-  await g.store.putOnce(hash, sealed, 60_000);
-  return (JSON.parse(keys.open(sealed, `grant/${deviceId}`)) as { refreshToken: string }).refreshToken;
+  return (await introspect(idp, token)).active;
 }
 
 beforeAll(async () => {
@@ -130,13 +112,13 @@ describe('device revocation', () => {
     ).json!;
     await approveDeviceCode(String(p.verification_uri), String(p.user_code));
     await tv.waitForReply({ rid: 'g1', status: 'authorized' }, { timeoutMs: 10_000 });
-    const refreshToken = await keptRefreshToken(a, id);
+    const refreshToken = await keptRefreshToken(a.store, SECRET, id);
     expect(await active(refreshToken)).toBe(true);
     await tv.ask('authorize', { rid: 'g2' }, { status: 'pending' });
 
     expect((await admin(b, 'POST', `/admin/devices/${id}/revoke`)).status).toBe(200);
     await waitFor(async () => !(await active(refreshToken)), 5000, 'the refresh token to be revoked');
-    await expect(keptRefreshToken(a, id)).rejects.toThrow('no grant kept');
+    await expect(keptRefreshToken(a.store, SECRET, id)).rejects.toThrow('no grant kept');
     await waitFor(
       async () => (await a.store.get(id, 'g2'))?.flow.state === 'failed',
       5000,
