@@ -69,10 +69,6 @@ export class DeviceRequests {
         rid = salvageRid(req.payload);
         throw slowDown('too many requests from this device; wait before sending more', wait);
       }
-      if (await this.#d.isRevoked(req.deviceId)) {
-        rid = salvageRid(req.payload);
-        throw unauthorizedClient(REVOKED);
-      }
       if (req.action === undefined) {
         rid = salvageRid(req.payload);
         throw invalidRequest(
@@ -87,6 +83,8 @@ export class DeviceRequests {
         throw err;
       }
       rid = parsed.body.rid;
+      // after parsing, so that every answer (a store failure's included) carries the rid
+      if (await this.#d.isRevoked(req.deviceId)) throw unauthorizedClient(REVOKED);
       metrics.inc('devicegate_device_requests_total', { action: req.action });
       switch (parsed.action) {
         case 'authorize':

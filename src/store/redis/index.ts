@@ -59,6 +59,8 @@ export interface RedisStoreOptions {
 const COMMAND_TIMEOUT_MS = 1000;
 const CONNECT_TIMEOUT_MS = 2000;
 const MAX_RECONNECT_DELAY_MS = 2000;
+/** Deadline of the revocation watcher's SUBSCRIBE ({@link RedisStore.watchRevocations}). */
+const SUBSCRIBE_TIMEOUT_MS = 5000;
 
 export class RedisStore implements FlowStore {
   readonly #redis: Redis;
@@ -293,7 +295,12 @@ export class RedisStore implements FlowStore {
   /** SUBSCRIBE on a connection of its own (ioredis subscribes again after a reconnect). */
   async watchRevocations(listener: (change: RevocationChange) => void): Promise<RevocationWatch> {
     const channel = this.#revocationChannel;
-    const sub = this.#redis.duplicate({ enableAutoPipelining: false, lazyConnect: true });
+    // its one command runs once per start, on a fresh connection: a deadline looser than the store calls' second
+    const sub = this.#redis.duplicate({
+      enableAutoPipelining: false,
+      lazyConnect: true,
+      commandTimeout: SUBSCRIBE_TIMEOUT_MS,
+    });
     // outages of this connection surface on the main client's calls; without a listener ioredis prints them
     sub.on('error', () => {});
     sub.on('message', (from: string, message: string) => {
