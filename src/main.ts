@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { ConfigError, loadConfig, type Config } from './config/index.ts';
-import { runCommand } from './cli/commands.ts';
+import { runCli } from './cli/commands.ts';
 import { createLogger } from './observability/log.ts';
 import { drained, survivingDeadPipe } from './observability/stdio.ts';
 
@@ -18,7 +18,8 @@ async function main(): Promise<void> {
   // a reader that went away must cost log lines, never the process
   survivingDeadPipe(process.stdout);
   survivingDeadPipe(process.stderr);
-  const result = runCommand(process.argv.slice(2), process.env);
+  // stdout carries the command's answer; audit lines of store changes go to stderr
+  const result = await runCli(process.argv.slice(2), process.env, process.stderr);
   if (result !== undefined) {
     (result.code === 0 ? process.stdout : process.stderr).write(result.out);
     process.exitCode = result.code;

@@ -20,6 +20,11 @@ export function credentialsCommand(
     return { out: `invalid device id(s): ${bad.join(', ')} (^[A-Za-z0-9._-]{1,64}$)\n`, code: 2 };
   const lines: string[] = [];
   if (key === undefined) lines.push('# DEVICEGATE_DEVICE_KEY is unset: these are DEMO credentials');
+  if (env.DEVICEGATE_DEVICE_KEY_PREVIOUS !== undefined) {
+    lines.push(
+      '# a fleet-key rotation is under way: these passwords derive from the new DEVICEGATE_DEVICE_KEY',
+    );
+  }
   for (const id of ids) {
     const pw = devicePassword(key ?? DEMO_DEVICE_KEY, id);
     // --mosquitto: `username:password` lines for `mosquitto_passwd -U` (which hashes them in place)

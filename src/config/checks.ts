@@ -53,7 +53,36 @@ const ENDPOINT_VARIABLES = [
   'DEVICEGATE_UPSTREAM_REVOCATION_ENDPOINT',
 ] as const satisfies ReadonlyArray<keyof Env>;
 
+/**
+ * Warnings about a configuration that works but is risky, for `config check` and the start-up log: today, an admin
+ * token sent over plain HTTP to a non-loopback address.
+ */
+export function configWarnings(c: {
+  readonly admin?: { readonly host: string; readonly token?: string };
+}): string[] {
+  const admin = c.admin;
+  if (admin?.token === undefined || isLoopbackHost(admin.host)) return [];
+  return [
+    `DEVICEGATE_ADMIN_HOST is ${admin.host}: the admin token crosses the network in plain HTTP; bind it to loopback or keep it on a private network`,
+  ];
+}
+
 const rules: readonly Rule[] = [
+  // The admin API lives on the operations port only, and that port is not the public one.
+  {
+    reads: ['DEVICEGATE_ADMIN_PORT', 'DEVICEGATE_ADMIN_TOKEN', 'DEVICEGATE_HTTP_PORT'],
+    check(e) {
+      const port = e.DEVICEGATE_ADMIN_PORT;
+      if (port === undefined) {
+        return e.DEVICEGATE_ADMIN_TOKEN === undefined
+          ? []
+          : ['DEVICEGATE_ADMIN_TOKEN: the admin API lives on the operations port; set DEVICEGATE_ADMIN_PORT'];
+      }
+      return port !== 0 && port === e.DEVICEGATE_HTTP_PORT
+        ? ['DEVICEGATE_ADMIN_PORT: must differ from DEVICEGATE_HTTP_PORT']
+        : [];
+    },
+  },
   // The upstream issuer and the gateway's client id there come together or not at all.
   {
     reads: ['DEVICEGATE_UPSTREAM_ISSUER', 'DEVICEGATE_UPSTREAM_CLIENT_ID'],

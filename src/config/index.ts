@@ -46,6 +46,8 @@ export interface Config {
   /** undefined: `http://localhost:{HTTP port}` (see `publicUrlOf` in src/gateway/wiring.ts) */
   readonly publicUrl?: string;
   readonly http: { readonly host: string; readonly port: number };
+  /** the operations port (`/metrics`, `/readyz`, the admin API with a token); absent: all on the public port */
+  readonly admin?: { readonly host: string; readonly port: number; readonly token?: string };
   readonly mqtt:
     | {
         readonly kind: 'embedded';
@@ -100,6 +102,8 @@ export interface Config {
   readonly deviceAuth: DeviceAuth;
   /** undefined: the published demo key (never in production) */
   readonly deviceKey?: string;
+  /** the fleet key being rotated out; its passwords are still accepted */
+  readonly previousDeviceKey?: string;
   /** undefined: a random secret per start (memory store only, never in production) */
   readonly secret?: string;
   readonly codeTtlSeconds: number;
@@ -179,6 +183,7 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     production: e.NODE_ENV === 'production',
     ...(e.DEVICEGATE_PUBLIC_URL !== undefined && { publicUrl: e.DEVICEGATE_PUBLIC_URL }),
     http: { host: e.DEVICEGATE_HTTP_HOST, port: e.DEVICEGATE_HTTP_PORT },
+    ...adminConfig(e),
     mqtt: mqttConfig(e, picked.DEVICEGATE_MQTT_PORT === undefined),
     topicPrefix: e.DEVICEGATE_TOPIC_PREFIX,
     ...(e.DEVICEGATE_REDIS_URL !== undefined && { redis: redisConfig(e.DEVICEGATE_REDIS_URL, e) }),
@@ -193,6 +198,9 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     allowedScopes: allowedScopes(e),
     deviceAuth: e.DEVICEGATE_DEVICE_AUTH,
     ...(e.DEVICEGATE_DEVICE_KEY !== undefined && { deviceKey: e.DEVICEGATE_DEVICE_KEY }),
+    ...(e.DEVICEGATE_DEVICE_KEY_PREVIOUS !== undefined && {
+      previousDeviceKey: e.DEVICEGATE_DEVICE_KEY_PREVIOUS,
+    }),
     ...(e.DEVICEGATE_SECRET !== undefined && { secret: e.DEVICEGATE_SECRET }),
     codeTtlSeconds: e.DEVICEGATE_CODE_TTL,
     userCodeLength: e.DEVICEGATE_USER_CODE_LENGTH,
@@ -213,6 +221,13 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     approvalsPerPerson: e.DEVICEGATE_APPROVALS_PER_PERSON,
     logLevel: e.DEVICEGATE_LOG_LEVEL,
   };
+}
+
+function adminConfig(e: Env): Pick<Config, 'admin'> {
+  const port = e.DEVICEGATE_ADMIN_PORT;
+  if (port === undefined) return {};
+  const token = e.DEVICEGATE_ADMIN_TOKEN;
+  return { admin: { host: e.DEVICEGATE_ADMIN_HOST, port, ...(token !== undefined && { token }) } };
 }
 
 function redisConfig(target: RedisTarget, e: Env): NonNullable<Config['redis']> {

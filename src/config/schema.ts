@@ -57,6 +57,18 @@ const entries = {
     schema: port.default(8080),
     doc: 'HTTP port; 0 picks a free port and logs it (bridge mode then needs `DEVICEGATE_PUBLIC_URL`: the redirect URI is fixed before the port is bound).',
   },
+  DEVICEGATE_ADMIN_PORT: {
+    schema: port.optional(),
+    doc: 'Operations port: when set, `/metrics`, `/readyz` and the admin API are served here and no longer on the public HTTP port (`/healthz` is on both); 0 picks a free port and logs it. Unset: `/metrics` and `/readyz` stay on the public port and there is no admin API.',
+  },
+  DEVICEGATE_ADMIN_HOST: {
+    schema: z.string().min(1).default('127.0.0.1'),
+    doc: 'Address the operations port binds to. It speaks plain HTTP: with a token on a non-loopback address the gateway warns at start (and `config check` says so); keep it on a private network.',
+  },
+  DEVICEGATE_ADMIN_TOKEN: {
+    schema: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
+    doc: 'Bearer token of the admin API on the operations port (`Authorization: Bearer …`, compared in constant time). Unset: no admin API at all (404). Needs `DEVICEGATE_ADMIN_PORT`.',
+  },
   DEVICEGATE_MQTT_HOST: {
     schema: z.string().min(1).default('127.0.0.1'),
     doc: "Address the embedded MQTT broker's plain (unencrypted) listener binds to; WebSocket devices use the HTTP server's `/mqtt`.",
@@ -211,6 +223,10 @@ const entries = {
   DEVICEGATE_DEVICE_KEY: {
     schema: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
     doc: 'Fleet key: a device password is `base64url(HMAC-SHA256(key, deviceId))`. Required in production; outside it a published demo key is used with a warning.',
+  },
+  DEVICEGATE_DEVICE_KEY_PREVIOUS: {
+    schema: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
+    doc: 'The fleet key being rotated out: during a rotation, passwords derived from it are accepted beside those of `DEVICEGATE_DEVICE_KEY` (logged per device, counted in `devicegate_previous_key_connects_total`). Remove it once that counter stops growing (README, "Rotating the fleet key").',
   },
   DEVICEGATE_DEVICE_AUTH: {
     schema: z.enum(['hmac', 'cert', 'none']).default('hmac'),

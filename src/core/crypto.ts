@@ -5,6 +5,7 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   createHmac,
   hkdfSync,
   randomBytes,
@@ -102,6 +103,15 @@ export const DEMO_DEVICE_KEY = 'devicegate-demo-fleet-key-not-secret';
  */
 export function devicePassword(fleetKey: string, deviceId: string): string {
   return createHmac('sha256', fleetKey).update(deviceId).digest('base64url');
+}
+
+/**
+ * Whether a presented secret (an admin bearer token) equals the expected one, in constant time: both are hashed
+ * first, so neither the comparison nor an early length check tells how much of it was right.
+ */
+export function secretMatches(given: string, expected: string): boolean {
+  const digest = (v: string) => createHash('sha256').update(v, 'utf8').digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
 /** Constant-time check of a device's password. */

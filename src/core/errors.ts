@@ -36,6 +36,7 @@ export class OAuthError extends Error {
 export const invalidRequest = (d: string) => new OAuthError('invalid_request', d);
 export const invalidScope = (d: string) => new OAuthError('invalid_scope', d);
 export const slowDown = (d: string, retryAfter: number) => new OAuthError('slow_down', d, retryAfter);
+export const unauthorizedClient = (d: string) => new OAuthError('unauthorized_client', d);
 export const serverError = (d: string) => new OAuthError('server_error', d);
 export const temporarilyUnavailable = (d: string, retryAfter: number) =>
   new OAuthError('temporarily_unavailable', d, retryAfter);

@@ -13,6 +13,7 @@ import type { PortFallback } from '../net/listen.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { BridgeFlows } from '../service/bridge.ts';
 import type { FlowService } from '../service/flows.ts';
+import type { RevokedDevices } from '../service/revocations.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { DeviceTransport } from '../transport/types.ts';
 import type { UpstreamClient } from '../upstream/oauth.ts';
@@ -48,6 +49,8 @@ export interface Addresses {
   readonly mqttTlsUrl?: string;
   /** the embedded broker's MQTT over WebSocket, `ws://host:port/mqtt` on the HTTP server */
   readonly mqttWsUrl?: string;
+  /** the operations port (`/metrics`, `/readyz`, the admin API), when `DEVICEGATE_ADMIN_PORT` is set */
+  readonly adminUrl?: string;
 }
 
 export interface Gateway {
@@ -65,6 +68,10 @@ export interface Gateway {
   readonly bridge: BridgeFlows | undefined;
   /** the HTTP app with every route registered (ready after `start()`; `inject()` works without a listener) */
   readonly app: FastifyInstance;
+  /** the operations port's app (`DEVICEGATE_ADMIN_PORT`); `inject()` works without a listener */
+  readonly adminApp: FastifyInstance | undefined;
+  /** device revocation (src/service/revocations.ts): what the admin API and the command line call */
+  readonly revocations: RevokedDevices;
   /** the fleet key devices derive their passwords from */
   readonly deviceKey: string;
   /** Starts the parts in order; on failure closes what it started and rethrows. Once only. */
@@ -104,6 +111,8 @@ export function buildGateway(config: Config, overrides: GatewayOverrides = {}): 
     upstreamIssuer: p.upstreamIssuer,
     bridge: p.mode.bridge,
     app: p.app,
+    adminApp: p.adminApp,
+    revocations: p.revocations,
     deviceKey: p.deviceKey,
     start: () => (started ??= start()),
     get addresses(): Addresses {

@@ -23,6 +23,8 @@ export async function startParts(p: Parts, closers: Closers, awaitUpstream: bool
     if (awaitUpstream) await upstream.ready();
     await built.transport.start(service.handleRequest);
     closers.push('transport', () => built.transport.close());
+    await p.enforcer.start();
+    closers.push('revocations', () => p.enforcer.close());
     scheduler.start();
     closers.push('scheduler', () => scheduler.close());
     closers.push('http', () => app.close());
@@ -38,6 +40,7 @@ export async function startParts(p: Parts, closers: Closers, awaitUpstream: bool
       ...(built.websocket !== undefined && {
         mqttWsUrl: `${httpUrl.replace(/^http/, 'ws')}${MQTT_WEBSOCKET_PATH}`,
       }),
+      ...(await listenAdmin(p, closers)),
     };
     p.log.info({ ...addresses, upstream: p.upstreamIssuer, mode: config.mode }, 'devicegate is running');
     return addresses;
@@ -45,6 +48,16 @@ export async function startParts(p: Parts, closers: Closers, awaitUpstream: bool
     await closers.closeAll();
     throw err;
   }
+}
+
+/** The operations port, when configured: `{ adminUrl }` with its bound port. */
+async function listenAdmin(p: Parts, closers: Closers): Promise<Pick<Addresses, 'adminUrl'>> {
+  const { adminApp } = p;
+  const admin = p.config.admin;
+  if (adminApp === undefined || admin === undefined) return {};
+  closers.push('admin http', () => adminApp.close());
+  await adminApp.listen({ host: admin.host, port: admin.port });
+  return { adminUrl: `http://${displayHost(admin.host)}:${boundPort(adminApp)}` };
 }
 
 function boundPort(app: FastifyInstance): number {

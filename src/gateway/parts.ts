@@ -12,10 +12,12 @@ import { createLogger } from '../observability/log.ts';
 import { Metrics } from '../observability/metrics.ts';
 import { type FlowService, createFlowService } from '../service/flows.ts';
 import { ApprovalCap } from '../service/approval-cap.ts';
+import { RevocationEnforcer, RevokedDevices } from '../service/revocations.ts';
 import { Scheduler } from '../service/scheduler.ts';
 import { flowCodec } from '../store/codec.ts';
 import type { UpstreamClient } from '../upstream/oauth.ts';
 import { MAX_PACKET_BYTES } from '../transport/embedded.ts';
+import { buildAdminApp } from '../web/admin.ts';
 import { buildApp } from '../web/app.ts';
 import { bridgeWiring } from './bridge.ts';
 import type { GatewayOverrides } from './index.ts';
@@ -39,6 +41,10 @@ export interface Parts {
   readonly mode: ModeParts;
   readonly scheduler: Scheduler;
   readonly app: FastifyInstance;
+  /** the operations port's app (`DEVICEGATE_ADMIN_PORT`), or undefined when everything is on `app` */
+  readonly adminApp: FastifyInstance | undefined;
+  readonly revocations: RevokedDevices;
+  readonly enforcer: RevocationEnforcer;
   readonly deviceKey: string;
 }
 
@@ -61,7 +67,15 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
   const wiring = config.mode === 'device' ? relayWiring(wiringDeps) : bridgeWiring(wiringDeps);
   const built: BuiltTransport =
     o.transport ??
-    buildTransport({ config, keys, deviceKey, log, metrics, portFallback: o.mqttPortFallback });
+    buildTransport({
+      config,
+      keys,
+      deviceKey,
+      isRevoked: (deviceId) => store.isRevoked(deviceId),
+      log,
+      metrics,
+      portFallback: o.mqttPortFallback,
+    });
   const service = createFlowService({
     config,
     publicUrl,
@@ -93,10 +107,21 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
     leaseMs: config.leaseMs,
     cap,
   });
+  const revocations = new RevokedDevices({ store, log });
+  const enforcer = new RevocationEnforcer({
+    store,
+    grants: service.grants,
+    updater: service.updater,
+    clock,
+    disconnect: (deviceId) => built.transport.disconnect?.(deviceId),
+    log: log.child({ component: 'revocations' }),
+  });
+  const checks = readiness({ config, store, transport: built.transport, upstream: wiring.upstream });
   const app = buildApp({
     log,
     metrics,
-    readiness: readiness({ config, store, transport: built.transport, upstream: wiring.upstream }),
+    readiness: checks,
+    operations: config.admin === undefined,
     ...(config.trustProxy !== undefined && { trustProxy: config.trustProxy }),
     ...(built.websocket !== undefined && {
       // one WebSocket message carries one MQTT packet: the largest packet plus its longest fixed header
@@ -105,6 +130,10 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
     register: mode.routes,
     shell: { secure: new URL(publicUrl).protocol === 'https:', codeEntry: config.mode !== 'device' },
   });
+  const adminApp =
+    config.admin === undefined
+      ? undefined
+      : buildAdminApp({ log, metrics, readiness: checks, token: config.admin.token, revocations });
   return {
     config,
     log,
@@ -118,6 +147,9 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
     mode,
     scheduler,
     app,
+    adminApp,
+    revocations,
+    enforcer,
     deviceKey,
   };
 }

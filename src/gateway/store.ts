@@ -56,7 +56,7 @@ export function openStore({ config, codec, clock, log, redis: borrowed }: StoreD
       close: () => store.close(),
     };
   }
-  const redis = borrowed ?? openClient(config.redis);
+  const redis = borrowed ?? openRedisClient(config.redis);
   if (borrowed === undefined) reportOutages(redis, log);
   const store = new RedisStore({ redis, keyPrefix: config.redis.keyPrefix, codec });
   // a plain subscription must not be shared: instances on an external broker register (src/store/redis/instances.ts)
@@ -95,7 +95,7 @@ export function openStore({ config, codec, clock, log, redis: borrowed }: StoreD
 }
 
 /** A lazy client on the URL, or on the master the sentinels name. */
-function openClient(target: NonNullable<Config['redis']>): Redis {
+export function openRedisClient(target: NonNullable<Config['redis']>): Redis {
   const options = { ...RedisStore.clientOptions(), lazyConnect: true };
   const s = target.sentinel;
   if (s === undefined) return new Redis(target.url, options);

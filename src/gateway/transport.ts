@@ -31,6 +31,8 @@ export interface TransportDeps {
   config: Config;
   keys: Keys;
   deviceKey: string;
+  /** whether a device is revoked (the embedded broker refuses its CONNECT) */
+  isRevoked: (deviceId: string) => Promise<boolean>;
   log: Logger;
   metrics: Metrics;
   /** the demo only: the embedded broker may move off a taken default port */
@@ -51,6 +53,8 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
       topics: t,
       deviceAuth: config.deviceAuth,
       deviceKey: d.deviceKey,
+      ...(config.previousDeviceKey !== undefined && { previousDeviceKey: config.previousDeviceKey }),
+      isRevoked: d.isRevoked,
       log,
       metrics: d.metrics,
     });

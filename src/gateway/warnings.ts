@@ -1,5 +1,6 @@
 /** Dangerous knobs are loud: one warning at start for each demo setting in use (docs/security.md). */
 import type { Logger } from 'pino';
+import { configWarnings } from '../config/checks.ts';
 import type { Config } from '../config/index.ts';
 
 export function warnAboutDemoKnobs(config: Config, log: Logger, demoUpstream: boolean): void {
@@ -18,6 +19,7 @@ export function warnAboutDemoKnobs(config: Config, log: Logger, demoUpstream: bo
   if (config.secret === undefined) {
     log.warn('DEVICEGATE_SECRET is unset: a random secret is used; pending flows do not survive a restart.');
   }
+  for (const warning of configWarnings(config)) log.warn(warning);
   const issuer = config.upstream?.issuer;
   if (issuer !== undefined && new URL(issuer).protocol === 'http:') {
     log.warn({ issuer }, 'the upstream is plain http: tokens cross the network unencrypted');

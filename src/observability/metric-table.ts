@@ -94,6 +94,11 @@ export const METRICS = {
     help: 'MQTT CONNECTs the embedded broker refused, by reason.',
     labels: ['reason'],
   },
+  devicegate_previous_key_connects_total: {
+    type: 'counter',
+    help: 'Device CONNECTs accepted with a password from DEVICEGATE_DEVICE_KEY_PREVIOUS: a fleet-key rotation is complete once this stops growing.',
+    labels: [],
+  },
   devicegate_mqtt_denied_total: {
     type: 'counter',
     help: 'Device publishes, subscriptions and forwards refused (embedded broker) or dropped (external broker: retained replays), by op and reason.',

@@ -14,6 +14,7 @@ import {
   serverError,
   slowDown,
   temporarilyUnavailable,
+  unauthorizedClient,
 } from '../core/errors.ts';
 import type { TokenSet } from '../core/flow.ts';
 import { type AuthorizeRequest, errorReply, parseDeviceRequest, salvageRid } from '../core/protocol.ts';
@@ -40,11 +41,16 @@ export interface DispatcherDeps {
   /** redeems kept refresh tokens (`req/refresh`) */
   upstream: RefreshingUpstream;
   replies: Replies;
+  /** whether the device is revoked (its requests are answered `unauthorized_client`); throws when unknown */
+  isRevoked: (deviceId: string) => Promise<boolean>;
   /** per-device request limit; none when the configured rate is 0 */
   throttle: DeviceThrottle | undefined;
   metrics: Metrics;
   log: Logger;
 }
+
+/** What a revoked device is told (src/service/revocations.ts). */
+export const REVOKED = 'this device has been revoked; ask its operator to restore it';
 
 export class DeviceRequests {
   readonly #d: DispatcherDeps;
@@ -85,6 +91,8 @@ export class DeviceRequests {
         throw err;
       }
       rid = parsed.body.rid;
+      // after parsing, so that every answer (a store failure's included) carries the rid
+      if (await this.#d.isRevoked(req.deviceId)) throw unauthorizedClient(REVOKED);
       metrics.inc('devicegate_device_requests_total', { action: req.action });
       switch (parsed.action) {
         case 'authorize':

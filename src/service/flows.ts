@@ -19,6 +19,7 @@ import { DeviceRequests } from './dispatch.ts';
 import { GrantStore } from './grants.ts';
 import { type ReplyChannel, Replies } from './replies.ts';
 import type { FlowStarter } from './starter.ts';
+import { storeCall } from './store-call.ts';
 import { DeviceThrottle } from './throttle.ts';
 import { FlowUpdater } from './updater.ts';
 
@@ -43,6 +44,8 @@ export interface FlowService {
   readonly handleRequest: DeviceRequestHandler;
   /** State changes from outside a device request: the scheduler's visits and the bridge's pages. */
   readonly updater: FlowUpdater;
+  /** the devices' kept refresh tokens */
+  readonly grants: GrantStore;
 }
 
 export function createFlowService(deps: FlowServiceDeps): FlowService {
@@ -60,10 +63,11 @@ export function createFlowService(deps: FlowServiceDeps): FlowService {
     grants,
     upstream,
     replies,
+    isRevoked: (deviceId) => storeCall(() => store.isRevoked(deviceId)),
     throttle:
       rate > 0 ? new DeviceThrottle({ burst: 10 * rate, perSecond: rate, maxDevices: 100_000 }) : undefined,
     metrics,
     log,
   });
-  return { handleRequest: dispatcher.handle, updater };
+  return { handleRequest: dispatcher.handle, updater, grants };
 }

@@ -46,7 +46,9 @@ export type GrantDropReason =
   /** the upstream refused the refresh (expired, revoked) */
   | 'refresh_refused'
   /** the upstream refused a refresh token that came from a rotation: possibly stolen and used (RFC 9700 §4.14) */
-  | 'rotated_token_refused';
+  | 'rotated_token_refused'
+  /** the operator revoked the device (src/service/revocations.ts) */
+  | 'device_revoked';
 
 /** What {@link GrantStore.keep} hands back. */
 export interface Kept {
@@ -116,8 +118,19 @@ export class GrantStore {
     try {
       await this.#d.upstream.revoke(refreshToken);
     } catch (err) {
-      this.#d.log.warn({ deviceId, err }, 'a replaced refresh token could not be revoked at the upstream');
+      this.#d.log.warn({ deviceId, err }, 'a dropped refresh token could not be revoked at the upstream');
     }
+  }
+
+  /**
+   * Drops the device's grant, if it has one, and revokes its refresh token at the upstream: the device was revoked.
+   * The take is atomic, so of several instances doing this at once exactly one revokes the token.
+   */
+  async dropRevoked(deviceId: string): Promise<void> {
+    const grant = await this.#takeQuietly(deviceId);
+    if (grant === undefined) return;
+    this.audit(deviceId, 'device_revoked');
+    await this.revoke(deviceId, grant.refreshToken);
   }
 
   /** The audit line of a dropped grant (never the token). */

@@ -6,7 +6,16 @@
 import type { Flow } from '../core/flow.ts';
 import { stateRank } from '../core/flow.ts';
 import type { Clock } from '../core/clock.ts';
-import type { CreateOptions, CreateResult, FlowCodec, FlowStore, UpdateResult, Versioned } from './types.ts';
+import type {
+  CreateOptions,
+  CreateResult,
+  FlowCodec,
+  FlowStore,
+  RevocationChange,
+  RevocationWatch,
+  UpdateResult,
+  Versioned,
+} from './types.ts';
 import { GRACE_MS } from './types.ts';
 
 interface Record {
@@ -111,6 +120,8 @@ export class MemoryStore implements FlowStore {
   readonly #schedule = new DueHeap();
   readonly #userCodes = new Map<string, Expiring>();
   readonly #once = new Map<string, Expiring>();
+  readonly #revoked = new Set<string>();
+  readonly #watchers = new Set<(change: RevocationChange) => void>();
   #sweeps = 0;
 
   constructor(options: MemoryStoreOptions) {
@@ -262,9 +273,48 @@ export class MemoryStore implements FlowStore {
     this.#once.delete(hash);
   }
 
+  async liveFlows(deviceId: string, now: number): Promise<string[]> {
+    const live = this.#live.get(deviceId);
+    if (live === undefined) return [];
+    return [...live].filter(([, expiresAt]) => expiresAt >= now).map(([rid]) => rid);
+  }
+
+  async revokeDevice(deviceId: string): Promise<boolean> {
+    const changed = !this.#revoked.has(deviceId);
+    this.#revoked.add(deviceId);
+    this.#tell({ deviceId, revoked: true });
+    return changed;
+  }
+
+  async restoreDevice(deviceId: string): Promise<boolean> {
+    const changed = this.#revoked.delete(deviceId);
+    this.#tell({ deviceId, revoked: false });
+    return changed;
+  }
+
+  async isRevoked(deviceId: string): Promise<boolean> {
+    return this.#revoked.has(deviceId);
+  }
+
+  async revokedDevices(): Promise<string[]> {
+    return [...this.#revoked].sort();
+  }
+
+  async watchRevocations(listener: (change: RevocationChange) => void): Promise<RevocationWatch> {
+    // a wrapper of its own, so the same listener watched twice is two watches
+    const watcher = (change: RevocationChange) => listener(change);
+    this.#watchers.add(watcher);
+    return { close: async () => void this.#watchers.delete(watcher) };
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {}
+
+  /** Tells the watchers after the caller's step has finished, as Redis pub/sub would. */
+  #tell(change: RevocationChange): void {
+    for (const watcher of this.#watchers) queueMicrotask(() => watcher(change));
+  }
 
   #record(id: string): Record | undefined {
     const r = this.#flows.get(id);

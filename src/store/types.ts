@@ -43,6 +43,17 @@ export type UpdateResult =
   /** A lease token was given and the lease is no longer held with it. */
   | { status: 'lease_lost' };
 
+/** A device was revoked (`revoked: true`) or restored, as every instance on the store hears it. */
+export interface RevocationChange {
+  deviceId: string;
+  revoked: boolean;
+}
+
+/** A subscription to {@link FlowStore.watchRevocations}; `close` ends it. */
+export interface RevocationWatch {
+  close(): Promise<void>;
+}
+
 /** How long a finished or expired flow stays readable after `expiresAt`, to report `expired_token`. */
 export const GRACE_MS = 30_000;
 
@@ -112,6 +123,35 @@ export interface FlowStore {
 
   /** Forgets a one-time value; nothing happens when there is none. */
   deleteOnce(hash: string): Promise<void>;
+
+  /**
+   * The rids of the device's pending flows that have not passed `expiresAt` at `now` (the ones {@link liveCount}
+   * counts), in no particular order.
+   */
+  liveFlows(deviceId: string, now: number): Promise<string[]>;
+
+  /**
+   * Adds the device to the revoked set (no expiry: it stays until {@link restoreDevice}; on Redis it survives
+   * restarts) and tells every watcher on the store, on every instance, even when it was revoked already (a second
+   * revoke kicks again). Returns whether the set changed.
+   */
+  revokeDevice(deviceId: string): Promise<boolean>;
+
+  /** Removes the device from the revoked set and tells every watcher. Returns whether the set changed. */
+  restoreDevice(deviceId: string): Promise<boolean>;
+
+  /** Whether the device is in the revoked set. */
+  isRevoked(deviceId: string): Promise<boolean>;
+
+  /** Every revoked device id, sorted. */
+  revokedDevices(): Promise<string[]>;
+
+  /**
+   * Calls `listener` for every later revoke and restore on the store, made by any instance (Redis: pub/sub, at most
+   * once — a change made while the subscription is down is not replayed, so the revoked set stays the authority;
+   * memory: in-process). Resolves once the subscription is in place.
+   */
+  watchRevocations(listener: (change: RevocationChange) => void): Promise<RevocationWatch>;
 
   /** Throws {@link UnavailableError} when the store cannot be reached. */
   ping(): Promise<void>;

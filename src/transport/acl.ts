@@ -50,7 +50,14 @@ export interface AclPolicy {
   readonly deviceAuth: 'hmac' | 'cert' | 'none';
   /** the fleet key device passwords derive from */
   readonly deviceKey: string;
+  /** during a fleet-key rotation, the key being rotated out: its passwords are still accepted */
+  readonly previousDeviceKey?: string;
 }
+
+/** A connect decision; an accepted one says whether the password came from the previous fleet key. */
+export type ConnectDecision =
+  | { readonly allow: true; readonly previousKey?: true }
+  | { readonly allow: false; readonly reason: ConnectRefusal };
 
 /** The parts of a CONNECT the rules look at. */
 export interface ConnectAttempt {
@@ -71,37 +78,49 @@ export interface ConnectAttempt {
  * password matches (in `hmac` mode), and a Will, if any, is a publish the device would be allowed to make itself —
  * aedes would authorize a Will only when about to publish it, so it is refused up front and no session exists for it.
  */
-export function decideConnect(policy: AclPolicy, attempt: ConnectAttempt): Decision<ConnectRefusal> {
+export function decideConnect(policy: AclPolicy, attempt: ConnectAttempt): ConnectDecision {
   const identity =
     policy.deviceAuth === 'cert' ? certificateIdentity(attempt) : passwordIdentity(policy, attempt);
-  if (typeof identity !== 'string') return identity;
-  if (attempt.will !== undefined && !decidePublish(policy, identity, attempt.will).allow) {
+  if ('allow' in identity) return identity;
+  if (attempt.will !== undefined && !decidePublish(policy, identity.id, attempt.will).allow) {
     return deny('will_not_allowed');
   }
-  return ALLOW;
+  return identity.key === 'previous' ? { allow: true, previousKey: true } : ALLOW;
 }
 
+type Identity = { readonly id: string; readonly key: 'current' | 'previous' };
+
 /** `hmac` and `none`: the username is the device id, the client id equals it, and (`hmac`) the password matches. */
-function passwordIdentity(policy: AclPolicy, attempt: ConnectAttempt): string | Decision<ConnectRefusal> {
+function passwordIdentity(policy: AclPolicy, attempt: ConnectAttempt): Identity | Decision<ConnectRefusal> {
   const { username } = attempt;
   if (username === undefined || !ID_PATTERN.test(username)) return deny('bad_username');
   if (attempt.clientId !== username) return deny('client_id_mismatch');
-  if (policy.deviceAuth === 'hmac' && !checkDevicePassword(policy.deviceKey, username, attempt.password)) {
-    return deny('bad_password');
-  }
-  return username;
+  const key = policy.deviceAuth === 'hmac' ? passwordKey(policy, username, attempt.password) : 'current';
+  if (key === undefined) return deny('bad_password');
+  return { id: username, key };
+}
+
+/** Which fleet key the password derives from: the current one, the one being rotated out, or neither. */
+function passwordKey(
+  policy: AclPolicy,
+  deviceId: string,
+  password: Buffer | undefined,
+): 'current' | 'previous' | undefined {
+  if (checkDevicePassword(policy.deviceKey, deviceId, password)) return 'current';
+  const previous = policy.previousDeviceKey;
+  return previous !== undefined && checkDevicePassword(previous, deviceId, password) ? 'previous' : undefined;
 }
 
 /**
  * `cert`: the verified certificate names the device; the client id must be that name (so one device's certificate
  * never opens another's session), and a username, which a client may send anyway, must not say otherwise.
  */
-function certificateIdentity(attempt: ConnectAttempt): string | Decision<ConnectRefusal> {
+function certificateIdentity(attempt: ConnectAttempt): Identity | Decision<ConnectRefusal> {
   const id = attempt.certificateId;
   if (id === undefined || !ID_PATTERN.test(id)) return deny('no_certificate');
   if (attempt.clientId !== id) return deny('client_id_mismatch');
   if (attempt.username !== undefined && attempt.username !== id) return deny('bad_username');
-  return id;
+  return { id, key: 'current' };
 }
 
 /**

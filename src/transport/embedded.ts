@@ -43,8 +43,7 @@ import { type PortFallback, listenWithFallback } from '../net/listen.ts';
 import {
   type AclPolicy,
   CONNACK_RETURN_CODE,
-  type ConnectRefusal,
-  type Decision,
+  type ConnectDecision,
   decideConnect,
   decideForward,
   decidePublish,
@@ -102,6 +101,8 @@ export interface EmbeddedBrokerOptions extends AclPolicy {
   tls?: MqttTls | undefined;
   log: Logger;
   metrics: Metrics;
+  /** Whether a device is revoked: its CONNECT is refused (not authorized). A failed check refuses it too. */
+  isRevoked?: ((deviceId: string) => Promise<boolean>) | undefined;
 }
 
 export class EmbeddedBroker implements DeviceTransport {
@@ -121,6 +122,8 @@ export class EmbeddedBroker implements DeviceTransport {
   readonly #connects = new ConnectLimiter();
   /** the Will of each CONNECT, seen in `preConnect` and judged in `authenticate` (which is not given the packet) */
   readonly #wills = new WeakMap<Client, NonNullable<ConnectPacket['will']>>();
+  /** the connected clients by device id, for {@link disconnect} (aedes' own map is not in its typings) */
+  readonly #clients = new Map<string, Client>();
 
   constructor(options: EmbeddedBrokerOptions) {
     this.#o = options;
@@ -192,9 +195,15 @@ export class EmbeddedBroker implements DeviceTransport {
           );
         }
         const decision = this.#authenticate(client, username, password);
-        if (decision.allow) return done(null, true);
-        const returnCode = CONNACK_RETURN_CODE[decision.reason];
-        done(Object.assign(new Error(decision.reason), { returnCode }), false);
+        if (!decision.allow) {
+          const returnCode = CONNACK_RETURN_CODE[decision.reason];
+          return done(Object.assign(new Error(decision.reason), { returnCode }), false);
+        }
+        void this.#refuseRevoked(client).then((code) =>
+          code === undefined
+            ? done(null, true)
+            : done(Object.assign(new Error('revoked'), { returnCode: code }), false),
+        );
       },
       authorizePublish: (client, packet, done) => {
         const decision = decidePublish(this.#o, client?.id, packet);
@@ -224,12 +233,14 @@ export class EmbeddedBroker implements DeviceTransport {
     });
     // aedes emits 'error' for persistence failures; its typings omit the event, an unhandled one would crash
     (broker as EventEmitter).on('error', (err: Error) => this.#o.log.error({ err }, 'embedded broker error'));
-    broker.on('clientReady', (client) =>
-      this.#o.log.debug({ deviceId: client.id, remoteAddress: remoteAddress(client) }, 'device connected'),
-    );
-    broker.on('clientDisconnect', (client) =>
-      this.#o.log.debug({ deviceId: client.id }, 'device disconnected'),
-    );
+    broker.on('clientReady', (client) => {
+      this.#clients.set(client.id, client);
+      this.#o.log.debug({ deviceId: client.id, remoteAddress: remoteAddress(client) }, 'device connected');
+    });
+    broker.on('clientDisconnect', (client) => {
+      if (this.#clients.get(client.id) === client) this.#clients.delete(client.id);
+      this.#o.log.debug({ deviceId: client.id }, 'device disconnected');
+    });
     broker.on('clientError', (client, err) =>
       this.#o.log.debug({ deviceId: client.id, err }, 'device connection closed on error'),
     );
@@ -351,6 +362,29 @@ export class EmbeddedBroker implements DeviceTransport {
     return this.#dispatcher?.load() ?? { saturated: false, detail: 'not started' };
   }
 
+  /** Closes the device's live connection on this broker, if it has one (a revoked device). */
+  disconnect(deviceId: string): void {
+    this.#clients.get(deviceId)?.close();
+  }
+
+  /**
+   * The CONNACK return code that refuses a revoked device (5, not authorized), or `undefined` to accept it. Fails
+   * closed: when the revoked set cannot be read, 3 (server unavailable).
+   */
+  async #refuseRevoked(client: Client): Promise<3 | 5 | undefined> {
+    const isRevoked = this.#o.isRevoked;
+    if (isRevoked === undefined) return undefined;
+    try {
+      if (!(await isRevoked(client.id))) return undefined;
+    } catch (err) {
+      this.#o.log.warn({ deviceId: client.id, err }, 'device connection refused: revocation check failed');
+      return 3;
+    }
+    this.#o.metrics.inc('devicegate_mqtt_refused_connects_total', { reason: 'revoked' });
+    this.#o.log.info({ deviceId: client.id }, 'device connection refused: the device is revoked');
+    return 5;
+  }
+
   status(): TransportStatus {
     const listening = this.#server?.listening === true && !this.#closing;
     const clients = this.#broker?.connectedClients ?? 0;
@@ -398,11 +432,7 @@ export class EmbeddedBroker implements DeviceTransport {
   }
 
   /** Whether this CONNECT is accepted (`acl.ts`). Logs and counts refusals (never the password). */
-  #authenticate(
-    client: Client,
-    username: string | undefined,
-    password: Buffer | undefined,
-  ): Decision<ConnectRefusal> {
+  #authenticate(client: Client, username: string | undefined, password: Buffer | undefined): ConnectDecision {
     const will = this.#wills.get(client);
     this.#wills.delete(client);
     const decision = decideConnect(this.#o, {
@@ -423,6 +453,10 @@ export class EmbeddedBroker implements DeviceTransport {
         },
         'device connection refused',
       );
+    } else if (decision.previousKey === true) {
+      // tells the operator which devices still hold the old key: the rotation is complete once none does
+      this.#o.metrics.inc('devicegate_previous_key_connects_total');
+      this.#o.log.info({ deviceId: client.id }, 'device connected with the previous fleet key');
     }
     return decision;
   }

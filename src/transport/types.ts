@@ -58,6 +58,11 @@ export interface DeviceTransport {
   status(): TransportStatus;
   /** How busy request handling is; before `start()`, idle. */
   load(): RequestLoad;
+  /**
+   * Closes a (revoked) device's live connection, where the transport owns the connections (the embedded broker). An
+   * external broker's connections are the broker's to close (docs/brokers.md).
+   */
+  disconnect?(deviceId: string): void;
   /** Stops taking requests, waits for the ones in flight, then disconnects. */
   close(): Promise<void>;
 }

@@ -20,6 +20,11 @@ export interface MovableClock extends Clock {
 export interface StoreUnderTest {
   store: FlowStore;
   clock: MovableClock;
+  /**
+   * The same store as another instance of the deployment sees it: Redis, a second store object on the same prefix;
+   * memory (one instance only), the store itself.
+   */
+  peer(): FlowStore;
   /** Frees what the factory made (keys, clients); called after every test. */
   cleanup(): Promise<void>;
 }
@@ -77,17 +82,20 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
   describe(`store conformance: ${name}`, () => {
     let store: FlowStore;
     let clock: MovableClock;
+    let peer: FlowStore;
     let cleanup: (() => Promise<void>) | undefined;
 
     beforeEach(async () => {
       const made = await makeStore();
       store = made.store;
       clock = made.clock;
+      peer = made.peer();
       cleanup = made.cleanup;
     });
 
     afterEach(async () => {
       await store.close();
+      await peer.close();
       await cleanup?.();
       cleanup = undefined;
     });
@@ -680,6 +688,64 @@ export function storeConformance(name: string, makeStore: () => Promise<StoreUnd
           'created',
         );
       });
+    });
+
+    describe('revoked devices', () => {
+      it('revoke, restore and list: each call says whether the set changed', async () => {
+        expect(await store.revokedDevices()).toEqual([]);
+        expect(await store.revokeDevice('tv-2')).toBe(true);
+        expect(await store.revokeDevice('tv-1')).toBe(true);
+        expect(await store.revokeDevice('tv-1')).toBe(false);
+        expect(await store.isRevoked('tv-1')).toBe(true);
+        expect(await store.isRevoked('tv-3')).toBe(false);
+        expect(await store.revokedDevices()).toEqual(['tv-1', 'tv-2']);
+        expect(await store.restoreDevice('tv-1')).toBe(true);
+        expect(await store.restoreDevice('tv-1')).toBe(false);
+        expect(await store.revokedDevices()).toEqual(['tv-2']);
+      });
+
+      it('another instance sees the set, and it does not expire with time', async () => {
+        await store.revokeDevice('tv-1');
+        clock.advance(400 * 86_400_000);
+        expect(await peer.isRevoked('tv-1')).toBe(true);
+        expect(await peer.revokedDevices()).toEqual(['tv-1']);
+      });
+
+      it('every watcher on every instance hears each revoke (a repeat too) and restore, until it closes', async () => {
+        const heard: Array<[string, string, boolean]> = [];
+        const a = await store.watchRevocations((c) => heard.push(['a', c.deviceId, c.revoked]));
+        const b = await peer.watchRevocations((c) => heard.push(['b', c.deviceId, c.revoked]));
+        await peer.revokeDevice('tv-1');
+        await store.revokeDevice('tv-1');
+        await store.restoreDevice('tv-1');
+        await waitFor(async () => heard.length === 6, 5000, 'six notifications');
+        for (const who of ['a', 'b']) {
+          expect(heard.filter(([w]) => w === who).map(([, d, r]) => [d, r])).toEqual([
+            ['tv-1', true],
+            ['tv-1', true],
+            ['tv-1', false],
+          ]);
+        }
+        await a.close();
+        await store.revokeDevice('tv-2');
+        await waitFor(async () => heard.length === 7, 5000, 'the open watcher to hear tv-2');
+        expect(heard[6]).toEqual(['b', 'tv-2', true]);
+        await b.close();
+      });
+    });
+
+    it('liveFlows lists the pending flows that count against the cap', async () => {
+      await seed('tv-1', 'r-1');
+      const short = await seed('tv-1', 'r-2', { expiresAt: clock.now() + 1000 });
+      await seed('tv-2', 'r-3');
+      const done = await seed('tv-1', 'r-4');
+      expect(await store.update(withState(done, 'denied'), 1, { now: clock.now() })).toEqual({
+        status: 'ok',
+        version: 2,
+      });
+      expect((await store.liveFlows('tv-1', clock.now())).sort()).toEqual(['r-1', 'r-2']);
+      expect(await store.liveFlows('tv-1', short.expiresAt + 1)).toEqual(['r-1']);
+      expect(await store.liveFlows('tv-9', clock.now())).toEqual([]);
     });
 
     it('ping resolves while the store is reachable', async () => {

@@ -11,7 +11,8 @@ const GRACE_MS = 200;
 
 storeConformance('memory', async () => {
   const clock = new FakeClock();
-  return { store: new MemoryStore({ codec, clock, graceMs: GRACE_MS }), clock, cleanup: async () => {} };
+  const store = new MemoryStore({ codec, clock, graceMs: GRACE_MS });
+  return { store, clock, peer: () => store, cleanup: async () => {} };
 });
 
 describe('memory store: expiry on its clock', () => {

@@ -59,6 +59,7 @@ storeConformance('redis', async () => {
   return {
     store: new RedisStore({ redis, keyPrefix, codec, graceMs: GRACE_MS }),
     clock: new OffsetClock(),
+    peer: () => new RedisStore({ redis, keyPrefix, codec, graceMs: GRACE_MS }),
     cleanup: () => deleteKeys(redis, keyPrefix),
   };
 });

@@ -17,6 +17,7 @@ import { type StartedGateway as Gateway, startGateway } from '../helpers/gateway
 import { createLogger } from '../../src/observability/log.ts';
 import { GrantStore } from '../../src/service/grants.ts';
 import { closeAllDevices, connectDevice, type TestDevice } from '../helpers/device.ts';
+import { introspect, keptRefreshToken } from '../helpers/grants.ts';
 import { approveDeviceCode } from '../helpers/idp-person.ts';
 import { freePort, startRedis, stopAll, waitFor } from '../helpers/procs.ts';
 import { relayScenarios, userinfo } from './relay-scenarios.ts';
@@ -383,29 +384,6 @@ describe('relay mode on Redis: polls live in the store, so a restarted gateway r
   });
 });
 
-/** Reads the refresh token the gateway keeps for a device (and keeps it there): what a thief of the store would see. */
-async function keptRefreshToken(g: Gateway, deviceId: string): Promise<string> {
-  const keys = deriveKeys(SECRET);
-  const hash = keys.lookupHash('grant', deviceId);
-  const sealed = await g.store.takeOnce(hash);
-  if (sealed === undefined) throw new Error(`no grant kept for ${deviceId}`);
-  await g.store.putOnce(hash, sealed, 60_000);
-  return (JSON.parse(keys.open(sealed, `grant/${deviceId}`)) as { refreshToken: string }).refreshToken;
-}
-
-/** RFC 7662 at the demo IdP, as its client. */
-async function introspect(upstream: DemoIdp, token: string): Promise<{ active: boolean }> {
-  const res = await fetch(`${upstream.issuer}/token/introspection`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${btoa(`${upstream.clientId}:${upstream.clientSecret}`)}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ token }).toString(),
-  });
-  return (await res.json()) as { active: boolean };
-}
-
 describe('relay mode: a grant belongs to the authorization that made it', () => {
   it('a newer authorization without offline_access replaces the kept grant: req/refresh mints nothing from the first one, which is revoked', async () => {
     const id = 'tv-relay-succession';
@@ -417,7 +395,7 @@ describe('relay mode: a grant belongs to the authorization that made it', () => 
     await approveDeviceCode(String(a.verification_uri), String(a.user_code));
     await tv.waitForReply({ rid: 'pa', status: 'authorized' }, { timeoutMs: 10_000 });
     await tv.request('ack', { rid: 'pa' });
-    const first = await keptRefreshToken(gw, id);
+    const first = await keptRefreshToken(gw.store, SECRET, id);
     expect((await introspect(idp, first)).active).toBe(true);
 
     // person B, without offline_access
@@ -457,7 +435,7 @@ describe('relay mode: a grant belongs to the authorization that made it', () => 
       await tv.ask('refresh', { rid: 't2' }, { status: 'authorized' }); // the upstream rotates
 
       // a thief redeems the rotated refresh token first
-      const stolen = await keptRefreshToken(g, id);
+      const stolen = await keptRefreshToken(g.store, SECRET, id);
       const theft = await fetch(`${rotating.issuer}/token`, {
         method: 'POST',
         headers: {

@@ -1,6 +1,8 @@
 /** `devicegate …` subcommands, run as `src/main.ts` runs them (`runCommand`), without a process. */
 import { describe, expect, it } from 'vitest';
-import { USAGE, runCommand } from '../../src/cli/commands.ts';
+import { USAGE, runCli, runCommand } from '../../src/cli/commands.ts';
+import { DEVICES_USAGE } from '../../src/cli/devices.ts';
+import { devicePassword } from '../../src/core/crypto.ts';
 import { VERSION } from '../../src/version.ts';
 
 describe('devicegate', () => {
@@ -49,5 +51,31 @@ describe('devicegate', () => {
     });
     expect(r?.code).toBe(2);
     expect(r?.out).toContain('DEVICEGATE_SURPRISE: unknown variable');
+  });
+
+  it('devices: usage errors, bad ids and the memory store are refused with exit 2 (test/integration/revocation.test.ts runs it on Redis)', async () => {
+    for (const args of [
+      ['devices'],
+      ['devices', 'revoke'],
+      ['devices', 'ban', 'tv-1'],
+      ['devices', 'list-revoked', 'x'],
+    ]) {
+      expect(await runCli(args, {})).toEqual({ out: DEVICES_USAGE, code: 2 });
+    }
+    expect(await runCli(['devices', 'revoke', 'tv 1'], {})).toEqual({
+      out: 'invalid device id(s): tv 1\n',
+      code: 2,
+    });
+    const memory = await runCli(['devices', 'revoke', 'tv-1'], {});
+    expect(memory?.code).toBe(2);
+    expect(memory?.out).toContain('DEVICEGATE_REDIS_URL is unset');
+    expect(USAGE).toContain('devices revoke|restore');
+  });
+
+  it('credentials during a rotation: the new key’s passwords, and a note saying so', () => {
+    const env = { DEVICEGATE_DEVICE_KEY: 'n'.repeat(16), DEVICEGATE_DEVICE_KEY_PREVIOUS: 'o'.repeat(16) };
+    const out = runCommand(['credentials', 'tv-1'], env)?.out ?? '';
+    expect(out).toContain('# a fleet-key rotation is under way');
+    expect(out).toContain(`password=${devicePassword('n'.repeat(16), 'tv-1')}`);
   });
 });

@@ -13,6 +13,10 @@
  *   <p>sched                 sorted set  `<deviceId>/<rid>` → due (ms): when the scheduler next visits the flow
  *   <p>uc:<hash>             string      `<deviceId>/<rid>` a user code's keyed hash points at (SET NX PX)
  *   <p>once:<hash>           string      a one-time value such as an OAuth `state` (SET PX, taken with GETDEL)
+ *   <p>revoked               set         revoked device ids (no expiry: until restored)
+ *
+ * Channel `<p>revocations` carries every revoke (`1<deviceId>`) and restore (`0<deviceId>`) to each instance's
+ * watcher (a connection of its own, duplicated from the borrowed client and closed by {@link RedisStore.close}).
  *
  * A new flow, its user-code reservation and its schedule entry are written by one script (`create-4.lua`), so a flow
  * start is one round trip and no crash can leave half of it done. Time always comes from the caller (`now` as ARGV,
@@ -26,7 +30,16 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import { UnavailableError } from '../../core/errors.ts';
 import type { Flow } from '../../core/flow.ts';
-import type { CreateOptions, CreateResult, FlowCodec, FlowStore, UpdateResult, Versioned } from '../types.ts';
+import type {
+  CreateOptions,
+  CreateResult,
+  FlowCodec,
+  FlowStore,
+  RevocationChange,
+  RevocationWatch,
+  UpdateResult,
+  Versioned,
+} from '../types.ts';
 import { GRACE_MS } from '../types.ts';
 import { run, scripts } from './scripts.ts';
 
@@ -46,6 +59,8 @@ export interface RedisStoreOptions {
 const COMMAND_TIMEOUT_MS = 1000;
 const CONNECT_TIMEOUT_MS = 2000;
 const MAX_RECONNECT_DELAY_MS = 2000;
+/** Deadline of the revocation watcher's SUBSCRIBE ({@link RedisStore.watchRevocations}). */
+const SUBSCRIBE_TIMEOUT_MS = 5000;
 
 export class RedisStore implements FlowStore {
   readonly #redis: Redis;
@@ -53,6 +68,8 @@ export class RedisStore implements FlowStore {
   readonly #codec: FlowCodec;
   readonly #graceMs: number;
   readonly #pingTimeoutMs: number;
+  /** the connections {@link watchRevocations} opened */
+  readonly #subscribers = new Set<Redis>();
 
   constructor(options: RedisStoreOptions) {
     if (/[{}]/.test(options.keyPrefix)) {
@@ -97,6 +114,14 @@ export class RedisStore implements FlowStore {
 
   #ucKey(hash: string): string {
     return `${this.#p}uc:${hash}`;
+  }
+
+  get #revokedKey(): string {
+    return `${this.#p}revoked`;
+  }
+
+  get #revocationChannel(): string {
+    return `${this.#p}revocations`;
   }
 
   get #schedKey(): string {
@@ -244,6 +269,71 @@ export class RedisStore implements FlowStore {
     await this.#do(() => this.#redis.del(`${this.#p}once:${hash}`));
   }
 
+  /** ZRANGE BYSCORE of the device's live set from `now`. */
+  async liveFlows(deviceId: string, now: number): Promise<string[]> {
+    return this.#do(() => this.#redis.zrangebyscore(this.#deviceKey(deviceId), now, '+inf'));
+  }
+
+  /** SADD and PUBLISH in one MULTI. */
+  revokeDevice(deviceId: string): Promise<boolean> {
+    return this.#changeRevoked({ deviceId, revoked: true });
+  }
+
+  /** SREM and PUBLISH in one MULTI. */
+  restoreDevice(deviceId: string): Promise<boolean> {
+    return this.#changeRevoked({ deviceId, revoked: false });
+  }
+
+  async isRevoked(deviceId: string): Promise<boolean> {
+    return (await this.#do(() => this.#redis.sismember(this.#revokedKey, deviceId))) === 1;
+  }
+
+  async revokedDevices(): Promise<string[]> {
+    return (await this.#do(() => this.#redis.smembers(this.#revokedKey))).sort();
+  }
+
+  /** SUBSCRIBE on a connection of its own (ioredis subscribes again after a reconnect). */
+  async watchRevocations(listener: (change: RevocationChange) => void): Promise<RevocationWatch> {
+    const channel = this.#revocationChannel;
+    // its one command runs once per start, on a fresh connection: a deadline looser than the store calls' second
+    const sub = this.#redis.duplicate({
+      enableAutoPipelining: false,
+      lazyConnect: true,
+      commandTimeout: SUBSCRIBE_TIMEOUT_MS,
+    });
+    // outages of this connection surface on the main client's calls; without a listener ioredis prints them
+    sub.on('error', () => {});
+    sub.on('message', (from: string, message: string) => {
+      if (from === channel) listener({ deviceId: message.slice(1), revoked: message.startsWith('1') });
+    });
+    this.#subscribers.add(sub);
+    const close = async () => {
+      this.#subscribers.delete(sub);
+      // the socket closes asynchronously: a message already on its way must not reach a closed watch
+      sub.removeAllListeners('message');
+      sub.disconnect();
+    };
+    try {
+      await this.#do(() => sub.subscribe(channel));
+    } catch (err) {
+      await close();
+      throw err;
+    }
+    return { close };
+  }
+
+  async #changeRevoked(change: RevocationChange): Promise<boolean> {
+    const { deviceId, revoked } = change;
+    const tx = this.#redis.multi();
+    if (revoked) tx.sadd(this.#revokedKey, deviceId);
+    else tx.srem(this.#revokedKey, deviceId);
+    tx.publish(this.#revocationChannel, `${revoked ? 1 : 0}${deviceId}`);
+    const replies = await this.#do(() => tx.exec());
+    const first = replies?.[0];
+    if (first === undefined || first[0] !== null) throw unavailable(first?.[0] ?? 'MULTI was discarded');
+    return first[1] === 1;
+  }
+
   /**
    * PING with a deadline. Throws {@link UnavailableError} at once when the client is not connected (reconnecting,
    * closed), else when no PONG arrives within `pingTimeoutMs`.
@@ -271,8 +361,14 @@ export class RedisStore implements FlowStore {
     }
   }
 
-  /** Nothing to release: the client is borrowed and stays open. */
-  async close(): Promise<void> {}
+  /** Closes the watchers' connections; the borrowed client stays open. */
+  async close(): Promise<void> {
+    for (const sub of this.#subscribers) {
+      sub.removeAllListeners('message');
+      sub.disconnect();
+    }
+    this.#subscribers.clear();
+  }
 
   /**
    * Runs one Redis call; any failure (connection, timeout, server error) becomes {@link UnavailableError}.
