@@ -18,7 +18,8 @@ import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
 import { scripts } from '../../src/store/redis/scripts.ts';
 import { createLogger } from '../../src/observability/log.ts';
-import { type ManagedProcess, startMosquitto } from '../helpers/procs.ts';
+import type { TestCerts } from '../helpers/certs.ts';
+import { freePort, type ManagedProcess, startMosquitto, waitForPort } from '../helpers/procs.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEPLOY_DIR = path.join(REPO, 'deploy', 'mosquitto');
@@ -30,6 +31,8 @@ export interface Broker extends ManagedProcess {
   readonly gatewayUsers: readonly string[];
   /** Mosquitto's log so far (`log_type all` when asked for, else the shipped log types) */
   log(): Promise<string>;
+  /** the TLS listener for devices, when `tls` was given (the gateways use the plain one on loopback) */
+  readonly tlsPort: number | undefined;
 }
 
 export interface BrokerOptions {
@@ -40,6 +43,8 @@ export interface BrokerOptions {
   gateways?: readonly string[];
   /** log everything (CONNECT details, DISCONNECT) instead of the shipped error/warning/notice */
   verboseLog?: boolean;
+  /** also listen with TLS (this certificate and key) on a second port, as docker-compose.yml's broker does */
+  tls?: TestCerts;
 }
 
 /** Config keys the test sets itself (its own port, files and log) instead of the shipped values. */
@@ -110,10 +115,21 @@ export async function startBroker(o: BrokerOptions): Promise<Broker> {
     aclFor(gateways),
     shippedMosquittoConf(),
   ]);
+  const tlsPort = o.tls === undefined ? undefined : await freePort();
   const broker = await startMosquitto({
     files: { passwords, acl },
     config: [
       ...shipped,
+      // listener settings follow their listener line; password file and ACL are global (per_listener_settings false)
+      ...(o.tls === undefined
+        ? []
+        : [
+            `listener ${tlsPort} 127.0.0.1`,
+            `certfile ${o.tls.cert}`,
+            `keyfile ${o.tls.key}`,
+            // a listener setting: each listener of the shipped config names it
+            'use_username_as_clientid true',
+          ]),
       'password_file {dir}/passwords',
       'acl_file {dir}/acl',
       'log_dest file {dir}/mosquitto.log',
@@ -122,7 +138,9 @@ export async function startBroker(o: BrokerOptions): Promise<Broker> {
       ...(process.getuid?.() === 0 ? ['user root'] : []),
     ],
   });
+  if (tlsPort !== undefined) await waitForPort(tlsPort);
   return Object.assign(broker, {
+    tlsPort,
     gatewayUsers: gateways,
     log: () => readFile(path.join(broker.dir, 'mosquitto.log'), 'utf8').catch(() => ''),
   });
