@@ -50,6 +50,8 @@ export interface BrokerOptions {
 /** Config keys the test sets itself (its own port, files and log) instead of the shipped values. */
 const OVERRIDDEN = new Set([
   'listener',
+  'certfile',
+  'keyfile',
   'password_file',
   'acl_file',
   'persistence',
