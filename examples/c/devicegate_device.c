@@ -170,7 +170,9 @@ static void on_error_reply(struct device *d, const char *json, size_t len) {
   json_get_string(json, len, "error_description", description, sizeof description);
   if (strcmp(error, "slow_down") == 0 || strcmp(error, "temporarily_unavailable") == 0) {
     json_get_long(json, len, "retry_after", &retry_after);
-    d->retry_at = time(NULL) + (retry_after > 0 ? retry_after : 1);
+    if (retry_after < 1) retry_after = 1;
+    printf("%s: asking again in %ld s\n", error, retry_after);
+    d->retry_at = time(NULL) + retry_after;
   } else if (strcmp(error, "expired_token") == 0 && d->resuming) {
     /* the gateway no longer knows the request of the earlier run: start a new one */
     printf("request %s is gone (%s); starting a new one\n", d->rid, description);

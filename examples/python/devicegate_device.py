@@ -136,7 +136,9 @@ class Device:
             # network thread, which is the one that would read the PUBACK.
             self.ack_mid = self.ask("ack", {}).mid
         elif status == "error" and reply.get("error") in RETRYABLE:
-            threading.Timer(float(reply.get("retry_after", 5)), self.authorize).start()
+            wait = max(1, int(reply.get("retry_after", 5)))
+            print(f"{reply['error']}: asking again in {wait} s", flush=True)
+            threading.Timer(wait, self.authorize).start()
         elif status == "error" and reply.get("error") == "expired_token" and self.resuming:
             # the gateway no longer knows the request of the earlier run: start a new one
             print(f"request {self.rid} is gone; starting a new one", flush=True)

@@ -6,9 +6,10 @@
  * approves through the IdP's pages. Devices get their password as provisioning hands it out (`devicegate
  * credentials`), never the fleet key. Not a test file: the suites import it.
  */
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { credentialsCommand } from '../../src/cli/credentials.ts';
 import { loadConfig } from '../../src/config/index.ts';
@@ -156,6 +157,38 @@ export function exampleDeviceSuite(name: string, prepare: (dir: string) => Promi
     await expectToken(second, id);
   });
 
+  it('after slow_down waits retry_after and asks again', async () => {
+    const id = `tv-${name}-busy`;
+    // the device already has its DEVICEGATE_MAX_FLOWS_PER_DEVICE (3) unfinished requests, from an earlier life
+    const earlier = await pendingFlows(kit, id, provisionedPassword(KEY, id), 3);
+    const device = run(id, embeddedBroker());
+    try {
+      await waitFor(() => /^slow_down: asking again in \d+ s$/m.test(device.out()), 15_000, 'slow_down');
+      expect(shownCode(device.out())).toBeUndefined();
+      // one of the earlier requests ends (the person denies it): the device's next attempt gets its code
+      await approveDeviceCode(earlier[0]!.uri, earlier[0]!.userCode, { deny: true });
+      await waitFor(() => shownCode(device.out()), 20_000, 'the user code after slow_down');
+    } finally {
+      device.child.kill();
+    }
+  });
+
+  it('resuming a request the gateway has forgotten (expired_token) starts a new one', async () => {
+    const id = `tv-${name}-late`;
+    const forgotten = 'f'.repeat(32);
+    await writeFile(file(`${id}.state`), forgotten);
+    const device = run(id, embeddedBroker());
+    try {
+      await waitFor(() => shownCode(device.out()), 15_000, 'the user code of a new request');
+      expect(device.out()).toContain(`request ${forgotten} is gone`);
+      const rid = (await readFile(file(`${id}.state`), 'utf8')).trim();
+      expect(rid).toMatch(/^[0-9a-f]{32}$/);
+      expect(rid).not.toBe(forgotten);
+    } finally {
+      device.child.kill();
+    }
+  });
+
   it('a wrong password is refused at CONNECT: exit 1', async () => {
     const device = run(`tv-${name}-bad`, embeddedBroker(), [], provisionedPassword(KEY, 'someone-else'));
     expect(await device.exit).toBe(1);
@@ -175,4 +208,39 @@ export function exampleDeviceSuite(name: string, prepare: (dir: string) => Promi
     await waitFor(async () => (await requests(kit.external, 'ack')) === 1, 5000, 'the ack');
     await expectToken(device, id);
   });
+}
+
+/** Starts `count` flows as device `id` from a short-lived mqtt.js connection; their user codes and links. */
+async function pendingFlows(
+  kit: DeviceKit,
+  id: string,
+  password: string,
+  count: number,
+): Promise<Array<{ userCode: string; uri: string }>> {
+  const client = await connectAsync(kit.embedded.mqttUrl, {
+    ...{ clientId: id, username: id, password, protocolVersion: 4 },
+    reconnectPeriod: 0,
+  });
+  const codes: Array<{ userCode: string; uri: string }> = [];
+  client.on('message', (_topic, payload) => {
+    const reply = JSON.parse(payload.toString()) as Record<string, string>;
+    if (reply.status === 'pending')
+      codes.push({ userCode: reply.user_code!, uri: reply.verification_uri_complete! });
+  });
+  try {
+    await client.subscribeAsync(`devicegate/v1/${id}/res`, { qos: 1 });
+    for (let i = 0; i < count; i++) {
+      await client.publishAsync(
+        `devicegate/v1/${id}/req/authorize`,
+        JSON.stringify({ rid: `earlier-${i}` }),
+        {
+          qos: 1,
+        },
+      );
+    }
+    await waitFor(() => codes.length === count, 10_000, `${count} pending replies`);
+  } finally {
+    await client.endAsync();
+  }
+  return codes;
 }
