@@ -354,6 +354,8 @@ describe('a gateway with the environment of docker-compose.yml, without Docker',
       // the service names of the compose network become this machine's addresses; everything else stays
       const gw = await startGatewayProcess({
         name,
+        // tsx compiles the sources first: on a loaded two-core machine that alone can take 20 s
+        timeoutMs: 45_000,
         env: {
           ...gatewayEnv(s),
           NODE_EXTRA_CA_CERTS: certs.ca,
