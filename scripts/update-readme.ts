@@ -1,11 +1,17 @@
-// Regenerates the README's configuration table from the config schema: `npx tsx scripts/update-readme.ts`.
+// Regenerates the README's generated tables (configuration, error codes): `npx tsx scripts/update-readme.ts`.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { configTable } from '../src/config/docs.ts';
+import { configTable, errorTable } from '../src/config/docs.ts';
 
-const start = /<!-- config-table:start[^>]*-->\n/;
-const end = '<!-- config-table:end -->';
+/** Replaces what lies between `<!-- {name}:start ... -->` and `<!-- {name}:end -->` with `body`. */
+function replaceBetween(text: string, name: string, body: string): string {
+  const start = new RegExp(`<!-- ${name}:start[^>]*-->\\n`).exec(text);
+  const end = text.indexOf(`<!-- ${name}:end -->`);
+  if (start === null || end < 0) throw new Error(`README.md has no ${name} markers`);
+  return text.slice(0, start.index + start[0].length) + body + text.slice(end);
+}
+
 const readme = readFileSync('README.md', 'utf8');
-const m = start.exec(readme);
-const e = readme.indexOf(end);
-if (m === null || e < 0) throw new Error('README.md has no config-table markers');
-writeFileSync('README.md', readme.slice(0, m.index + m[0].length) + configTable() + readme.slice(e));
+writeFileSync(
+  'README.md',
+  replaceBetween(replaceBetween(readme, 'config-table', configTable()), 'error-table', errorTable()),
+);

@@ -16,6 +16,24 @@ export const OAUTH_ERROR_CODES = [
 
 export type OAuthErrorCode = (typeof OAUTH_ERROR_CODES)[number];
 
+/**
+ * When a device gets each code: the README's error table and docs/asyncapi.yaml are generated from this
+ * (scripts/update-readme.ts, scripts/asyncapi.ts), so the wording lives here once.
+ */
+export const OAUTH_ERROR_MEANINGS: Readonly<Record<OAuthErrorCode, string>> = {
+  invalid_request:
+    'the payload is not JSON, too large, has unknown fields or wrong types; an unknown action; ack before a result; a finished or acknowledged `rid`',
+  invalid_scope: 'a scope outside `DEVICEGATE_ALLOWED_SCOPES`, or refused by the upstream',
+  unauthorized_client: "the upstream does not allow the gateway's client this grant",
+  access_denied: 'the person denied (or the device cancelled)',
+  expired_token: 'the code expired before approval; or the `rid` is unknown (expired and forgotten)',
+  slow_down:
+    'the device sends requests faster than `DEVICEGATE_DEVICE_RATE`, or already has `DEVICEGATE_MAX_FLOWS_PER_DEVICE` unfinished flows; `retry_after` says when to try again',
+  server_error: 'the upstream failed in a way that will not fix itself',
+  temporarily_unavailable:
+    'Redis, the broker or the upstream is unreachable right now; `retry_after` (seconds) says when to retry',
+};
+
 /** An error that ends up on a device's `res` topic as `{"status":"error", ...}`. */
 export class OAuthError extends Error {
   readonly code: OAuthErrorCode;

@@ -3,7 +3,7 @@
  * unknown fields refused) and the replies the gateway publishes on `{prefix}/{deviceId}/res`.
  */
 import { z } from 'zod';
-import { type OAuthErrorCode, invalidRequest, OAuthError } from './errors.ts';
+import { invalidRequest, OAUTH_ERROR_CODES, OAuthError } from './errors.ts';
 
 /** Device ids and request ids: `^[A-Za-z0-9._-]{1,64}$`. */
 export const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
@@ -154,37 +154,67 @@ export function salvageRid(payload: Uint8Array): string | undefined {
   return undefined;
 }
 
-export interface PendingReply {
-  v: 1;
-  rid: string;
-  status: 'pending';
-  user_code: string;
-  verification_uri: string;
-  verification_uri_complete?: string;
-  expires_in: number;
-}
+/*
+ * The replies, as schemas so that docs/asyncapi.yaml is generated from them (scripts/asyncapi.ts). `.loose()`: a
+ * device must ignore fields it does not know, so later versions of `v: 1` may add some.
+ */
+const replyBase = {
+  v: z.literal(1).describe('payload version'),
+  rid: rid.describe('the request this reply answers'),
+};
 
-export interface AuthorizedReply {
-  v: 1;
-  rid: string;
-  status: 'authorized';
-  access_token?: string;
-  token_type?: string;
-  expires_in?: number;
-  scope?: string;
-  id_token?: string;
-  /** Present instead of the token fields when the device sent a `jwk`. */
-  jwe?: string;
-}
+export const pendingReplySchema = z
+  .object({
+    ...replyBase,
+    status: z.literal('pending'),
+    user_code: z.string().describe('the code the person types; show it as it is, dashes included'),
+    verification_uri: z.string().describe('where the person enters the code'),
+    verification_uri_complete: z
+      .string()
+      .exactOptional()
+      .describe('the same page with the code filled in (bridge mode: with a proof `k`), for a QR code'),
+    expires_in: z.number().int().describe('seconds until the code expires'),
+  })
+  .loose()
+  .describe('The flow waits for the person: show the user code and the verification URI.');
+export type PendingReply = z.infer<typeof pendingReplySchema>;
 
-export interface ErrorReply {
-  v: 1;
-  rid?: string;
-  status: 'error';
-  error: OAuthErrorCode;
-  error_description: string;
-  retry_after?: number;
-}
+export const authorizedReplySchema = z
+  .object({
+    ...replyBase,
+    status: z.literal('authorized'),
+    access_token: z.string().exactOptional(),
+    token_type: z.string().exactOptional(),
+    expires_in: z.number().int().exactOptional().describe('seconds the access token lives'),
+    scope: z.string().exactOptional(),
+    id_token: z.string().exactOptional(),
+    jwe: z
+      .string()
+      .exactOptional()
+      .describe(
+        'present instead of the token fields when the device sent a `jwk`: a compact JWE to that key',
+      ),
+  })
+  .loose()
+  .describe('The token (a secret: keep it, never log it), then send `req/ack`.');
+export type AuthorizedReply = z.infer<typeof authorizedReplySchema>;
+
+export const errorReplySchema = z
+  .object({
+    v: replyBase.v,
+    rid: replyBase.rid.exactOptional(),
+    status: z.literal('error'),
+    error: z.enum(OAUTH_ERROR_CODES).describe('RFC 6749 §5.2 / RFC 8628 §3.5 code'),
+    error_description: z.string().describe('safe to show'),
+    retry_after: z
+      .number()
+      .int()
+      .exactOptional()
+      .describe('seconds to wait before asking again (`slow_down`, `temporarily_unavailable`)'),
+  })
+  .loose()
+  .describe('The request failed or the flow ended without a token.');
+export type ErrorReply = z.infer<typeof errorReplySchema>;
 
 export type DeviceReply = PendingReply | AuthorizedReply | ErrorReply;
 

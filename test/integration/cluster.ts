@@ -20,7 +20,8 @@ import { startDemoIdp, type DemoIdp } from '../../src/demo/idp.ts';
 import { scripts } from '../../src/store/redis/scripts.ts';
 import { devicePassword } from '../../src/core/crypto.ts';
 import { createLogger } from '../../src/observability/log.ts';
-import { type ManagedProcess, startMosquitto } from '../helpers/procs.ts';
+import type { TestCerts } from '../helpers/certs.ts';
+import { freePort, type ManagedProcess, startMosquitto, waitForPort } from '../helpers/procs.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const DEPLOY_DIR = path.join(REPO, 'deploy', 'mosquitto');
@@ -32,6 +33,8 @@ export interface Broker extends ManagedProcess {
   readonly gatewayUsers: readonly string[];
   /** Mosquitto's log so far (`log_type all` when asked for, else the shipped log types) */
   log(): Promise<string>;
+  /** the TLS listener for devices, when `tls` was given (the gateways use the plain one on loopback) */
+  readonly tlsPort: number | undefined;
 }
 
 export interface BrokerOptions {
@@ -49,6 +52,8 @@ export interface BrokerOptions {
    * make-passwords.sh, which runs openssl per device: for fleets of hundreds
    */
   fleet?: readonly string[];
+  /** also listen with TLS (this certificate and key) on a second port, as docker-compose.yml's broker does */
+  tls?: TestCerts;
 }
 
 /** Config keys the test sets itself (its own port, files and log) instead of the shipped values. */
@@ -78,21 +83,23 @@ export async function shippedMosquittoConf(): Promise<string[]> {
     .filter((l) => l !== '' && !l.startsWith('#') && !OVERRIDDEN.has(l.split(/\s+/, 1)[0]!));
 }
 
+/** The settings of the shipped `listener 8883` block that belong to that listener (its TLS settings). */
+const TLS_LISTENER_KEYS = new Set(['cafile', 'certfile', 'keyfile', 'tls_version']);
+
 /**
- * The shipped TLS listener block (from `listener 8883` on) with only its port and certificate directory replaced:
- * `listener {port} 127.0.0.1`, and `certDir` (deploy/gen-certs.sh output) for /mosquitto/certs.
+ * The shipped TLS listener with only its port and certificate directory replaced: `listener {port} 127.0.0.1`, its
+ * TLS lines with `certDir` (deploy/gen-certs.sh's layout: ca.crt, server.crt, server.key) for /mosquitto/certs, and
+ * `use_username_as_clientid` (a setting of each listener).
  */
 export async function shippedTlsListener(port: number, certDir: string): Promise<string[]> {
   const text = await readFile(path.join(DEPLOY_DIR, 'mosquitto.conf'), 'utf8');
   const lines = text.split('\n').map((l) => l.trim());
-  const start = lines.indexOf('listener 8883');
-  if (start < 0) throw new Error('deploy/mosquitto/mosquitto.conf has no `listener 8883`');
-  return lines
-    .slice(start)
-    .filter((l) => l !== '' && !l.startsWith('#'))
-    .map((l) =>
-      l === 'listener 8883' ? `listener ${port} 127.0.0.1` : l.replaceAll('/mosquitto/certs', certDir),
-    );
+  if (!lines.includes('listener 8883')) throw new Error('deploy/mosquitto/mosquitto.conf has no `listener 8883`');
+  const tls = lines
+    .filter((l) => TLS_LISTENER_KEYS.has(l.split(/\s+/, 1)[0]!))
+    .map((l) => l.replaceAll('/mosquitto/certs', certDir));
+  const clientId = lines.filter((l) => l.startsWith('use_username_as_clientid'));
+  return [`listener ${port} 127.0.0.1`, ...tls, ...clientId];
 }
 
 /** The shipped ACL with a copy of its first gateway block for every extra gateway username. */
@@ -152,10 +159,15 @@ export async function startBroker(o: BrokerOptions): Promise<Broker> {
     shippedMosquittoConf(),
   ]);
   const fleetLines = (o.fleet ?? []).map((id) => hashedPasswordLine(id, devicePassword(o.key, id)));
+  const tlsPort = o.tls === undefined ? undefined : await freePort();
   const broker = await startMosquitto({
     files: { passwords: passwords + fleetLines.join(''), acl },
     config: [
       ...shipped,
+      // listener settings follow their listener line; password file and ACL are global (per_listener_settings false)
+      ...(o.tls === undefined || tlsPort === undefined
+        ? []
+        : await shippedTlsListener(tlsPort, path.dirname(o.tls.cert))),
       'password_file {dir}/passwords',
       'acl_file {dir}/acl',
       'log_dest file {dir}/mosquitto.log',
@@ -165,7 +177,9 @@ export async function startBroker(o: BrokerOptions): Promise<Broker> {
       ...(process.getuid?.() === 0 ? ['user root'] : []),
     ],
   });
+  if (tlsPort !== undefined) await waitForPort(tlsPort);
   return Object.assign(broker, {
+    tlsPort,
     gatewayUsers: gateways,
     log: () => readFile(path.join(broker.dir, 'mosquitto.log'), 'utf8').catch(() => ''),
   });

@@ -1,7 +1,7 @@
 /** The README documents what the code does: the configuration table and the error codes (fastify's habit). */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { configTable } from '../../src/config/docs.ts';
+import { configTable, errorTable } from '../../src/config/docs.ts';
 import { OAUTH_ERROR_CODES } from '../../src/core/errors.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -18,6 +18,8 @@ describe('README', () => {
     );
     const documented = [...table.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]);
     expect([...documented].sort()).toEqual([...OAUTH_ERROR_CODES].sort());
+    // and says when each happens, in the words of src/core/errors.ts (npx tsx scripts/update-readme.ts)
+    expect(readme).toContain(errorTable());
   });
 
   it('gives the two commands, and .ci/run runs only commands the README gives', () => {
