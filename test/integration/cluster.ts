@@ -40,6 +40,8 @@ export interface BrokerOptions {
   gateways?: readonly string[];
   /** log everything (CONNECT details, DISCONNECT) instead of the shipped error/warning/notice */
   verboseLog?: boolean;
+  /** keep sessions and queued messages in a file across `restart()`, as the shipped config does (default off) */
+  persistence?: boolean;
 }
 
 /** Config keys the test sets itself (its own port, files and log) instead of the shipped values. */
@@ -112,6 +114,7 @@ export async function startBroker(o: BrokerOptions): Promise<Broker> {
   ]);
   const broker = await startMosquitto({
     files: { passwords, acl },
+    persistence: o.persistence ?? false,
     config: [
       ...shipped,
       'password_file {dir}/passwords',
@@ -265,7 +268,10 @@ export async function userinfo(idp: DemoIdp, accessToken: string): Promise<numbe
 
 export interface InstanceEnvOptions {
   broker: Broker;
-  upstream: Upstream;
+  /** the demo IdP of {@link startUpstream}, or any upstream with the same client credentials (the soak's fake) */
+  upstream: {
+    readonly idp: { readonly issuer: string; readonly clientId: string; readonly clientSecret: string };
+  };
   redisUrl: string;
   key: string;
   secret: string;
