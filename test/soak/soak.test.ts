@@ -39,5 +39,5 @@ describe('soak (short)', () => {
       cross: 0,
       wrong: 0,
     });
-  }, 240_000);
+  }, 480_000);
 });

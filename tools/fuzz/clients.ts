@@ -20,7 +20,8 @@ export interface Tally {
   cases: number;
 }
 
-const RID_OWNER = /^d(\d+)-/;
+/** rid → the fuzz devices that sent it (a mutation may turn one device's rid into another's) */
+const senders = new Map<string, Set<number>>();
 const WINDOW = 32;
 
 /** A device named `fuzz-{index}` whose legitimate rids are `d{index}-{n}`. */
@@ -39,14 +40,9 @@ async function fuzzDevice(url: string, index: number, tally: Tally): Promise<Mqt
   client.on('message', (topic, payload) => {
     tally.replies += 1;
     const rid = ridOf(payload);
-    const owner = RID_OWNER.exec(rid ?? '')?.[1];
-    if (
-      topic !== `devicegate/v1/${id}/res` ||
-      rid?.startsWith('ctl-') ||
-      (owner !== undefined && owner !== String(index))
-    ) {
-      tally.crossDevice += 1;
-    }
+    const sentBy = rid === undefined ? undefined : senders.get(rid);
+    const othersOnly = sentBy !== undefined && !sentBy.has(index);
+    if (topic !== `devicegate/v1/${id}/res` || rid?.startsWith('ctl-') || othersOnly) tally.crossDevice += 1;
   });
   client.on('close', () => (tally.disconnects += 1));
   await client.subscribeAsync(`devicegate/v1/${id}/res`, { qos: 1 });
@@ -80,6 +76,8 @@ export async function jsonCampaign(
       while (sent < count) {
         const n = sent++;
         const { action, payload } = fuzzPayload(r, `d${index}-`, n);
+        const rid = ridOf(payload);
+        if (rid !== undefined) senders.set(rid, (senders.get(rid) ?? new Set()).add(index));
         if (!client.connected) client = await fuzzDevice(url, index, tally);
         const p = client
           .publishAsync(`devicegate/v1/fuzz-${index}/req/${action}`, payload, { qos: 1 })

@@ -3,6 +3,7 @@
  * with the seed and the counts; exits 1 when the judge fails, 2 on bad flags.
  */
 import { parseArgs } from 'node:util';
+import { runMain, whole } from '../lib/cli.ts';
 import { fuzzFinalLine, runFuzz } from './run.ts';
 
 const USAGE = 'npm run fuzz -- [--seed N] [--json 100000] [--packets 10000] [--devices 8] [--slowloris 20]';
@@ -17,12 +18,6 @@ const { values } = parseArgs({
     help: { type: 'boolean', default: false },
   },
 });
-
-function whole(flag: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${flag}: expected a whole number, got "${text}"`);
-  return n;
-}
 
 async function main(): Promise<number> {
   if (values.help) {
@@ -41,11 +36,4 @@ async function main(): Promise<number> {
   return result.pass ? 0 : 1;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    console.error(USAGE);
-    process.exit(2);
-  },
-);
+runMain(main, USAGE);

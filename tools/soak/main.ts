@@ -3,6 +3,7 @@
  * exits 1 when the judge fails, 2 on bad flags.
  */
 import { parseArgs } from 'node:util';
+import { runMain, whole } from '../lib/cli.ts';
 import { parseRange } from '../lib/rng.ts';
 import { finalLine, runSoak } from './run.ts';
 
@@ -30,12 +31,6 @@ const { values } = parseArgs({
   },
 });
 
-function whole(flag: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${flag}: expected a whole number, got "${text}"`);
-  return n;
-}
-
 async function main(): Promise<number> {
   if (values.help) {
     console.log(USAGE);
@@ -62,11 +57,4 @@ async function main(): Promise<number> {
   return result.pass ? 0 : 1;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    console.error(USAGE);
-    process.exit(2);
-  },
-);
+runMain(main, USAGE);
