@@ -30,6 +30,13 @@ export interface FakeUpstreamOptions {
   expiresInSeconds?: number;
   /** a poll is early when it comes sooner than `interval − earlyToleranceMs` after the previous one (default 50) */
   earlyToleranceMs?: number;
+  /**
+   * Answer device authorization and token requests after a delay drawn from `[min, max]` ms (default none), as a
+   * hosted provider would: it is what widens the window in which a gateway holds a redeemed token only in memory.
+   */
+  latencyMs?: { min: number; max: number };
+  /** uniform [0, 1) source for the latency draws (default Math.random; the soak passes a seeded one) */
+  random?: () => number;
 }
 
 /** One RFC 8628 flow as the upstream saw it. Times are {@link nowMs} of the upstream process. */
@@ -70,6 +77,8 @@ export interface FakeUpstream {
   /** the in-process view of what the admin endpoints expose */
   report(): FakeUpstreamReport;
   approve(userCode: string): number | undefined;
+  /** The access token issued for that user code's flow, once one was (a judge compares what devices received). */
+  issuedToken(userCode: string): string | undefined;
   close(): Promise<void>;
 }
 
@@ -80,6 +89,7 @@ interface DeviceState extends DeviceFlowRecord {
   deviceCode: string;
   lastPollAt?: number;
   scope: string;
+  accessToken?: string;
 }
 
 /** Starts the fake upstream; resolves once it listens. */
@@ -88,6 +98,12 @@ export async function startFakeUpstream(o: FakeUpstreamOptions = {}): Promise<Fa
   const interval = o.intervalSeconds ?? 5;
   const expiresIn = o.expiresInSeconds ?? 600;
   const tolerance = o.earlyToleranceMs ?? 50;
+  const random = o.random ?? Math.random;
+  const latency = (): Promise<void> | undefined => {
+    if (o.latencyMs === undefined) return undefined;
+    const { min, max } = o.latencyMs;
+    return new Promise((resolve) => setTimeout(resolve, min + random() * (max - min)));
+  };
   const byDeviceCode = new Map<string, DeviceState>();
   const byUserCode = new Map<string, DeviceState>();
   const codes = new Map<string, CodeFlowRecord & { scope: string; used: boolean }>();
@@ -127,6 +143,7 @@ export async function startFakeUpstream(o: FakeUpstreamOptions = {}): Promise<Fa
     }
     if (req.method === 'POST' && path === '/device_authorization') {
       count('device_authorization');
+      await latency();
       const deviceCode = randomBytes(24).toString('base64url');
       let userCode: string;
       do userCode = randomUserCode();
@@ -163,13 +180,17 @@ export async function startFakeUpstream(o: FakeUpstreamOptions = {}): Promise<Fa
           flow.early += 1;
         }
         flow.lastPollAt = arrived;
+        // the delay falls between arrival and deciding, where a hosted provider spends its time
+        await latency();
         if (flow.tokenSentAt !== undefined) {
           flow.afterToken += 1;
           return json(res, 400, { error: 'invalid_grant' });
         }
         if (flow.approvedAt === undefined) return json(res, 400, { error: 'authorization_pending' });
         flow.tokenSentAt = nowMs();
-        return json(res, 200, token(flow.scope));
+        const issued = token(flow.scope);
+        flow.accessToken = issued.access_token;
+        return json(res, 200, issued);
       }
       if (grant === 'authorization_code') {
         count('token_authorization_code');
@@ -239,7 +260,9 @@ export async function startFakeUpstream(o: FakeUpstreamOptions = {}): Promise<Fa
     return {
       intervalSeconds: interval,
       counts: { ...counts },
-      device: [...byDeviceCode.values()].map(({ deviceCode: _d, lastPollAt: _l, scope: _s, ...r }) => r),
+      device: [...byDeviceCode.values()].map(
+        ({ deviceCode: _d, lastPollAt: _l, scope: _s, accessToken: _a, ...r }) => r,
+      ),
       code: [...byState.values()].map((r) => ({
         state: r.state,
         authorizedAt: r.authorizedAt,
@@ -269,6 +292,7 @@ export async function startFakeUpstream(o: FakeUpstreamOptions = {}): Promise<Fa
     port,
     report,
     approve,
+    issuedToken: (userCode) => byUserCode.get(userCode)?.accessToken,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

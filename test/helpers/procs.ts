@@ -176,11 +176,12 @@ export async function startSentinel(master: ManagedProcess, name: string): Promi
 }
 
 /**
- * A private mosquitto on a free port. `config` lines are appended to a minimal config (listener, no persistence,
- * TCP_NODELAY); pass `files` to write ACL / password files into its directory first (use `{dir}` in config lines).
+ * A private mosquitto on a free port. `config` lines are appended to a minimal config (listener, no persistence
+ * unless `persistence: true` — then in its own directory, kept across `restart()` — and TCP_NODELAY); pass `files` to
+ * write ACL / password files into its directory first (use `{dir}` in config lines).
  */
 export async function startMosquitto(
-  opts: { config?: string[]; files?: Record<string, string> } = {},
+  opts: { config?: string[]; files?: Record<string, string>; persistence?: boolean } = {},
 ): Promise<ManagedProcess> {
   const port = await freePort();
   const dir = await mkdtemp(path.join(tmpdir(), 'dg-mosq-'));
@@ -189,7 +190,9 @@ export async function startMosquitto(
   }
   const lines = [
     `listener ${port} 127.0.0.1`,
-    'persistence false',
+    ...(opts.persistence === true
+      ? ['persistence true', 'persistence_location {dir}/']
+      : ['persistence false']),
     'set_tcp_nodelay true',
     ...(opts.config ?? ['allow_anonymous true']),
   ].map((l) => l.replaceAll('{dir}', dir));

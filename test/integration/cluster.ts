@@ -54,6 +54,8 @@ export interface BrokerOptions {
   fleet?: readonly string[];
   /** also listen with TLS (this certificate and key) on a second port, as docker-compose.yml's broker does */
   tls?: TestCerts;
+  /** keep sessions and queued messages in a file across `restart()`, as the shipped config does (default off) */
+  persistence?: boolean;
 }
 
 /** Config keys the test sets itself (its own port, files and log) instead of the shipped values. */
@@ -162,6 +164,7 @@ export async function startBroker(o: BrokerOptions): Promise<Broker> {
   const tlsPort = o.tls === undefined ? undefined : await freePort();
   const broker = await startMosquitto({
     files: { passwords: passwords + fleetLines.join(''), acl },
+    persistence: o.persistence ?? false,
     config: [
       ...shipped,
       // listener settings follow their listener line; password file and ACL are global (per_listener_settings false)
@@ -322,7 +325,10 @@ export async function userinfo(idp: DemoIdp, accessToken: string): Promise<numbe
 
 export interface InstanceEnvOptions {
   broker: Broker;
-  upstream: Upstream;
+  /** the demo IdP of {@link startUpstream}, or any upstream with the same client credentials (the soak's fake) */
+  upstream: {
+    readonly idp: { readonly issuer: string; readonly clientId: string; readonly clientSecret: string };
+  };
   redisUrl: string;
   key: string;
   secret: string;
