@@ -45,7 +45,7 @@ beforeAll(async () => {
   redisServer = await startRedis();
   redis = new Redis(redisServer.url);
   [broker, upstream] = await Promise.all([
-    startBroker({ key: KEY, devices: ids, gateways: gatewayUsers }),
+    startBroker({ key: KEY, devices: [], fleet: ids, gateways: gatewayUsers }),
     startUpstream(),
   ]);
   gateways = await Promise.all(
@@ -56,7 +56,7 @@ beforeAll(async () => {
       }),
     ),
   );
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await closeAllDevices();

@@ -165,11 +165,9 @@ describe('relay mode against the demo IdP', () => {
     expect(await acceptedByIdp(idp, outcome.token.access_token)).toEqual({ sub: 'demo', active: true });
     expect(idp.stats.redemptions.get('urn:ietf:params:oauth:grant-type:device_code')).toBe(before + 1);
 
-    // the device code is single-use: polling again is refused, not answered with a second token
-    expect(await relay.pollDeviceToken(da.deviceCode)).toMatchObject({
-      kind: 'error',
-      code: 'expired_token',
-    });
+    // the device code is single-use: polling again is refused (invalid_grant, which the engine words by what it
+    // knows of the flow), not answered with a second token
+    expect(await relay.pollDeviceToken(da.deviceCode)).toEqual({ kind: 'invalid_grant' });
   });
 
   it('works with the plain verification URI and a typed code', async () => {
@@ -362,9 +360,9 @@ describe('relay mode against a misbehaving authorization server', () => {
     expect(trapHits).toBe(0);
   });
 
-  it('maps token endpoint errors: invalid_grant → expired_token, invalid_client → unauthorized_client, unknown → server_error', async () => {
+  it('maps token endpoint errors: invalid_grant stays itself (the engine words it), invalid_client → unauthorized_client, unknown → server_error', async () => {
     tokenAnswer((_req, res) => json(res, 400, { error: 'invalid_grant' }));
-    expect(await relay.pollDeviceToken('dc-1')).toMatchObject({ kind: 'error', code: 'expired_token' });
+    expect(await relay.pollDeviceToken('dc-1')).toEqual({ kind: 'invalid_grant' });
     tokenAnswer((_req, res) => json(res, 401, { error: 'invalid_client' }));
     expect(await relay.pollDeviceToken('dc-1')).toMatchObject({ kind: 'error', code: 'unauthorized_client' });
     tokenAnswer((_req, res) =>
