@@ -12,6 +12,7 @@ export const OAUTH_ERROR_CODES = [
   'slow_down',
   'server_error',
   'temporarily_unavailable',
+  'reply_too_large',
 ] as const;
 
 export type OAuthErrorCode = (typeof OAUTH_ERROR_CODES)[number];
@@ -37,6 +38,7 @@ export const invalidRequest = (d: string) => new OAuthError('invalid_request', d
 export const invalidScope = (d: string) => new OAuthError('invalid_scope', d);
 export const slowDown = (d: string, retryAfter: number) => new OAuthError('slow_down', d, retryAfter);
 export const serverError = (d: string) => new OAuthError('server_error', d);
+export const replyTooLarge = (d: string) => new OAuthError('reply_too_large', d);
 export const temporarilyUnavailable = (d: string, retryAfter: number) =>
   new OAuthError('temporarily_unavailable', d, retryAfter);
 
