@@ -39,6 +39,8 @@ export interface Config {
         readonly port: number;
         /** true when the port came from the default rather than the environment */
         readonly portIsDefault: boolean;
+        /** largest packet (bytes) sent to a device */
+        readonly maxPacketSize: number;
       }
     | {
         readonly kind: 'external';
@@ -203,7 +205,8 @@ function redisConfig(target: RedisTarget, e: Env): NonNullable<Config['redis']> 
 
 function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {
   if (e.DEVICEGATE_MQTT_URL === undefined) {
-    return { kind: 'embedded', host: e.DEVICEGATE_MQTT_HOST, port: e.DEVICEGATE_MQTT_PORT, portIsDefault };
+    const { DEVICEGATE_MQTT_HOST: host, DEVICEGATE_MQTT_PORT: port } = e;
+    return { kind: 'embedded', host, port, portIsDefault, maxPacketSize: e.DEVICEGATE_MQTT_MAX_PACKET_SIZE };
   }
   return {
     kind: 'external',

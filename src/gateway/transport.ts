@@ -39,6 +39,7 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
     const broker = new EmbeddedBroker({
       host,
       port: config.mqtt.port,
+      maxPacketSize: config.mqtt.maxPacketSize,
       portFallback: d.portFallback,
       topics: t,
       deviceAuth: config.deviceAuth,

@@ -124,7 +124,7 @@ export class Replies {
   /**
    * A result is a result only if the device can receive it: when `event` brings a token that the flow's key cannot be
    * encrypted to (a key stored by an older gateway, or a failure `req/authorize` did not foresee), or whose reply is
-   * larger than the broker takes (`ReplyChannel.oversize`), the event becomes a `fail` (`invalid_request`,
+   * larger than the packet limit (`ReplyChannel.oversize`), the event becomes a `fail` (`invalid_request`,
    * `reply_too_large`), so the flow finishes with that error — one reply, no delivery retries — and no grant is kept
    * for a device no refreshed token could be sent to. Any other event comes back as it is.
    */
@@ -153,9 +153,9 @@ export class Replies {
       'token reply over the packet limit',
     );
     return replyTooLarge(
-      `the token reply (${over.size} bytes) is larger than the broker's maximum packet size (${over.limit} bytes); ` +
+      `the token reply (${over.size} bytes) is larger than the maximum MQTT packet size (${over.limit} bytes); ` +
         'the token was discarded. Authorize again with a smaller scope (a jwk makes the reply larger, not smaller), ' +
-        "or have the broker's limit raised",
+        'or have the limit raised',
     );
   }
 

@@ -40,7 +40,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import { redactUrl } from '../observability/redact.ts';
 import { withDeadline } from './deadline.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
-import { publishPacketSize } from './packet-size.ts';
+import { overLimit } from './packet-size.ts';
 import { DeliverySelfCheck, SELF_CHECK_TIMEOUT_MS, isCanary } from './self-check.ts';
 import type { Topics } from './topics.ts';
 import type {
@@ -280,10 +280,8 @@ export class ExternalBroker implements DeviceTransport {
 
   /** The PUBLISH size and the broker's limit when it is over it (./packet-size.ts). */
   #over(target: ReplyRoute, payload: string): Oversize | undefined {
-    if (this.#maxPacket === undefined) return undefined;
     const mqtt5 = (this.#o.protocolVersion ?? 4) === 5;
-    const size = publishPacketSize({ ...target, payload, mqtt5 });
-    return size > this.#maxPacket ? { size, limit: this.#maxPacket } : undefined;
+    return overLimit({ ...target, payload, mqtt5 }, this.#maxPacket);
   }
 
   /**

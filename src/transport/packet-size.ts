@@ -3,6 +3,7 @@
  * §3.1.2.11.4 / §3.2.2.3.6 Maximum Packet Size). A broker that gets a packet over its limit closes the connection
  * (Mosquitto `max_packet_size`), so an oversize reply must be refused before it is sent, not retried.
  */
+import type { Oversize } from './types.ts';
 
 /** A QoS 1 PUBLISH as the gateway sends it. */
 export interface ReplyPacket {
@@ -12,6 +13,13 @@ export interface ReplyPacket {
   correlationData?: Buffer;
   /** MQTT 5 has a Properties field (an empty one is one byte) */
   mqtt5: boolean;
+}
+
+/** The packet's size and `limit` when it is over it; `undefined` when it fits or there is no limit. */
+export function overLimit(p: ReplyPacket, limit: number | undefined): Oversize | undefined {
+  if (limit === undefined) return undefined;
+  const size = publishPacketSize(p);
+  return size > limit ? { size, limit } : undefined;
 }
 
 /** Bytes of a Variable Byte Integer (MQTT 5 §1.5.5) holding `n`. */
