@@ -57,6 +57,8 @@ export interface Config {
         readonly portIsDefault: boolean;
         /** the TLS listener, when a certificate and key are configured */
         readonly tls?: MqttTls;
+        /** largest packet (bytes) sent to a device */
+        readonly maxPacketSize: number;
       }
     | {
         readonly kind: 'external';
@@ -242,6 +244,7 @@ function mqttConfig(e: Env, portIsDefault: boolean): Config['mqtt'] {
       host: e.DEVICEGATE_MQTT_HOST,
       port: e.DEVICEGATE_MQTT_PORT,
       portIsDefault,
+      maxPacketSize: e.DEVICEGATE_MQTT_MAX_PACKET_SIZE,
       ...(tls !== undefined && { tls }),
     };
   }

@@ -101,6 +101,10 @@ const entries = {
     schema: bool.default(false),
     doc: "With `NODE_ENV=production` the embedded broker's plain (unencrypted) listener must bind a loopback address; `true` allows any address, for a load balancer that terminates TLS in front of it.",
   },
+  DEVICEGATE_MQTT_MAX_PACKET_SIZE: {
+    schema: z.coerce.number().int().min(1024).max(268_435_455).default(262_144),
+    doc: "Largest MQTT packet (bytes, the whole PUBLISH) the embedded broker sends a device: the fleet's firmware limit. A token whose reply would be larger ends the flow with `reply_too_large` instead of reaching a device that cannot take it. With `DEVICEGATE_MQTT_URL`, the broker's own MQTT 5 limit applies instead.",
+  },
   DEVICEGATE_MQTT_URL: {
     schema: optionalUrl(MQTT_URL_PROTOCOLS),
     doc: 'When set, use this external broker (as an MQTT client) instead of the embedded one.',

@@ -48,6 +48,7 @@ export function buildTransport(d: TransportDeps): BuiltTransport {
     const broker = new EmbeddedBroker({
       host,
       port: config.mqtt.port,
+      maxPacketSize: config.mqtt.maxPacketSize,
       portFallback: d.portFallback,
       tls,
       topics: t,

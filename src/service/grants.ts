@@ -19,6 +19,7 @@ import { authorizeRequest } from '../core/protocol.ts';
 import { audit } from '../observability/audit.ts';
 import type { FlowStore } from '../store/types.ts';
 import type { RefreshingUpstream } from '../upstream/types.ts';
+import { tokenOf } from './replies.ts';
 import { storeCall } from './store-call.ts';
 
 /** What the gateway keeps per device after an authorization with a refresh token. */
@@ -84,12 +85,7 @@ export class GrantStore {
    * longer pending) and any other event change nothing.
    */
   async keep(flow: Flow, event: FlowEvent): Promise<Kept> {
-    const token =
-      event.type === 'token'
-        ? event.token
-        : event.type === 'poll' && event.outcome.kind === 'token'
-          ? event.outcome.token
-          : undefined;
+    const token = tokenOf(event);
     if (token === undefined || flow.state !== 'pending') return { event: stripped(event) };
     const { refresh_token: refreshToken, ...rest } = token;
     const previous = await this.#takeQuietly(flow.deviceId);

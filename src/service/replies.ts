@@ -5,12 +5,12 @@
 import type { Logger } from 'pino';
 import { type FlowEvent, flowError, secondsLeft } from '../core/engine.ts';
 import type { Keys } from '../core/crypto.ts';
-import { serverError } from '../core/errors.ts';
+import { type OAuthError, replyTooLarge, serverError } from '../core/errors.ts';
 import type { Flow, PublicJwk, TokenSet } from '../core/flow.ts';
 import { type AuthorizedReply, type DeviceReply, errorReply } from '../core/protocol.ts';
 import { scanProof } from '../core/scan-link.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { ReplyRoute } from '../transport/types.ts';
+import type { Oversize, ReplyRoute } from '../transport/types.ts';
 import { checkDeviceKey, encryptForDevice, unusableKey } from './jwe.ts';
 
 /** Where replies go: anything that publishes on a device's `res` topic (see `src/transport/types.ts`). */
@@ -20,6 +20,8 @@ export interface ReplyChannel {
    * route, for the direct answer to that request only (the transport checks it, see `DeviceTransport.publish`).
    */
   publish(deviceId: string, reply: DeviceReply, route?: ReplyRoute): Promise<void>;
+  /** See `DeviceTransport.oversize`: a channel without a packet limit omits it. */
+  oversize?(deviceId: string, reply: DeviceReply): Oversize | undefined;
 }
 
 /** The token endpoint members a device receives (RFC 6749 §5.1); a refresh token never leaves the gateway. */
@@ -120,22 +122,41 @@ export class Replies {
   }
 
   /**
-   * A result is a result only if the device can receive it: when `event` brings a token and the flow's key cannot be
-   * encrypted to (a key stored by an older gateway, or a failure `req/authorize` did not foresee), the event becomes a
-   * `fail` with `invalid_request`, so the flow finishes with that error — one reply, no delivery retries — and no
-   * grant is kept for a key no refreshed token could be sent to. Any other event comes back as it is.
+   * A result is a result only if the device can receive it: when `event` brings a token that the flow's key cannot be
+   * encrypted to (a key stored by an older gateway, or a failure `req/authorize` did not foresee), or whose reply is
+   * larger than the packet limit (`ReplyChannel.oversize`), the event becomes a `fail` (`invalid_request`,
+   * `reply_too_large`), so the flow finishes with that error — one reply, no delivery retries — and no grant is kept
+   * for a device no refreshed token could be sent to. Any other event comes back as it is.
    */
   async deliverable(flow: Flow, event: FlowEvent): Promise<FlowEvent> {
-    const bringsToken = event.type === 'token' || (event.type === 'poll' && event.outcome.kind === 'token');
-    if (!bringsToken || flow.jwk === undefined || flow.state !== 'pending') return event;
-    try {
-      await checkDeviceKey(flow.jwk);
-      return event;
-    } catch (err) {
-      const refused = unusableKey(err);
-      this.#d.log.warn({ deviceId: flow.deviceId, rid: flow.rid, err }, 'device key refused at delivery');
-      return { type: 'fail', code: refused.code, description: refused.description };
+    const token = tokenOf(event);
+    if (token === undefined || flow.state !== 'pending') return event;
+    const refused = await this.#undeliverable(flow, token);
+    if (refused === undefined) return event;
+    return { type: 'fail', code: refused.code, description: refused.description };
+  }
+
+  /** Why a token cannot reach the device, or `undefined` when it can. */
+  async #undeliverable(flow: Flow, token: TokenSet): Promise<OAuthError | undefined> {
+    if (flow.jwk !== undefined) {
+      try {
+        await checkDeviceKey(flow.jwk);
+      } catch (err) {
+        this.#d.log.warn({ deviceId: flow.deviceId, rid: flow.rid, err }, 'device key refused at delivery');
+        return unusableKey(err);
+      }
     }
+    const over = this.#d.channel.oversize?.(flow.deviceId, await authorizedReply(flow.rid, token, flow.jwk));
+    if (over === undefined) return undefined;
+    this.#d.log.warn(
+      { deviceId: flow.deviceId, rid: flow.rid, ...over },
+      'token reply over the packet limit',
+    );
+    return replyTooLarge(
+      `the token reply (${over.size} bytes) is larger than the maximum MQTT packet size (${over.limit} bytes); ` +
+        'the token was discarded. Authorize again with a smaller scope (a jwk makes the reply larger, not smaller), ' +
+        'or have the limit raised',
+    );
   }
 
   /**
@@ -152,4 +173,10 @@ export class Replies {
       return false;
     }
   }
+}
+
+/** The token set an event brings (a bridge `token`, or a relay poll's `token` outcome), if any. */
+export function tokenOf(event: FlowEvent): TokenSet | undefined {
+  if (event.type === 'token') return event.token;
+  return event.type === 'poll' && event.outcome.kind === 'token' ? event.outcome.token : undefined;
 }

@@ -14,7 +14,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { FlowStore, Versioned } from '../store/types.ts';
 import type { ReplyRoute } from '../transport/types.ts';
 import type { GrantStore } from './grants.ts';
-import type { Replies } from './replies.ts';
+import { type Replies, tokenOf } from './replies.ts';
 import { storeCall } from './store-call.ts';
 
 /** Attempts of one compare-and-set loop before giving up with `server_error`. */
@@ -86,7 +86,7 @@ export class FlowUpdater {
       current ??= await storeCall(() => store.get(deviceId, rid));
       if (current === undefined) return { status: 'missing' };
       if (!kept) {
-        event = await this.#d.replies.deliverable(current.flow, event);
+        event = await this.#deliverable(current.flow, event);
         const k = await this.#d.grants.keep(current.flow, event);
         event = k.event;
         if (k.replaced !== undefined) onReplaced(k.replaced);
@@ -120,6 +120,17 @@ export class FlowUpdater {
       return { status: 'ok', transition: t, version };
     }
     throw serverError('the request could not be updated; try again');
+  }
+
+  /**
+   * `Replies.deliverable`; when it refuses a token, the refresh token that came with it is revoked at the upstream
+   * (`GrantStore.revoke`, which never throws): no grant is kept for it, and no one else holds it.
+   */
+  async #deliverable(flow: Flow, event: FlowEvent): Promise<FlowEvent> {
+    const result = await this.#d.replies.deliverable(flow, event);
+    const dropped = tokenOf(event)?.refresh_token;
+    if (result !== event && dropped !== undefined) await this.#d.grants.revoke(flow.deviceId, dropped);
+    return result;
   }
 
   /** Re-derives the flow's due time from its state (the scheduler visited it and found nothing to do). */

@@ -52,12 +52,14 @@ import {
 import { ConnectLimiter } from './connect-limit.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
 import { guardFrames } from './frame-guard.ts';
+import { overLimit } from './packet-size.ts';
 import { DevicePersistence } from './persistence.ts';
 import { certificateId, tlsServerOptions } from './tls.ts';
 import type {
   DeviceRequestHandler,
   DeviceTransport,
   IncomingRequest,
+  Oversize,
   RequestLoad,
   TransportStatus,
 } from './types.ts';
@@ -95,6 +97,8 @@ export interface EmbeddedBrokerOptions extends AclPolicy {
   host: string;
   /** TCP port; 0 picks a free one (read it from {@link EmbeddedBroker.port} after `start()`) */
   port: number;
+  /** largest PUBLISH (bytes) sent to a device: replies over it are `oversize` (./packet-size.ts); default no limit */
+  maxPacketSize?: number;
   /** the demo only: when `port` is taken, try the following ports (and say which one was used) */
   portFallback?: PortFallback | undefined;
   /** the TLS listener (its files are read at start and by `reloadTls()`); port 0 picks a free one */
@@ -327,6 +331,11 @@ export class EmbeddedBroker implements DeviceTransport {
       return;
     }
     this.#accept(broker, stream, req);
+  }
+
+  oversize(deviceId: string, reply: DeviceReply): Oversize | undefined {
+    const packet = { topic: this.#o.topics.response(deviceId), payload: JSON.stringify(reply), mqtt5: false };
+    return overLimit(packet, this.#o.maxPacketSize);
   }
 
   /**

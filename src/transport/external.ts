@@ -40,12 +40,14 @@ import type { Metrics } from '../observability/metrics.ts';
 import { redactUrl } from '../observability/redact.ts';
 import { withDeadline } from './deadline.ts';
 import { MAX_IN_FLIGHT, RequestDispatcher } from './dispatcher.ts';
+import { overLimit } from './packet-size.ts';
 import { DeliverySelfCheck, SELF_CHECK_TIMEOUT_MS, isCanary } from './self-check.ts';
 import type { Topics } from './topics.ts';
 import type {
   DeviceRequestHandler,
   DeviceTransport,
   IncomingRequest,
+  Oversize,
   ReplyRoute,
   RequestLoad,
   TransportStatus,
@@ -105,6 +107,8 @@ export class ExternalBroker implements DeviceTransport {
   #attempt = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #lastError = '';
+  /** the Maximum Packet Size in the broker's last CONNACK (MQTT 5), if it sent one */
+  #maxPacket: number | undefined;
   /** the delivery self-check of the current subscription (./self-check.ts) and its outcome */
   #check: DeliverySelfCheck | undefined;
   #delivering: 'checking' | 'yes' | 'no' = 'checking';
@@ -158,6 +162,7 @@ export class ExternalBroker implements DeviceTransport {
     client.handleMessage = (packet, done) => this.#onMessage(packet, done);
     client.on('connect', (connack) => {
       this.#attempt = 0;
+      this.#maxPacket = connack.properties?.maximumPacketSize;
       const socket = client.stream as { setNoDelay?: (on: boolean) => void };
       socket.setNoDelay?.(true);
       void this.#subscribe(connack.sessionPresent);
@@ -261,7 +266,11 @@ export class ExternalBroker implements DeviceTransport {
       throw new UnavailableError('broker', 'not connected to the broker');
     }
     const target = this.#replyTarget(deviceId, route);
-    const published = client.publishAsync(target.topic, JSON.stringify(reply), {
+    const payload = JSON.stringify(reply);
+    // the broker would close the connection on it (and every retry): refuse it here instead
+    const over = this.#over(target, payload);
+    if (over !== undefined) throw new Error(`reply of ${over.size} bytes over the broker's ${over.limit}`);
+    const published = client.publishAsync(target.topic, payload, {
       qos: 1,
       retain: false,
       ...(target.correlationData !== undefined && {
@@ -270,6 +279,16 @@ export class ExternalBroker implements DeviceTransport {
     });
     const ms = this.#o.publishDeadlineMs ?? PUBLISH_DEADLINE_MS;
     await withDeadline(published, ms, () => new UnavailableError('broker', `no PUBACK within ${ms} ms`));
+  }
+
+  oversize(deviceId: string, reply: DeviceReply): Oversize | undefined {
+    return this.#over({ topic: this.#o.topics.response(deviceId) }, JSON.stringify(reply));
+  }
+
+  /** The PUBLISH size and the broker's limit when it is over it (./packet-size.ts). */
+  #over(target: ReplyRoute, payload: string): Oversize | undefined {
+    const mqtt5 = (this.#o.protocolVersion ?? 4) === 5;
+    return overLimit({ ...target, payload, mqtt5 }, this.#maxPacket);
   }
 
   /**

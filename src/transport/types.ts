@@ -45,6 +45,12 @@ export interface RequestLoad {
   detail: string;
 }
 
+/** A reply too large to send: its PUBLISH size and the limit (bytes). */
+export interface Oversize {
+  size: number;
+  limit: number;
+}
+
 export interface DeviceTransport {
   /** Starts carrying traffic; resolves once devices can connect (embedded) or the subscription is in place (external). */
   start(handler: DeviceRequestHandler): Promise<void>;
@@ -55,6 +61,11 @@ export interface DeviceTransport {
    * Rejects with `UnavailableError` when the broker is unreachable.
    */
   publish(deviceId: string, reply: DeviceReply, route?: ReplyRoute): Promise<void>;
+  /**
+   * The reply's PUBLISH size and the packet limit it exceeds on `deviceId`'s `res`, or `undefined` when it fits; a
+   * transport that knows no limit omits this (./packet-size.ts).
+   */
+  oversize?(deviceId: string, reply: DeviceReply): Oversize | undefined;
   status(): TransportStatus;
   /** How busy request handling is; before `start()`, idle. */
   load(): RequestLoad;

@@ -9,7 +9,13 @@ describe('loadConfig', () => {
   it('gives the documented defaults with an empty environment (demo)', () => {
     const c = loadConfig({});
     expect(c.http).toEqual({ host: '127.0.0.1', port: 8080 });
-    expect(c.mqtt).toEqual({ kind: 'embedded', host: '127.0.0.1', port: 1883, portIsDefault: true });
+    expect(c.mqtt).toEqual({
+      kind: 'embedded',
+      host: '127.0.0.1',
+      port: 1883,
+      portIsDefault: true,
+      maxPacketSize: 262_144,
+    });
     expect(c.topicPrefix).toBe('devicegate/v1');
     expect(c.upstream).toBeUndefined();
     expect(c.mode).toBe('authorization_code');
