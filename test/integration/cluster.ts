@@ -96,7 +96,8 @@ const TLS_LISTENER_KEYS = new Set(['cafile', 'certfile', 'keyfile', 'tls_version
 export async function shippedTlsListener(port: number, certDir: string): Promise<string[]> {
   const text = await readFile(path.join(DEPLOY_DIR, 'mosquitto.conf'), 'utf8');
   const lines = text.split('\n').map((l) => l.trim());
-  if (!lines.includes('listener 8883')) throw new Error('deploy/mosquitto/mosquitto.conf has no `listener 8883`');
+  if (!lines.includes('listener 8883'))
+    throw new Error('deploy/mosquitto/mosquitto.conf has no `listener 8883`');
   const tls = lines
     .filter((l) => TLS_LISTENER_KEYS.has(l.split(/\s+/, 1)[0]!))
     .map((l) => l.replaceAll('/mosquitto/certs', certDir));

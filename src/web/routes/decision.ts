@@ -31,10 +31,12 @@ export function decisionRoute(scope: PageScope, ctx: PageContext): void {
       const code = req.body.user_code ?? '';
       const scanned = await scannedFlow(ctx, code, req.body.k);
       const attempt = scanned === undefined ? await beginEntry(ctx, req.ip) : UNCOUNTED;
-      const target = await decide(ctx, req.body.decision, code, sid, scanned, req.ip).catch(async (err: unknown) => {
-        await attempt.succeeded().catch(() => undefined);
-        throw err;
-      });
+      const target = await decide(ctx, req.body.decision, code, sid, scanned, req.ip).catch(
+        async (err: unknown) => {
+          await attempt.succeeded().catch(() => undefined);
+          throw err;
+        },
+      );
       if (target === undefined) return notUsable(ctx, req, reply, sid, code);
       await attempt.succeeded();
       return reply.redirect(target, 303);
