@@ -462,6 +462,15 @@ describe('Mosquitto restarts while a device sends a new request', () => {
       const codes = new Set(received.filter((r) => r['rid'] === 'r1').map((r) => r['user_code']));
       expect(codes).toEqual(new Set([pending!['user_code']]));
       measured.push(`Mosquitto restart: the device sent its new request ${sent} time(s) before the answer`);
+      // end the flow, so that its polls do not run on into the later tests
+      await client.publishAsync(`${PREFIX}/tv-broker-resend/req/cancel`, JSON.stringify({ rid: 'r1' }), {
+        qos: 1,
+      });
+      await waitFor(
+        () => received.find((r) => r['rid'] === 'r1' && r['status'] === 'error'),
+        5000,
+        'the cancel answered',
+      );
     } finally {
       await client.endAsync(true);
     }
@@ -553,10 +562,10 @@ describe('an instance paused after taking a lease and reading the flow, before i
         );
         const a = await tv.waitForReply({ rid: 'r1', status: 'authorized' }, { timeoutMs: 4 * LEASE_MS });
         await waitFor(
-          async () => (await redis.zcard('devicegate:sched')) === 0,
-          // generous: a loaded machine delays the takeover's final write and its unschedule
-          6 * LEASE_MS,
-          'nothing scheduled',
+          // this flow's entry (`<deviceId>/<rid>`): earlier tests may leave flows of their own pending
+          async () => (await redis.zscore('devicegate:sched', 'tv-paused/r1')) === null,
+          2 * LEASE_MS,
+          'the flow unscheduled',
         );
         const requestsBefore = upstream.tokenRequests.length;
 

@@ -54,6 +54,7 @@ describe('DEVICEGATE_MQTT_TLS_*', () => {
     const c = loadConfig(tls());
     expect(c.mqtt).toEqual({
       kind: 'embedded',
+      maxPacketSize: 262_144,
       host: '127.0.0.1',
       port: 1883,
       portIsDefault: true,
