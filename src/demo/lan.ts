@@ -19,6 +19,8 @@ export interface DemoAddressSettings {
   readonly publicUrl: string | undefined;
   /** `DEVICEGATE_DEMO_LAN`: false keeps the demo on localhost */
   readonly lan: boolean;
+  /** `DEVICEGATE_HTTP_PORT`: 0 leaves no port for the advertised URL before the server is bound */
+  readonly httpPort: number;
 }
 
 type Interfaces = Readonly<Record<string, readonly NetworkInterfaceInfo[] | undefined>>;
@@ -31,6 +33,7 @@ type Interfaces = Readonly<Record<string, readonly NetworkInterfaceInfo[] | unde
 export function chooseDemoAddress(interfaces: Interfaces, s: DemoAddressSettings): DemoAddress {
   if (s.publicUrl !== undefined) return local('DEVICEGATE_PUBLIC_URL is set', new URL(s.publicUrl).hostname);
   if (!s.lan) return local('DEVICEGATE_DEMO_LAN=false');
+  if (s.httpPort === 0) return local('DEVICEGATE_HTTP_PORT=0: a LAN URL needs the port before it is bound');
   const candidates = Object.entries(interfaces).flatMap(([name, infos]) =>
     (infos ?? [])
       .filter((i) => i.family === 'IPv4' && !i.internal && !i.address.startsWith('169.254.'))

@@ -33,6 +33,7 @@ export function demoConfig(config: Config, log: Logger): { config: Config; addre
   const address = chooseDemoAddress(networkInterfaces(), {
     publicUrl: config.publicUrl,
     lan: config.demoLan,
+    httpPort: config.http.port,
   });
   log.info({ host: address.host, lan: address.lan }, `demo address ${address.host}: ${address.reason}`);
   if (!address.lan) return { config, address };

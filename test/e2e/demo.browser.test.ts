@@ -59,7 +59,12 @@ afterAll(async () => {
  * the whole flow below then runs through that address as a phone on the same network would; else localhost, which
  * the same flow then proves as the fallback. No second machine, but the real interfaces and no loopback on the way.
  */
-const address = chooseDemoAddress(networkInterfaces(), { publicUrl: undefined, lan: true });
+const address = chooseDemoAddress(networkInterfaces(), {
+  publicUrl: undefined,
+  lan: true,
+  // the test's HTTP port is a free one, never 0
+  httpPort: 8080,
+});
 
 describe('the demo of the README', () => {
   it(`npm start, npm run sim -- --id tv-1, approve in the browser at ${address.host}: the simulated device prints Authorized`, async () => {

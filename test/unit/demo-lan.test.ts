@@ -26,7 +26,7 @@ function v6(address: string): NetworkInterfaceInfo {
     scopeid: 0,
   };
 }
-const on = { publicUrl: undefined, lan: true };
+const on = { publicUrl: undefined, lan: true, httpPort: 8080 };
 const lo = { lo: [v4('127.0.0.1', true)] };
 
 describe('chooseDemoAddress', () => {
@@ -67,14 +67,21 @@ describe('chooseDemoAddress', () => {
 
   it('DEVICEGATE_PUBLIC_URL wins, and DEVICEGATE_DEMO_LAN=false keeps localhost', () => {
     const ifs = { eth0: [v4('192.168.1.23')] };
-    expect(chooseDemoAddress(ifs, { publicUrl: 'https://gw.example', lan: true })).toEqual({
+    expect(chooseDemoAddress(ifs, { ...on, publicUrl: 'https://gw.example' })).toEqual({
       host: 'gw.example',
       lan: false,
       reason: 'DEVICEGATE_PUBLIC_URL is set',
     });
-    expect(chooseDemoAddress(ifs, { publicUrl: undefined, lan: false })).toMatchObject({
+    expect(chooseDemoAddress(ifs, { ...on, lan: false })).toMatchObject({
       lan: false,
       reason: 'DEVICEGATE_DEMO_LAN=false',
+    });
+  });
+  it('stays on localhost with DEVICEGATE_HTTP_PORT=0, whose URL is only known once bound', () => {
+    expect(chooseDemoAddress({ eth0: [v4('192.168.1.23')] }, { ...on, httpPort: 0 })).toEqual({
+      host: 'localhost',
+      lan: false,
+      reason: 'DEVICEGATE_HTTP_PORT=0: a LAN URL needs the port before it is bound',
     });
   });
 });
@@ -91,7 +98,7 @@ describe('demoConfig', () => {
 
   it("binds and advertises this machine's LAN address when it has one, else stays as configured", () => {
     const config = loadConfig({});
-    const expected = chooseDemoAddress(networkInterfaces(), { publicUrl: undefined, lan: true });
+    const expected = chooseDemoAddress(networkInterfaces(), on);
     const out = demoConfig(config, capturingLogger([]));
     expect(out.address).toEqual(expected);
     if (expected.lan) {
