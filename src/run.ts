@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { banner } from './cli/banner.ts';
 import type { Config } from './config/index.ts';
 import { DEMO_DEVICE_KEY } from './core/crypto.ts';
-import { type Demo, startDemo } from './demo/launch.ts';
+import { type Demo, demoConfig, startDemo } from './demo/launch.ts';
 import { removeDemoState, writeDemoState } from './demo/state.ts';
 import { type Gateway, buildGateway } from './gateway/index.ts';
 import { publicUrlOf } from './gateway/wiring.ts';
@@ -18,9 +18,11 @@ export interface Running {
   close(): Promise<void>;
 }
 
-export async function run(config: Config, log: Logger): Promise<Running> {
+export async function run(configured: Config, log: Logger): Promise<Running> {
+  const onNetwork = configured.upstream === undefined ? demoConfig(configured, log) : undefined;
+  const config = onNetwork?.config ?? configured;
   const demo: Demo | undefined =
-    config.upstream === undefined ? await startDemo(config, publicUrlOf(config), log) : undefined;
+    onNetwork === undefined ? undefined : await startDemo(config, publicUrlOf(config), log);
   const gateway = buildGateway(config, {
     log,
     ...(demo !== undefined && { upstream: demo.upstream, mqttPortFallback: demo.mqttPortFallback }),
@@ -40,7 +42,10 @@ export async function run(config: Config, log: Logger): Promise<Running> {
     }
     return {
       gateway,
-      banner: demo === undefined ? undefined : banner(gateway, at, demo),
+      banner:
+        demo === undefined || onNetwork === undefined
+          ? undefined
+          : banner(gateway, at, demo, onNetwork.address),
       async close() {
         await gateway.close();
         if (demo !== undefined) {

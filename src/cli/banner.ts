@@ -1,8 +1,9 @@
 /** What `npm start` prints in the demo (to stderr): where everything listens and how to try it. */
 import type { Demo } from '../demo/launch.ts';
+import type { DemoAddress } from '../demo/lan.ts';
 import type { Addresses, Gateway } from '../gateway/index.ts';
 
-export function banner(g: Gateway, at: Addresses, demo: Demo): string {
+export function banner(g: Gateway, at: Addresses, demo: Demo, address: DemoAddress): string {
   const lines = [
     '',
     '  devicegate is running',
@@ -19,13 +20,14 @@ export function banner(g: Gateway, at: Addresses, demo: Demo): string {
     '  ************************************************************************',
     '',
     `  demo user          ${demo.idp.username} / ${demo.idp.password}`,
+    `  address            ${address.host}: ${address.reason}`,
     ...demo.moves.map((m) => `  note               ${m}`),
     '',
     '  Try it: in a second terminal run',
     '',
     '      npm run sim -- --id tv-1',
     '',
-    '  then open the URL it prints, enter the code, and sign in as the demo user.',
+    `  then open the URL it prints (or scan its QR code${address.lan ? ' with a phone on this network' : ''}) and sign in as the demo user.`,
     '',
   ];
   return `${lines.join('\n')}\n`;

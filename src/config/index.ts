@@ -119,6 +119,8 @@ export interface Config {
   readonly grantTtlSeconds: number;
   readonly leaseMs: number;
   readonly demoPort: number;
+  /** the demo advertises and binds a LAN address (src/demo/lan.ts) */
+  readonly demoLan: boolean;
   /** fastify `trustProxy`: a hop count, or addresses/CIDRs; undefined = X-Forwarded-For ignored */
   readonly trustProxy?: number | string;
   /** the bridge-mode page's limits on failed code entries (RFC 8628 §5.1), derived in src/core/limits.ts */
@@ -212,6 +214,7 @@ function buildConfig(e: Env, picked: Readonly<Record<string, string>>): Config {
     grantTtlSeconds: e.DEVICEGATE_GRANT_TTL,
     leaseMs: e.DEVICEGATE_LEASE_MS,
     demoPort: e.DEVICEGATE_DEMO_PORT,
+    demoLan: e.DEVICEGATE_DEMO_LAN,
     ...(e.DEVICEGATE_TRUST_PROXY !== undefined && { trustProxy: trustProxy(e.DEVICEGATE_TRUST_PROXY) }),
     codeEntryLimits: codeEntryLimits({
       ttlSeconds: e.DEVICEGATE_CODE_TTL,

@@ -305,6 +305,10 @@ const entries = {
     schema: port.default(8081),
     doc: 'Port of the built-in demo identity provider (only when no upstream is configured); 0 picks one.',
   },
+  DEVICEGATE_DEMO_LAN: {
+    schema: bool.default(true),
+    doc: 'Demo only: advertise (and bind) the first LAN IPv4 address of this machine, so that a phone on the same network can open the page, the QR code and the demo identity provider. `false` keeps the demo on localhost (so does `DEVICEGATE_HTTP_PORT=0`); `DEVICEGATE_PUBLIC_URL` always wins. Configured gateways never do this.',
+  },
   DEVICEGATE_LOG_LEVEL: {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     doc: 'Log level. Tokens, device codes, user codes and secrets are never logged at any level.',

@@ -3,10 +3,12 @@
  * built-in identity provider beside the gateway and points the gateway at it. Demo ports may move when their default
  * is taken (this machine's own Mosquitto holds 1883, for one); every move is said out loud.
  */
+import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
 import type { PortFallback } from '../net/listen.ts';
 import { type DemoIdp, startDemoIdp } from './idp.ts';
+import { type DemoAddress, chooseDemoAddress } from './lan.ts';
 
 /** How many ports after a taken default the demo tries. */
 const FALLBACK_TRIES = 10;
@@ -20,6 +22,30 @@ export interface Demo {
   /** what moved where, for the banner */
   readonly moves: readonly string[];
   close(): Promise<void>;
+}
+
+/**
+ * The demo's config: on a LAN address (./lan.ts) the HTTP server, the demo identity provider (which binds the HTTP
+ * host) and the embedded broker bind it, and the public URL names it, so the page, the QR code and the identity
+ * provider's issuer all work from a phone on the same network. Says which address and why in one log line.
+ */
+export function demoConfig(config: Config, log: Logger): { config: Config; address: DemoAddress } {
+  const address = chooseDemoAddress(networkInterfaces(), {
+    publicUrl: config.publicUrl,
+    lan: config.demoLan,
+    httpPort: config.http.port,
+  });
+  log.info({ host: address.host, lan: address.lan }, `demo address ${address.host}: ${address.reason}`);
+  if (!address.lan) return { config, address };
+  return {
+    address,
+    config: {
+      ...config,
+      publicUrl: `http://${address.host}:${config.http.port}`,
+      http: { ...config.http, host: address.host },
+      mqtt: config.mqtt.kind === 'embedded' ? { ...config.mqtt, host: address.host } : config.mqtt,
+    },
+  };
 }
 
 /** Starts the demo identity provider for a gateway whose public URL will be `publicUrl`. */

@@ -56,6 +56,7 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
   const upstreamConfig = config.upstream ?? o.upstream;
   if (upstreamConfig === undefined) throw new Error('no upstream: configure one or start the demo');
   warnAboutDemoKnobs(config, log, o.upstream !== undefined);
+
   const metrics = new Metrics();
   const keys = deriveKeys(config.secret ?? randomSecret());
   const deviceKey = config.deviceKey ?? DEMO_DEVICE_KEY;
@@ -63,7 +64,8 @@ export function buildParts(config: Config, o: GatewayOverrides): Parts {
 
   const opened = openStore({ config, codec: flowCodec(keys), clock: localClock, log, redis: o.redis });
   const { store, clock } = opened;
-  const wiringDeps = { config, upstream: upstreamConfig, publicUrl, keys, clock, log, metrics };
+  const demoIdp = o.upstream !== undefined;
+  const wiringDeps = { config, upstream: upstreamConfig, demoIdp, publicUrl, keys, clock, log, metrics };
   const wiring = config.mode === 'device' ? relayWiring(wiringDeps) : bridgeWiring(wiringDeps);
   const built: BuiltTransport =
     o.transport ??

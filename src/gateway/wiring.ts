@@ -21,6 +21,8 @@ export interface WiringDeps {
   config: Config;
   /** the upstream's issuer, client id and secret (the config's, or the demo identity provider's) */
   upstream: NonNullable<Config['upstream']>;
+  /** `upstream` is the demo's own identity provider, started in this process (src/demo/launch.ts) */
+  demoIdp: boolean;
   /** the base URL people and the upstream reach the gateway at (no trailing slash) */
   publicUrl: string;
   keys: Keys;
@@ -72,13 +74,21 @@ export function upstreamOptions(d: WiringDeps): Omit<UpstreamOptions, 'mode'> {
     redirectUri: `${d.publicUrl}/oauth/callback`,
     timeoutMs: config.upstreamTimeoutMs,
     defaultIntervalSeconds: config.pollIntervalSeconds,
-    allowInsecure: allowInsecureUpstream(config, [
-      upstream.issuer,
-      ...Object.values(upstream.endpoints ?? {}),
-    ]),
+    allowInsecure:
+      demoIdpOverHttp(d) ||
+      allowInsecureUpstream(config, [upstream.issuer, ...Object.values(upstream.endpoints ?? {})]),
     clock: d.clock,
     log: d.log.child({ component: 'upstream' }),
   };
+}
+
+/**
+ * The demo's own identity provider runs in this process and is plain http; on a LAN address (src/demo/lan.ts) it is
+ * not loopback, which the rule for configured upstreams refuses. Allowed here for the demo alone, never for an
+ * upstream the environment names (and production refuses the demo at `loadConfig`).
+ */
+function demoIdpOverHttp(d: WiringDeps): boolean {
+  return d.demoIdp && !d.config.production && d.config.upstream === undefined;
 }
 
 /**

@@ -7,10 +7,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chooseDemoAddress } from '../../src/demo/lan.ts';
 import { DEMO_STATE_FILE } from '../../src/demo/state.ts';
 import { launchBrowser, phoneContext } from '../helpers/browser.ts';
 import { freePort, waitFor } from '../helpers/procs.ts';
@@ -53,8 +54,20 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/**
+ * What the demo will advertise on this machine: its LAN address when it has one (most machines here have eth0), so
+ * the whole flow below then runs through that address as a phone on the same network would; else localhost, which
+ * the same flow then proves as the fallback. No second machine, but the real interfaces and no loopback on the way.
+ */
+const address = chooseDemoAddress(networkInterfaces(), {
+  publicUrl: undefined,
+  lan: true,
+  // the test's HTTP port is a free one, never 0
+  httpPort: 8080,
+});
+
 describe('the demo of the README', () => {
-  it('npm start, npm run sim -- --id tv-1, approve in the browser: the simulated device prints Authorized', async () => {
+  it(`npm start, npm run sim -- --id tv-1, approve in the browser at ${address.host}: the simulated device prints Authorized`, async () => {
     const env = {
       DEVICEGATE_HTTP_PORT: String(await freePort()),
       DEVICEGATE_DEMO_PORT: String(await freePort()),
@@ -72,11 +85,19 @@ describe('the demo of the README', () => {
     });
     expect(gateway.out()).toContain('DEMO MODE');
     expect(gateway.out()).toContain('npm run sim -- --id tv-1');
+    // the banner says which address the demo uses and why
+    expect(gateway.out()).toContain(`address            ${address.host}: ${address.reason}`);
+    expect(gateway.out()).toContain(
+      `web                http://${address.host}:${env.DEVICEGATE_HTTP_PORT}/device`,
+    );
 
     // the simulator finds the broker and the demo key in .devicegate/demo.json, written by the gateway
     const sim = start('firmware-sim/main.ts', ['--id', 'tv-1'], {});
     const url = await waitFor(
-      () => /(http:\/\/localhost:\d+\/device\?user_code=[A-Z-]+&k=[A-Za-z0-9_-]{30})/.exec(sim.out())?.[1],
+      () =>
+        new RegExp(
+          `(http://${address.host.replaceAll('.', '\\.')}:\\d+/device\\?user_code=[A-Z-]+&k=[A-Za-z0-9_-]{30})`,
+        ).exec(sim.out())?.[1],
       20_000,
       'the URL printed by the simulated device',
     );
@@ -91,6 +112,8 @@ describe('the demo of the README', () => {
       expect(await page.locator('h1').innerText()).toBe('Is this your device?');
       expect(await page.locator('main').innerText()).toContain(code);
       await page.getByRole('button', { name: 'Approve' }).click();
+      // the sign-in page is the demo identity provider's, reached at the same address
+      expect(new URL(page.url()).hostname).toBe(address.host);
       await page.locator('#username').fill('demo');
       await page.locator('#password').fill('demo');
       await page.getByRole('button', { name: 'Sign in' }).click();

@@ -59,8 +59,8 @@ describe('credentials inside configured URLs', () => {
     let running: Running | undefined;
     try {
       running = await run(loadConfig(await env(broker.port)), capturingLogger(lines));
-      const at = `http://127.0.0.1:${running.gateway.config.http.port}`;
-      const ready = await fetch(`${at}/readyz`);
+      // the demo binds this machine's LAN address when it has one (src/demo/lan.ts)
+      const ready = await fetch(`${running.gateway.addresses.httpUrl}/readyz`);
       const readyBody = await ready.text();
       expect(ready.status).toBe(200);
       // still says where it is connected
