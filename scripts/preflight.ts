@@ -36,7 +36,9 @@ export const TOOLS: readonly Tool[] = [
   },
   { apt: 'python3-paho-mqtt', check: { kind: 'python', module: 'paho.mqtt' } },
   { apt: 'openssl', check: { kind: 'command', name: 'openssl' } },
+  // the C device example (examples/c) is built with its Makefile by test/integration/c-device.test.ts
   { apt: 'gcc', check: { kind: 'command', name: 'gcc' } },
+  { apt: 'make', check: { kind: 'command', name: 'make' } },
   { apt: 'libmosquitto-dev', check: { kind: 'file', path: '/usr/include/mosquitto.h' } },
   {
     apt: 'docker-compose',

@@ -11,6 +11,7 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
+import { audit } from '../observability/audit.ts';
 import type { FlowStore, RevocationChange, RevocationWatch } from '../store/types.ts';
 import { REVOKED } from './dispatch.ts';
 import type { GrantStore } from './grants.ts';
@@ -33,14 +34,14 @@ export class RevokedDevices {
   /** Revokes the device on every instance; returns whether it was not revoked before. */
   async revoke(deviceId: string): Promise<boolean> {
     const changed = await storeCall(() => this.#store.revokeDevice(deviceId));
-    this.#log.info({ event: 'device.revoked', deviceId }, 'device revoked');
+    audit(this.#log, 'device.revoked', { deviceId });
     return changed;
   }
 
   /** Lets the device connect and ask again; returns whether it was revoked. */
   async restore(deviceId: string): Promise<boolean> {
     const changed = await storeCall(() => this.#store.restoreDevice(deviceId));
-    this.#log.info({ event: 'device.restored', deviceId }, 'device restored');
+    audit(this.#log, 'device.restored', { deviceId });
     return changed;
   }
 
