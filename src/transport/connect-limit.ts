@@ -2,8 +2,10 @@
  * Connect flapping (issue 10: 300 CONNECTs in 1.4 s were all accepted): the embedded broker takes a CONNECT only while
  * both its client id and its remote address have attempts left. Each is a token bucket (the per-device request
  * throttle's, src/service/throttle.ts): a burst, then a steady rate; past it the CONNECT is refused with CONNACK 3
- * "server unavailable" (MQTT 3.1.1 has no "quota exceeded") before its credentials are checked, and counted as
- * `devicegate_mqtt_refused_connects_total{reason="too_many_connects"}`. Every attempt counts, refused or not.
+ * "server unavailable" (MQTT 3.1.1 has no "quota exceeded") and counted as
+ * `devicegate_mqtt_refused_connects_total{reason="too_many_connects"}`. The address's budget is charged by every
+ * attempt, before its credentials are checked; a client id's only by attempts whose credentials were good — otherwise
+ * anyone could keep a device of their choice locked out by sending CONNECTs under its id.
  */
 import { DeviceThrottle } from '../service/throttle.ts';
 
@@ -21,10 +23,13 @@ export class ConnectLimiter {
   readonly #byDevice = new DeviceThrottle({ ...CONNECTS_PER_DEVICE, maxDevices: REMEMBERED });
   readonly #byAddress = new DeviceThrottle({ ...CONNECTS_PER_ADDRESS, maxDevices: REMEMBERED });
 
-  /** Counts one CONNECT at `now` (ms); whether both its client id and its address were still within their limits. */
-  allow(clientId: string, address: string | undefined, now: number): boolean {
-    const byAddress = address === undefined ? 0 : this.#byAddress.take(address, now);
-    const byDevice = this.#byDevice.take(clientId, now);
-    return byAddress === 0 && byDevice === 0;
+  /** Counts one CONNECT from `address` at `now` (ms); whether the address was still within its limit. */
+  allowAddress(address: string | undefined, now: number): boolean {
+    return address === undefined || this.#byAddress.take(address, now) === 0;
+  }
+
+  /** Counts one authenticated CONNECT of `clientId` at `now` (ms); whether the id was still within its limit. */
+  allowDevice(clientId: string, now: number): boolean {
+    return this.#byDevice.take(clientId, now) === 0;
   }
 }

@@ -191,18 +191,18 @@ export class EmbeddedBroker implements DeviceTransport {
         done(null, true);
       },
       authenticate: (client, username, password, done) => {
-        if (!this.#connects.allow(client.id, remoteAddress(client), Date.now())) {
+        const tooMany = () => {
           this.#o.metrics.inc('devicegate_mqtt_refused_connects_total', { reason: 'too_many_connects' });
-          return done(
-            Object.assign(new Error('too many connects'), { returnCode: SERVER_UNAVAILABLE }),
-            false,
-          );
-        }
+          done(Object.assign(new Error('too many connects'), { returnCode: SERVER_UNAVAILABLE }), false);
+        };
+        if (!this.#connects.allowAddress(remoteAddress(client), Date.now())) return tooMany();
         const decision = this.#authenticate(client, username, password);
         if (!decision.allow) {
           const returnCode = CONNACK_RETURN_CODE[decision.reason];
           return done(Object.assign(new Error(decision.reason), { returnCode }), false);
         }
+        // only now: a CONNECT with bad credentials must not spend the budget of the device it names
+        if (!this.#connects.allowDevice(client.id, Date.now())) return tooMany();
         void this.#refuseRevoked(client).then((code) =>
           code === undefined
             ? done(null, true)

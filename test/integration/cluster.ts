@@ -86,7 +86,14 @@ export async function shippedMosquittoConf(): Promise<string[]> {
 }
 
 /** The settings of the shipped `listener 8883` block that belong to that listener (its TLS settings). */
-const TLS_LISTENER_KEYS = new Set(['cafile', 'certfile', 'keyfile', 'tls_version']);
+const TLS_LISTENER_KEYS = new Set([
+  'cafile',
+  'certfile',
+  'keyfile',
+  'tls_version',
+  'require_certificate',
+  'use_identity_as_username',
+]);
 
 /**
  * The shipped TLS listener with only its port and certificate directory replaced: `listener {port} 127.0.0.1`, its

@@ -55,6 +55,21 @@ const budget = (limit: { burst: number; perSecond: number }, seconds: number) =>
   limit.burst + Math.ceil(seconds * limit.perSecond) + 1;
 
 describe('connect flapping on the embedded broker', () => {
+  // first: the later tests spend this address's budget
+  it('does not let CONNECTs with bad credentials spend the budget of the device they name', async () => {
+    const codes = await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        const raw = await rawConnect(broker.port);
+        raw.send(deviceConnect('tv-victim', { key: 'not-the-fleet-key-at-all' }));
+        const connack = await raw.waitForPacket('connack', 15_000);
+        raw.destroy();
+        return connack.cmd === 'connack' ? connack.returnCode : -1;
+      }),
+    );
+    expect(new Set(codes)).toEqual(new Set([4])); // bad user name or password, never "server unavailable"
+    expect(await connectOnce('tv-victim')).toBe(0);
+  });
+
   it('refuses one client id past its budget with CONNACK 3', async () => {
     const { codes, seconds } = await burst(() => 'tv-flapping');
     const accepted = codes.filter((c) => c === 0).length;
