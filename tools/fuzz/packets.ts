@@ -5,7 +5,7 @@
  * abusive topics. Slowloris connections are made by the runner (they need time, not bytes).
  */
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import { frame, remainingLength } from '../../test/helpers/raw.ts';
+import { deviceConnect, frame, remainingLength } from '../../test/helpers/raw.ts';
 import type { Rng } from '../lib/rng.ts';
 
 export interface PacketCase {
@@ -44,16 +44,7 @@ function badLength(rng: Rng): Buffer {
 
 /** CONNECTs that must be refused: wrong protocol names and levels, reserved flag, will QoS 3, bad ids. */
 function badConnect(rng: Rng, deviceId: string): Buffer {
-  const valid = gen({
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clientId: deviceId,
-    clean: true,
-    keepalive: 30,
-    username: deviceId,
-    password: Buffer.from('wrong-password'),
-  });
+  const valid = gen(deviceConnect(deviceId, { password: 'wrong-password' }));
   const copy = Buffer.from(valid);
   switch (rng.int(0, 4)) {
     case 0:
